@@ -1,0 +1,1 @@
+//! Pure Raft decisions: no clock, thread or I/O inside.

@@ -1,0 +1,20 @@
+//! rmqraft: embeddable replicated commitlog groups.
+//!
+//! A process opens one [`Engine`] (listeners, the flusher) and any number of [`Group`]
+//! members on it. Each group elects a leader with Raft and replicates every append to its
+//! peers over TCP. See `DESIGN.md`-style notes in README.md and docs/.
+
+pub mod config;
+pub mod core;
+mod engine;
+pub mod error;
+pub mod ffi;
+mod group;
+pub mod net;
+pub mod store;
+pub mod types;
+
+pub use config::{EngineConfig, FlushDiskType, GroupConfig};
+pub use engine::{AppendCallback, Engine, Group, RoleListener};
+pub use error::{Error, ErrorKind, Result};
+pub use types::{Entry, EntryKind, EntryMeta, GroupStatus, Role};
