@@ -76,7 +76,11 @@ pub struct LogStore {}
 impl LogStore {
     /// Opens (creating if needed) the store, takes its lock file (another open of the
     /// same dir, in this or another process, fails with `ErrorKind::Exists`), and recovers.
-    pub fn open(opts: StoreOptions, flusher: &Flusher, on_flushed: FlushedCallback) -> Result<(LogStore, Recovery)> {
+    pub fn open(
+        opts: StoreOptions,
+        flusher: &Flusher,
+        on_flushed: FlushedCallback,
+    ) -> Result<(LogStore, Recovery)> {
         todo!()
     }
     /// First retained index; `last_index() + 1` when empty.
@@ -127,7 +131,11 @@ impl LogStore {
     }
     /// Deletes full segments older than `fileReservedTime` hours whose entries all lie
     /// below `keep_from_index`; returns how many were deleted.
-    pub fn apply_retention(&mut self, file_reserved_hours: u64, keep_from_index: u64) -> Result<usize> {
+    pub fn apply_retention(
+        &mut self,
+        file_reserved_hours: u64,
+        keep_from_index: u64,
+    ) -> Result<usize> {
         todo!()
     }
     /// Flushes, stops using the flusher and releases the lock file.
