@@ -96,6 +96,8 @@ pub struct GroupConfig {
     pub file_reserved_hours: u64,
     /// `maxLeadershipTransferWaitIndex`: a transferee further behind is refused.
     pub transfer_lag_entries_max: u64,
+    /// `maxWaitAckTimeMs`: an async append not committed by then completes with `Timeout`.
+    pub append_wait_ms_max: u64,
 }
 
 impl GroupConfig {
@@ -162,6 +164,7 @@ const GROUP_KEYS: &[&str] = &[
     "deleteWhen",
     "fileReservedTime",
     "maxLeadershipTransferWaitIndex",
+    "maxWaitAckTimeMs",
 ];
 
 struct Props {
@@ -393,6 +396,7 @@ impl GroupConfig {
                 0,
                 u64::MAX,
             )?,
+            append_wait_ms_max: props.number("maxWaitAckTimeMs", 5000, 1, 3_600_000)?,
         };
         if u64::from(config.entry_size_bytes_max) + 4096 > config.segment_size_bytes {
             return Err(Error::config(format!(

@@ -138,6 +138,11 @@ impl LogStore {
     ) -> Result<usize> {
         todo!()
     }
+    /// Flushes, stops using the flusher and releases the lock file; later calls fail
+    /// with `Closed`. Idempotent.
+    pub fn shutdown(&mut self) -> Result<()> {
+        todo!()
+    }
     /// Flushes, stops using the flusher and releases the lock file.
     pub fn close(self) -> Result<()> {
         todo!()
