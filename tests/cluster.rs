@@ -12,7 +12,13 @@ use std::time::Duration;
 
 /// Appends `count` entries through `group` with up to `window` in flight; returns the
 /// acknowledged (index -> seq) map.
-fn pipelined_appends(group: &Group, first_seq: u64, count: u64, size: usize, window: usize) -> BTreeMap<u64, u64> {
+fn pipelined_appends(
+    group: &Group,
+    first_seq: u64,
+    count: u64,
+    size: usize,
+    window: usize,
+) -> BTreeMap<u64, u64> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut acked = BTreeMap::new();
     let mut in_flight = 0usize;
@@ -22,7 +28,10 @@ fn pipelined_appends(group: &Group, first_seq: u64, count: u64, size: usize, win
             let tx = tx.clone();
             let this = seq;
             group
-                .append_async(&body(seq, size), Box::new(move |r| tx.send((this, r)).unwrap()))
+                .append_async(
+                    &body(seq, size),
+                    Box::new(move |r| tx.send((this, r)).unwrap()),
+                )
                 .expect("append_async accepted");
             in_flight += 1;
             seq += 1;
@@ -38,9 +47,15 @@ fn pipelined_appends(group: &Group, first_seq: u64, count: u64, size: usize, win
 fn assert_reads(cluster: &Cluster, member: usize, acked: &BTreeMap<u64, u64>, size: usize) {
     let group = cluster.group(member);
     for (&index, &seq) in acked {
-        let (data, meta) = group.read(index).unwrap_or_else(|e| panic!("member {member} read {index}: {e}"));
+        let (data, meta) = group
+            .read(index)
+            .unwrap_or_else(|e| panic!("member {member} read {index}: {e}"));
         assert_eq!(meta.index, index);
-        assert_eq!(&data[..], &body(seq, size)[..], "member {member} entry {index}");
+        assert_eq!(
+            &data[..],
+            &body(seq, size)[..],
+            "member {member} entry {index}"
+        );
     }
 }
 
@@ -49,7 +64,10 @@ fn three_members_elect_exactly_one_leader() {
     let cluster = Cluster::start(3, "");
     let leader = cluster.wait_leader();
     let statuses: Vec<_> = (0..3).map(|i| cluster.status(i).unwrap()).collect();
-    assert_eq!(statuses.iter().filter(|s| s.role == Role::Leader).count(), 1);
+    assert_eq!(
+        statuses.iter().filter(|s| s.role == Role::Leader).count(),
+        1
+    );
     for (i, s) in statuses.iter().enumerate() {
         assert_eq!(s.self_peer, i as i32);
         assert_eq!(s.leader_peer, leader as i32);
@@ -61,9 +79,16 @@ fn three_members_elect_exactly_one_leader() {
     assert!(meta.index >= 2, "the no-op entry comes first: {meta:?}");
     assert_eq!(meta.term, statuses[leader].term);
     let follower = (leader + 1) % 3;
-    let err = cluster.group(follower).append(b"x", Duration::from_secs(1)).unwrap_err();
+    let err = cluster
+        .group(follower)
+        .append(b"x", Duration::from_secs(1))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotLeader);
-    assert!(err.message().contains(&format!("n{leader}")), "names the leader: {}", err.message());
+    assert!(
+        err.message().contains(&format!("n{leader}")),
+        "names the leader: {}",
+        err.message()
+    );
 }
 
 #[test]
@@ -81,8 +106,13 @@ fn ten_thousand_entries_replicate_to_every_member() {
         assert_eq!(s.first_index, 1);
     }
     // Segments are 1 MiB: 12k entries of 200 bytes roll over several files.
-    let segments = std::fs::read_dir(cluster.member_dir(0).join("data")).unwrap().count();
-    assert!(segments >= 3, "expected several segment files, found {segments}");
+    let segments = std::fs::read_dir(cluster.member_dir(0).join("data"))
+        .unwrap()
+        .count();
+    assert!(
+        segments >= 3,
+        "expected several segment files, found {segments}"
+    );
 }
 
 #[test]
@@ -96,7 +126,11 @@ fn async_flush_group_replicates_and_reads_back() {
     }
     // Within the flush interval everything is durable everywhere.
     let last = *acked.keys().last().unwrap();
-    wait_for("async flush to catch up", || (0..3).all(|i| cluster.status(i).unwrap().flushed_index >= last).then_some(()));
+    wait_for("async flush to catch up", || {
+        (0..3)
+            .all(|i| cluster.status(i).unwrap().flushed_index >= last)
+            .then_some(())
+    });
 }
 
 #[test]
@@ -138,7 +172,10 @@ fn a_divergent_uncommitted_suffix_is_truncated_and_repaired() {
     }
     let divergent_last = cluster.status(old_leader).unwrap().last_index;
     cluster.stop(old_leader);
-    assert!(failures.lock().unwrap().iter().all(|r| r.is_err()), "nothing uncommitted was acknowledged");
+    assert!(
+        failures.lock().unwrap().iter().all(|r| r.is_err()),
+        "nothing uncommitted was acknowledged"
+    );
     for f in &followers {
         cluster.restart(*f);
     }
@@ -150,7 +187,10 @@ fn a_divergent_uncommitted_suffix_is_truncated_and_repaired() {
         acked.insert(meta.index, seq);
     }
     let last = *acked.keys().last().unwrap();
-    assert!(last > divergent_last, "the new leader's log must overwrite the divergent suffix");
+    assert!(
+        last > divergent_last,
+        "the new leader's log must overwrite the divergent suffix"
+    );
     cluster.restart(old_leader);
     cluster.wait_committed(last);
     for i in 0..3 {
@@ -162,7 +202,11 @@ fn a_divergent_uncommitted_suffix_is_truncated_and_repaired() {
     for index in 1..=last {
         let reference = cluster.group(new_leader).read(index).unwrap();
         for i in 0..3 {
-            assert_eq!(cluster.group(i).read(index).unwrap(), reference, "member {i} index {index}");
+            assert_eq!(
+                cluster.group(i).read(index).unwrap(),
+                reference,
+                "member {i} index {index}"
+            );
         }
     }
 }
@@ -183,7 +227,11 @@ fn the_leader_closed_mid_load_loses_nothing_acknowledged() {
             while !stop.load(Ordering::Acquire) && attempts < 200_000 {
                 attempts += 1;
                 let c = cluster.lock().unwrap();
-                let leader = c.running().into_iter().find(|i| c.status(*i).map(|s| s.role == Role::Leader).unwrap_or(false));
+                let leader = c.running().into_iter().find(|i| {
+                    c.status(*i)
+                        .map(|s| s.role == Role::Leader)
+                        .unwrap_or(false)
+                });
                 let Some(leader) = leader else {
                     drop(c);
                     std::thread::sleep(Duration::from_millis(2));
@@ -191,9 +239,12 @@ fn the_leader_closed_mid_load_loses_nothing_acknowledged() {
                 };
                 let (tx, rx) = crossbeam_channel::bounded(1);
                 let data = body(seq, 128);
-                let accepted = c.group(leader).append_async(&data, Box::new(move |r| {
-                    let _ = tx.send(r);
-                }));
+                let accepted = c.group(leader).append_async(
+                    &data,
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                );
                 drop(c);
                 if accepted.is_err() {
                     continue;
@@ -208,18 +259,26 @@ fn the_leader_closed_mid_load_loses_nothing_acknowledged() {
             }
         })
     };
-    wait_for("some appends acknowledged", || (acked.lock().unwrap().len() >= 300).then_some(()));
+    wait_for("some appends acknowledged", || {
+        (acked.lock().unwrap().len() >= 300).then_some(())
+    });
     let before = acked.lock().unwrap().len();
     cluster.lock().unwrap().stop(first_leader);
     let new_leader = {
         let c = cluster.lock().unwrap();
         wait_for("a new leader", || {
             let running = c.running();
-            running.into_iter().find(|i| c.status(*i).map(|s| s.role == Role::Leader).unwrap_or(false))
+            running.into_iter().find(|i| {
+                c.status(*i)
+                    .map(|s| s.role == Role::Leader)
+                    .unwrap_or(false)
+            })
         })
     };
     assert_ne!(new_leader, first_leader);
-    wait_for("appends acknowledged by the new leader", || (acked.lock().unwrap().len() >= before + 300).then_some(()));
+    wait_for("appends acknowledged by the new leader", || {
+        (acked.lock().unwrap().len() >= before + 300).then_some(())
+    });
     stop.store(true, Ordering::Release);
     loader.join().unwrap();
     let mut c = cluster.lock().unwrap();
@@ -261,7 +320,13 @@ fn a_whole_group_restarted_from_disk_keeps_every_committed_entry() {
 fn segment_of(cluster: &Cluster, member: usize, meta: &EntryMeta) -> (std::path::PathBuf, u64) {
     let segment_size = 1_048_576u64;
     let start = meta.pos / segment_size * segment_size;
-    (cluster.member_dir(member).join("data").join(format!("{start:020}")), meta.pos - start)
+    (
+        cluster
+            .member_dir(member)
+            .join("data")
+            .join(format!("{start:020}")),
+        meta.pos - start,
+    )
 }
 
 #[test]
@@ -281,7 +346,10 @@ fn a_flipped_byte_in_a_follower_segment_is_detected_and_repaired_from_peers() {
     std::fs::write(&path, &bytes).unwrap();
     cluster.restart(victim);
     let reopened = cluster.status(victim).unwrap();
-    assert!(reopened.last_index < target_index, "entries from the corrupt one on are cut: {reopened:?}");
+    assert!(
+        reopened.last_index < target_index,
+        "entries from the corrupt one on are cut: {reopened:?}"
+    );
     cluster.wait_committed(last);
     assert_reads(&cluster, victim, &acked, 400);
 }
@@ -318,12 +386,22 @@ fn two_groups_share_one_port_per_engine() {
     let mut groups: Vec<Vec<Group>> = Vec::new();
     for name in ["GroupA", "GroupB"] {
         let dir = root.path().join(name);
-        groups.push((0..3).map(|i| engines[i].open_group(&group_props(name, &ports, i, &dir, "")).unwrap()).collect());
+        groups.push(
+            (0..3)
+                .map(|i| {
+                    engines[i]
+                        .open_group(&group_props(name, &ports, i, &dir, ""))
+                        .unwrap()
+                })
+                .collect(),
+        );
     }
     let mut leaders = Vec::new();
     for members in &groups {
         let leader = wait_for("a leader in each group", || {
-            members.iter().position(|g| g.status().map(|s| s.role == Role::Leader).unwrap_or(false))
+            members
+                .iter()
+                .position(|g| g.status().map(|s| s.role == Role::Leader).unwrap_or(false))
         });
         leaders.push(leader);
     }
@@ -331,10 +409,22 @@ fn two_groups_share_one_port_per_engine() {
         let mut metas = Vec::new();
         for seq in 0..200 {
             let data = format!("{gi}-{seq}");
-            metas.push((wait_for("append", || members[leaders[gi]].append(data.as_bytes(), Duration::from_secs(5)).ok()), data));
+            metas.push((
+                wait_for("append", || {
+                    members[leaders[gi]]
+                        .append(data.as_bytes(), Duration::from_secs(5))
+                        .ok()
+                }),
+                data,
+            ));
         }
         let last = metas.last().unwrap().0.index;
-        wait_for("commit everywhere", || members.iter().all(|g| g.status().unwrap().commit_index >= last).then_some(()));
+        wait_for("commit everywhere", || {
+            members
+                .iter()
+                .all(|g| g.status().unwrap().commit_index >= last)
+                .then_some(())
+        });
         for g in members {
             for (meta, data) in &metas {
                 assert_eq!(&g.read(meta.index).unwrap().0[..], data.as_bytes());
@@ -342,7 +432,16 @@ fn two_groups_share_one_port_per_engine() {
         }
     }
     // Opening the same member twice is refused.
-    let dup = engines[0].open_group(&group_props("GroupA", &ports, 0, &root.path().join("GroupA"), "")).err().unwrap();
+    let dup = engines[0]
+        .open_group(&group_props(
+            "GroupA",
+            &ports,
+            0,
+            &root.path().join("GroupA"),
+            "",
+        ))
+        .err()
+        .unwrap();
     assert_eq!(dup.kind(), ErrorKind::Exists);
     drop(groups);
     for e in &engines {
@@ -359,19 +458,37 @@ fn leadership_transfer_and_role_listener() {
     let sink = Arc::clone(&events);
     cluster
         .group(target)
-        .set_role_listener(Some(Box::new(move |role, term, leader| sink.lock().unwrap().push((role, term, leader)))))
+        .set_role_listener(Some(Box::new(move |role, term, leader| {
+            sink.lock().unwrap().push((role, term, leader))
+        })))
         .unwrap();
-    wait_for("the current role first", || (!events.lock().unwrap().is_empty()).then_some(()));
+    wait_for("the current role first", || {
+        (!events.lock().unwrap().is_empty()).then_some(())
+    });
     assert_eq!(events.lock().unwrap()[0].0, Role::Follower);
     cluster.append(b"before transfer");
-    cluster.group(leader).transfer_leadership(&format!("n{target}"), Duration::from_secs(10)).unwrap();
+    cluster
+        .group(leader)
+        .transfer_leadership(&format!("n{target}"), Duration::from_secs(10))
+        .unwrap();
     assert_eq!(cluster.wait_leader(), target);
     wait_for("the listener to see leadership", || {
-        events.lock().unwrap().iter().any(|(r, _, l)| *r == Role::Leader && *l == target as i32).then_some(())
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(r, _, l)| *r == Role::Leader && *l == target as i32)
+            .then_some(())
     });
-    let meta = cluster.group(target).append(b"after transfer", Duration::from_secs(5)).unwrap();
+    let meta = cluster
+        .group(target)
+        .append(b"after transfer", Duration::from_secs(5))
+        .unwrap();
     cluster.wait_committed(meta.index);
-    let err = cluster.group(leader).transfer_leadership("n9", Duration::from_secs(1)).unwrap_err();
+    let err = cluster
+        .group(leader)
+        .transfer_leadership("n9", Duration::from_secs(1))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 
@@ -382,16 +499,38 @@ fn closed_handles_refuse_and_the_store_lock_is_released() {
     let meta = cluster.append(b"solo");
     let (engine, group) = cluster.members[0].take().unwrap();
     group.close();
-    assert_eq!(group.append(b"x", Duration::from_secs(1)).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(
+        group
+            .append(b"x", Duration::from_secs(1))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Closed
+    );
     assert_eq!(group.status().unwrap_err().kind(), ErrorKind::Closed);
     // The lock is gone: the same store opens again in the same engine.
     let again = engine.open_group(&cluster.props(0)).unwrap();
-    wait_for("solo leader", || (again.status().unwrap().role == Role::Leader).then_some(()));
-    wait_for("commit", || (again.status().unwrap().commit_index >= meta.index).then_some(()));
+    wait_for("solo leader", || {
+        (again.status().unwrap().role == Role::Leader).then_some(())
+    });
+    wait_for("commit", || {
+        (again.status().unwrap().commit_index >= meta.index).then_some(())
+    });
     assert_eq!(&again.read(meta.index).unwrap().0[..], b"solo");
-    assert_eq!(again.append(&[], Duration::from_secs(1)).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        again
+            .append(&[], Duration::from_secs(1))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
     let big = vec![7u8; 5 << 20];
-    assert_eq!(again.append(&big, Duration::from_secs(1)).unwrap_err().kind(), ErrorKind::TooLarge);
+    assert_eq!(
+        again
+            .append(&big, Duration::from_secs(1))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TooLarge
+    );
     drop(again);
     engine.close();
 }

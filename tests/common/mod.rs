@@ -17,15 +17,31 @@ pub fn init_logging() {
 
 /// `n` ports that were free a moment ago (the listeners are held together, then closed).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0")).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 pub fn peers_string(ports: &[u16]) -> String {
-    ports.iter().enumerate().map(|(i, p)| format!("n{i}-127.0.0.1:{p}")).collect::<Vec<_>>().join(";")
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
-pub fn group_props(group: &str, ports: &[u16], self_index: usize, root: &Path, extra: &str) -> String {
+pub fn group_props(
+    group: &str,
+    ports: &[u16],
+    self_index: usize,
+    root: &Path,
+    extra: &str,
+) -> String {
     format!(
         "dLegerGroup={group}\ndLegerPeers={}\ndLegerSelfId=n{self_index}\nstorePathRootDir={}\n\
          mappedFileSizeCommitLog=1048576\n{extra}\n",
@@ -42,7 +58,10 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
@@ -116,7 +135,9 @@ impl Cluster {
     }
 
     pub fn running(&self) -> Vec<usize> {
-        (0..self.members.len()).filter(|i| self.members[*i].is_some()).collect()
+        (0..self.members.len())
+            .filter(|i| self.members[*i].is_some())
+            .collect()
     }
 
     pub fn status(&self, i: usize) -> Option<GroupStatus> {
@@ -133,7 +154,9 @@ impl Cluster {
                 return None;
             }
             let leader = leaders[0];
-            let agreed = statuses.iter().all(|s| s.leader_peer == leader.self_peer && s.term == leader.term);
+            let agreed = statuses
+                .iter()
+                .all(|s| s.leader_peer == leader.self_peer && s.term == leader.term);
             agreed.then_some(leader.self_peer as usize)
         })
     }
@@ -141,7 +164,11 @@ impl Cluster {
     /// Appends through whichever member leads, retrying while leadership moves.
     pub fn append(&self, data: &[u8]) -> rmqraft::EntryMeta {
         wait_for("an append to commit", || {
-            let leader = self.running().into_iter().find(|i| self.status(*i).map(|s| s.role == Role::Leader).unwrap_or(false))?;
+            let leader = self.running().into_iter().find(|i| {
+                self.status(*i)
+                    .map(|s| s.role == Role::Leader)
+                    .unwrap_or(false)
+            })?;
             match self.group(leader).append(data, Duration::from_secs(5)) {
                 Ok(meta) => Some(meta),
                 Err(e) if matches!(e.kind(), ErrorKind::NotLeader | ErrorKind::Closed) => None,
@@ -153,7 +180,14 @@ impl Cluster {
     /// Waits until every running member has committed at least `index`.
     pub fn wait_committed(&self, index: u64) {
         wait_for(&format!("every running member to commit {index}"), || {
-            self.running().iter().all(|i| self.status(*i).map(|s| s.commit_index >= index).unwrap_or(false)).then_some(())
+            self.running()
+                .iter()
+                .all(|i| {
+                    self.status(*i)
+                        .map(|s| s.commit_index >= index)
+                        .unwrap_or(false)
+                })
+                .then_some(())
         })
     }
 }
