@@ -424,7 +424,12 @@ fn connections_over_the_limit_are_refused() {
         Ok(_) => panic!("third connection accepted over a limit of 2"),
         Err(e) => e,
     };
-    assert!(err.message().contains("too many connections"), "{err}");
+    // The refusal says why, unless the close raced ahead of it (then a plain reset).
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(
+        err.message().contains("too many connections") || err.message().contains("reset"),
+        "{err}"
+    );
     drop(_c1);
     // Once a connection ends its slot is reused (the reader notices EOF first).
     let deadline = Instant::now() + WAIT;

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use log::{debug, info, warn};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -492,6 +492,10 @@ fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
                 &inner.cluster_name,
             ),
         );
+        // Unread input makes the close a reset, which can discard the refusal before the
+        // peer reads it; drop what already arrived.
+        let mut sink = [0u8; 512];
+        let _ = (&stream).read(&mut sink);
         return;
     }
     let handle = match stream
