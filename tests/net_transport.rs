@@ -456,3 +456,46 @@ fn thread_names() -> Vec<String> {
     }
     names
 }
+
+#[test]
+fn responder_answers_from_another_thread() {
+    let server = Transport::new(CLUSTER, FRAME_MAX);
+    let addr = server.bind(loopback()).unwrap();
+    let (tx, rx) = unbounded::<(Frame, Responder)>();
+    let deferred: Handler = Arc::new(move |frame, responder: Option<Responder>| {
+        let _ = tx.send((frame, responder.expect("client frames carry a responder")));
+    });
+    server.register("g", 0, deferred).unwrap();
+    let worker = std::thread::spawn(move || {
+        // Answer two requests in reverse order of arrival.
+        let first = rx.recv_timeout(WAIT).unwrap();
+        let second = rx.recv_timeout(WAIT).unwrap();
+        for (frame, r) in [second, first] {
+            echoing()(frame, Some(r));
+        }
+    });
+    let mut client = Client::connect(addr, CLUSTER, WAIT).unwrap();
+    let mut raw = raw_connect(addr, ConnKind::Client);
+    let mut two = Vec::new();
+    encode(&append_request("g", 0, 1, b"one"), &mut two).unwrap();
+    encode(&append_request("g", 0, 2, b"two"), &mut two).unwrap();
+    raw.write_all(&two).unwrap();
+    // Both answers come back on the raw connection, second first.
+    let mut decoder = rmqraft::net::frame::Decoder::new(FRAME_MAX);
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while ids.len() < 2 {
+        assert!(Instant::now() < deadline, "answers missing: {ids:?}");
+        assert!(
+            decoder.read_from(&mut raw).unwrap() > 0,
+            "connection closed"
+        );
+        while let Some(f) = decoder.next_frame().unwrap() {
+            ids.push(f.request_id);
+        }
+    }
+    assert_eq!(ids, vec![2, 1]);
+    worker.join().unwrap();
+    // The other client was untouched.
+    drop(client.call(append_request("g", 9, 3, b"x"), WAIT).unwrap());
+}
