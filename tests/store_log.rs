@@ -529,3 +529,47 @@ fn missing_or_corrupt_index_files_are_rebuilt() {
     let (_, rec) = open(tmp.path(), &f);
     assert!(rec.notes.is_empty(), "{:?}", rec.notes);
 }
+
+#[test]
+fn sync_under_the_mutex_the_callback_takes_does_not_deadlock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = Flusher::start(FlusherKind::Auto).unwrap();
+    let group: Arc<std::sync::Mutex<Option<LogStore>>> = Arc::new(std::sync::Mutex::new(None));
+    let calls = Arc::new(AtomicU64::new(0));
+    let (g, c) = (group.clone(), calls.clone());
+    let cb: FlushedCallback = Arc::new(move |i| {
+        let guard = g.lock().unwrap();
+        if let Some(s) = guard.as_ref() {
+            assert!(i <= s.last_index());
+        }
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    let (s, _) = LogStore::open(opts(tmp.path(), FlushDiskType::SyncFlush), &f, cb).unwrap();
+    *group.lock().unwrap() = Some(s);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let g = group.clone();
+    let worker = std::thread::spawn(move || {
+        for i in 1..=300u64 {
+            let mut guard = g.lock().unwrap();
+            let s = guard.as_mut().unwrap();
+            s.append(&entry(i, 1, 0)).unwrap();
+            if i % 3 == 0 {
+                s.sync().unwrap();
+                assert_eq!(s.flushed_index(), i);
+            }
+            if i % 50 == 0 {
+                s.truncate_suffix(i - 5).unwrap();
+                append_range(s, i - 5, i, 1, 0);
+            }
+        }
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("appends, syncs and truncations under the callback's mutex deadlocked");
+    worker.join().unwrap();
+    assert!(calls.load(Ordering::SeqCst) > 0);
+    let s = group.lock().unwrap().take().unwrap();
+    s.close().unwrap();
+    f.close();
+}

@@ -60,8 +60,6 @@ pub(crate) struct Pending {
     pub in_flight: bool,
     /// The first write or sync error; every later append fails with it.
     pub failed: Option<Error>,
-    /// `sync` asked for a flush regardless of the async interval.
-    pub force: bool,
     pub last_flush: Instant,
 }
 
@@ -350,15 +348,10 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
             }
             let ready = !p.data.is_empty() || !p.index_buf.is_empty() || p.checkpoint_dirty;
             if !ready {
-                if p.force {
-                    p.force = false;
-                    store.round_done.notify_all();
-                }
                 continue;
             }
             let due_at = p.last_flush + store.async_interval;
-            if store.sync_flush || p.force || closing || now >= due_at {
-                p.force = false;
+            if store.sync_flush || closing || now >= due_at {
                 p.in_flight = true;
                 p.last_flush = now;
                 jobs.push(take_job(store, &mut p));
@@ -649,6 +642,39 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
             }
         }
     }
+}
+
+/// Flushes everything pending of one store on the calling thread (pwritev + fdatasync),
+/// after any round of the flusher thread for it has ended. Does not call `on_flushed`:
+/// the caller may hold the lock that callback takes.
+pub(crate) fn flush_now(store: &Arc<StoreShared>) -> Result<()> {
+    let mut p = store.wait_idle(store.lock());
+    if let Some(err) = &p.failed {
+        return Err(err.clone());
+    }
+    if p.data.is_empty() && p.index_buf.is_empty() && !p.checkpoint_dirty {
+        return Ok(());
+    }
+    p.in_flight = true;
+    p.last_flush = Instant::now();
+    let job = take_job(store, &mut p);
+    drop(p);
+    let result = job.files.iter().try_for_each(write_file_sync);
+    let mut p = store.lock();
+    p.in_flight = false;
+    match &result {
+        Ok(()) => {
+            store
+                .flushed_index
+                .fetch_max(job.last_index.min(p.last_index), Ordering::AcqRel);
+        }
+        Err(err) => {
+            log::error!("store {}: flush failed: {err}", store.dir.display());
+            p.failed.get_or_insert(err.clone());
+        }
+    }
+    store.round_done.notify_all();
+    result
 }
 
 /// Writes the index header of a new segment's index file.

@@ -143,7 +143,6 @@ impl LogStore {
                 checkpoint_dirty: false,
                 in_flight: false,
                 failed: None,
-                force: false,
                 last_flush: Instant::now(),
             }),
             round_done: std::sync::Condvar::new(),
@@ -506,43 +505,14 @@ impl LogStore {
         self.shared.flushed_index.load(Ordering::Acquire)
     }
 
-    /// Blocks until everything appended so far is durable.
+    /// Blocks until everything appended so far is durable. The flush runs on the calling
+    /// thread (so it never waits for the flusher thread, which may itself be waiting for
+    /// the caller's mutex inside `on_flushed`) and does not call `on_flushed`.
     pub fn sync(&self) -> Result<()> {
         self.check_open()?;
-        self.wait_durable(self.last_index())
-    }
-
-    fn wait_durable(&self, target: u64) -> Result<()> {
-        let shared = &self.shared;
-        let mut p = shared.lock();
-        p.force = true;
-        drop(p);
-        self.flusher.notify();
-        p = shared.lock();
-        loop {
-            if let Some(err) = &p.failed {
-                return Err(err.clone());
-            }
-            let idle =
-                !p.in_flight && p.data.is_empty() && p.index_buf.is_empty() && !p.checkpoint_dirty;
-            if idle && self.flushed_index() >= target {
-                return Ok(());
-            }
-            if self.flusher.is_closed() && !p.in_flight {
-                return Err(Error::closed("flusher"));
-            }
-            p.force = true;
-            drop(p);
-            self.flusher.notify();
-            p = shared.lock();
-            if p.in_flight || p.force {
-                p = shared
-                    .round_done
-                    .wait_timeout(p, Duration::from_millis(100))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-        }
+        flusher::flush_now(&self.shared)?;
+        debug_assert!(self.flushed_index() >= self.last_index());
+        Ok(())
     }
 
     pub fn hard_state(&self) -> HardState {
@@ -666,7 +636,7 @@ impl LogStore {
         if self.lock.is_none() {
             return Ok(());
         }
-        let result = self.wait_durable(self.last_index());
+        let result = flusher::flush_now(&self.shared);
         self.shutdown();
         result
     }
