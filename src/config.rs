@@ -96,6 +96,8 @@ pub struct GroupConfig {
     pub file_reserved_hours: u64,
     /// `maxLeadershipTransferWaitIndex`: a transferee further behind is refused.
     pub transfer_lag_entries_max: u64,
+    /// `maxWaitAckTimeMs`: an async append not committed by then completes with `Timeout`.
+    pub append_wait_ms_max: u64,
 }
 
 impl GroupConfig {
@@ -162,6 +164,7 @@ const GROUP_KEYS: &[&str] = &[
     "deleteWhen",
     "fileReservedTime",
     "maxLeadershipTransferWaitIndex",
+    "maxWaitAckTimeMs",
 ];
 
 struct Props {
@@ -197,10 +200,12 @@ impl Props {
         min: T,
         max: T,
     ) -> Result<T> {
-        let Some(text) = self.get(key) else { return Ok(default) };
-        let value: T = text.parse().map_err(|_| {
-            Error::config(format!("{key}: '{text}' is not a whole number"))
-        })?;
+        let Some(text) = self.get(key) else {
+            return Ok(default);
+        };
+        let value: T = text
+            .parse()
+            .map_err(|_| Error::config(format!("{key}: '{text}' is not a whole number")))?;
         if value < min || value > max {
             return Err(Error::config(format!(
                 "{key}: {value} is out of range [{min}, {max}]"
@@ -229,11 +234,21 @@ impl EngineConfig {
                 "auto" => FlusherKind::Auto,
                 "io_uring" => FlusherKind::IoUring,
                 "pwrite" => FlusherKind::Pwrite,
-                _ => return Err(bad("rmqraftFlusher", kind, "is not one of auto, io_uring, pwrite")),
+                _ => {
+                    return Err(bad(
+                        "rmqraftFlusher",
+                        kind,
+                        "is not one of auto, io_uring, pwrite",
+                    ))
+                }
             };
         }
-        config.frame_size_bytes_max =
-            props.number("rmqraftMaxFrameSize", config.frame_size_bytes_max, 4096, 1 << 30)?;
+        config.frame_size_bytes_max = props.number(
+            "rmqraftMaxFrameSize",
+            config.frame_size_bytes_max,
+            4096,
+            1 << 30,
+        )?;
         Ok(config)
     }
 }
@@ -245,8 +260,15 @@ fn parse_peers(text: &str) -> Result<Vec<Peer>> {
             return Err(bad("dLegerPeers", item, "is not 'id-host:port'"));
         };
         let id = id.trim();
-        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(bad("dLegerPeers", item, "has an invalid peer id (letters, digits and '_', 1 to 64)"));
+        if id.is_empty()
+            || id.len() > 64
+            || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(bad(
+                "dLegerPeers",
+                item,
+                "has an invalid peer id (letters, digits and '_', 1 to 64)",
+            ));
         }
         let addr = addr
             .trim()
@@ -257,7 +279,10 @@ fn parse_peers(text: &str) -> Result<Vec<Peer>> {
         if peers.iter().any(|p| p.id == id) {
             return Err(bad("dLegerPeers", item, "repeats a peer id"));
         }
-        peers.push(Peer { id: id.to_string(), addr });
+        peers.push(Peer {
+            id: id.to_string(),
+            addr,
+        });
     }
     if peers.is_empty() {
         return Err(bad("dLegerPeers", text, "names no peer"));
@@ -270,10 +295,20 @@ fn parse_peers(text: &str) -> Result<Vec<Peer>> {
 
 fn parse_hours(text: &str) -> Result<Vec<u8>> {
     let mut hours = Vec::new();
-    for part in text.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()) {
+    for part in text
+        .split([';', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         match part.parse::<u8>() {
             Ok(h) if h < 24 => hours.push(h),
-            _ => return Err(bad("deleteWhen", text, "is not a list of hours 0-23 (e.g. '04' or '04;16')")),
+            _ => {
+                return Err(bad(
+                    "deleteWhen",
+                    text,
+                    "is not a list of hours 0-23 (e.g. '04' or '04;16')",
+                ))
+            }
         }
     }
     if hours.is_empty() {
@@ -287,18 +322,32 @@ impl GroupConfig {
         let props = Props::parse(text, GROUP_KEYS, "group")?;
         let group = props.required("dLegerGroup")?.to_string();
         if group.len() > 255 || group.chars().any(|c| c.is_control()) {
-            return Err(bad("dLegerGroup", &group, "must be 1 to 255 printable bytes"));
+            return Err(bad(
+                "dLegerGroup",
+                &group,
+                "must be 1 to 255 printable bytes",
+            ));
         }
         let peers = parse_peers(props.required("dLegerPeers")?)?;
         let self_id = props.required("dLegerSelfId")?.to_string();
         let self_index = peers.iter().position(|p| p.id == self_id).ok_or_else(|| {
-            bad("dLegerSelfId", &self_id, "is not one of the ids in dLegerPeers")
+            bad(
+                "dLegerSelfId",
+                &self_id,
+                "is not one of the ids in dLegerPeers",
+            )
         })?;
         let store_root = PathBuf::from(props.required("storePathRootDir")?);
         let flush = match props.get("flushDiskType").unwrap_or("SYNC_FLUSH") {
             "SYNC_FLUSH" => FlushDiskType::SyncFlush,
             "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
-            other => return Err(bad("flushDiskType", other, "is not SYNC_FLUSH or ASYNC_FLUSH")),
+            other => {
+                return Err(bad(
+                    "flushDiskType",
+                    other,
+                    "is not SYNC_FLUSH or ASYNC_FLUSH",
+                ))
+            }
         };
         let preferred_leader_ids: Vec<String> = props
             .get("preferredLeaderIds")
@@ -311,7 +360,11 @@ impl GroupConfig {
             .collect();
         for id in &preferred_leader_ids {
             if !peers.iter().any(|p| &p.id == id) {
-                return Err(bad("preferredLeaderIds", id, "is not one of the ids in dLegerPeers"));
+                return Err(bad(
+                    "preferredLeaderIds",
+                    id,
+                    "is not one of the ids in dLegerPeers",
+                ));
             }
         }
         let config = GroupConfig {
@@ -320,7 +373,12 @@ impl GroupConfig {
             self_id,
             self_index,
             store_root,
-            segment_size_bytes: props.number("mappedFileSizeCommitLog", 1 << 30, 64 << 10, 1 << 40)?,
+            segment_size_bytes: props.number(
+                "mappedFileSizeCommitLog",
+                1 << 30,
+                64 << 10,
+                1 << 40,
+            )?,
             flush,
             async_flush_interval_ms: props.number("flushIntervalCommitLog", 10, 1, 10_000)?,
             heartbeat_interval_ms: props.number("heartBeatTimeIntervalMs", 100, 5, 60_000)?,
@@ -332,7 +390,13 @@ impl GroupConfig {
             push_batch_bytes_max: props.number("maxPushBatchSize", 1 << 20, 4096, 64 << 20)?,
             delete_when_hours: parse_hours(props.get("deleteWhen").unwrap_or("04"))?,
             file_reserved_hours: props.number("fileReservedTime", 72, 0, 100_000)?,
-            transfer_lag_entries_max: props.number("maxLeadershipTransferWaitIndex", 1000, 0, u64::MAX)?,
+            transfer_lag_entries_max: props.number(
+                "maxLeadershipTransferWaitIndex",
+                1000,
+                0,
+                u64::MAX,
+            )?,
+            append_wait_ms_max: props.number("maxWaitAckTimeMs", 5000, 1, 3_600_000)?,
         };
         if u64::from(config.entry_size_bytes_max) + 4096 > config.segment_size_bytes {
             return Err(Error::config(format!(
@@ -354,7 +418,9 @@ mod tests {
 
     #[test]
     fn parses_a_broker_conf_with_comments_and_unknown_keys() {
-        let text = format!("# comment\n\n  brokerRole = SYNC_MASTER \n{BASE}flushDiskType = ASYNC_FLUSH\n");
+        let text = format!(
+            "# comment\n\n  brokerRole = SYNC_MASTER \n{BASE}flushDiskType = ASYNC_FLUSH\n"
+        );
         let c = GroupConfig::from_properties(&text).unwrap();
         assert_eq!(c.group, "g");
         assert_eq!(c.self_index, 1);
@@ -368,7 +434,10 @@ mod tests {
     fn bad_values_name_the_key_and_value() {
         let cases = [
             ("flushDiskType=SOMETIMES", "flushDiskType: 'SOMETIMES'"),
-            ("mappedFileSizeCommitLog=abc", "mappedFileSizeCommitLog: 'abc'"),
+            (
+                "mappedFileSizeCommitLog=abc",
+                "mappedFileSizeCommitLog: 'abc'",
+            ),
             ("heartBeatTimeIntervalMs=0", "heartBeatTimeIntervalMs: 0"),
             ("deleteWhen=25", "deleteWhen: '25'"),
             ("preferredLeaderIds=n7", "preferredLeaderIds: 'n7'"),
@@ -376,7 +445,11 @@ mod tests {
         for (line, expected) in cases {
             let err = GroupConfig::from_properties(&format!("{BASE}{line}\n")).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{line}");
-            assert!(err.message().contains(expected), "{line}: {}", err.message());
+            assert!(
+                err.message().contains(expected),
+                "{line}: {}",
+                err.message()
+            );
         }
     }
 
@@ -386,16 +459,26 @@ mod tests {
         assert!(err.message().contains("dLegerPeers"), "{}", err.message());
         let err = GroupConfig::from_properties(&BASE.replace("dLegerSelfId=n1", "dLegerSelfId=n9"))
             .unwrap_err();
-        assert!(err.message().contains("dLegerSelfId: 'n9'"), "{}", err.message());
+        assert!(
+            err.message().contains("dLegerSelfId: 'n9'"),
+            "{}",
+            err.message()
+        );
         let err = GroupConfig::from_properties(&BASE.replace("127.0.0.1:2", "nohost")).unwrap_err();
-        assert!(err.message().starts_with("dLegerPeers"), "{}", err.message());
+        assert!(
+            err.message().starts_with("dLegerPeers"),
+            "{}",
+            err.message()
+        );
         let err = GroupConfig::from_properties("no equals sign here\n").unwrap_err();
         assert!(err.message().contains("line 1"), "{}", err.message());
     }
 
     #[test]
     fn engine_keys() {
-        let c = EngineConfig::from_properties("brokerClusterName=RaftCluster\nrmqraftFlusher=pwrite\n").unwrap();
+        let c =
+            EngineConfig::from_properties("brokerClusterName=RaftCluster\nrmqraftFlusher=pwrite\n")
+                .unwrap();
         assert_eq!(c.cluster_name, "RaftCluster");
         assert_eq!(c.flusher, FlusherKind::Pwrite);
         let err = EngineConfig::from_properties("rmqraftFlusher=mmap").unwrap_err();

@@ -1,68 +1,197 @@
 //! The public API: `Engine` and `Group`.
-#![allow(unused_variables, dead_code)]
 
-use crate::error::Result;
-use crate::types::{EntryMeta, GroupStatus, Role};
+use crate::config::{EngineConfig, GroupConfig};
+use crate::error::{Error, ErrorKind, Result};
+use crate::group::Member;
+use crate::net::Transport;
+use crate::store::Flusher;
+use crate::types::{EntryMeta, GroupStatus};
 use bytes::Bytes;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Completes an async append exactly once, on a library thread.
-pub type AppendCallback = Box<dyn FnOnce(Result<EntryMeta>) + Send>;
-/// Told the role, term and leader position (-1 if unknown) at once and on every change,
-/// on a library thread.
-pub type RoleListener = Box<dyn Fn(Role, u64, i32) + Send + Sync>;
+pub use crate::group::{AppendCallback, RoleListener};
 
-pub struct Engine {}
+struct EngineInner {
+    config: EngineConfig,
+    transport: Arc<Transport>,
+    flusher: Flusher,
+    /// Open members; a member leaves this list when it closes.
+    members: Mutex<Vec<Arc<Member>>>,
+    epoch: Instant,
+    closed: AtomicBool,
+}
+
+/// One per process is typical: owns the listeners, the flusher and the groups.
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
 
 impl Engine {
     /// Opens an engine. `properties` is broker.conf text (may be empty).
     pub fn open(properties: &str) -> Result<Engine> {
-        todo!()
+        let config = EngineConfig::from_properties(properties)?;
+        let flusher = Flusher::start(config.flusher)?;
+        log::info!(
+            "engine for cluster '{}': flusher uses {}",
+            config.cluster_name,
+            flusher.mode()
+        );
+        let transport = Arc::new(Transport::new(
+            &config.cluster_name,
+            config.frame_size_bytes_max,
+        ));
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                transport,
+                flusher,
+                members: Mutex::new(Vec::new()),
+                epoch: Instant::now(),
+                closed: AtomicBool::new(false),
+            }),
+        })
     }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
     /// Opens one member of a group from broker.conf text.
     pub fn open_group(&self, properties: &str) -> Result<Group> {
-        todo!()
+        let config = GroupConfig::from_properties(properties)?;
+        let inner = &self.inner;
+        let mut members = inner
+            .members
+            .lock()
+            .map_err(|_| Error::new(ErrorKind::Panic, "engine lock poisoned"))?;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("the engine"));
+        }
+        if let Some(m) = members.iter().find(|m| {
+            (m.config.group == config.group && m.config.self_id == config.self_id)
+                || m.config.member_dir() == config.member_dir()
+        }) {
+            return Err(Error::new(
+                ErrorKind::Exists,
+                format!(
+                    "{}/{} (store {}) is already open in this engine",
+                    m.config.group,
+                    m.config.self_id,
+                    m.config.member_dir().display()
+                ),
+            ));
+        }
+        let member = Member::open(
+            config,
+            Arc::clone(&inner.transport),
+            &inner.flusher,
+            inner.epoch,
+        )?;
+        members.push(Arc::clone(&member));
+        Ok(Group {
+            member,
+            engine: Arc::downgrade(inner),
+        })
     }
+
     /// Closes every group still open, stops and joins every thread. Idempotent.
     pub fn close(&self) {
-        todo!()
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let members = match self.inner.members.lock() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for member in members {
+            member.close();
+        }
+        self.inner.transport.close();
+        self.inner.flusher.close();
     }
 }
 
-pub struct Group {}
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// One member of one replicated commitlog group. Usable from any thread.
+pub struct Group {
+    member: Arc<Member>,
+    engine: std::sync::Weak<EngineInner>,
+}
 
 impl Group {
     /// Appends on the leader and blocks until committed under the flush policy.
     pub fn append(&self, data: &[u8], timeout: Duration) -> Result<EntryMeta> {
-        todo!()
+        self.member.append(data, timeout)
     }
-    /// Appends without blocking. On `Ok(())`, `callback` runs exactly once later with the
-    /// final result; on `Err`, it never runs.
+
+    /// Appends without blocking. On `Ok(())`, `callback` runs exactly once later, on a
+    /// library thread, with the final result; on `Err`, it never runs.
     pub fn append_async(&self, data: &[u8], callback: AppendCallback) -> Result<()> {
-        todo!()
+        self.member.append_async(data, callback)
     }
-    /// Reads a committed entry held by this member (leader or follower).
+
+    /// Reads a committed entry held by this member (leader or follower). A no-op entry
+    /// (one per leader term) reads as an empty body.
     pub fn read(&self, index: u64) -> Result<(Bytes, EntryMeta)> {
-        todo!()
+        self.member.read(index)
     }
+
     pub fn status(&self) -> Result<GroupStatus> {
-        todo!()
+        self.member.status()
     }
-    /// Sets (or with `None` removes) the role listener; it is called once at once.
+
+    /// Appends per second accepted by this member, over the last second.
+    pub fn append_tps(&self) -> f64 {
+        self.member.append_tps()
+    }
+
+    /// Sets (or with `None` removes) the role listener. It is called once soon with the
+    /// current role, then on every change, on the member's role thread. After this
+    /// returns, a replaced listener is never called again.
     pub fn set_role_listener(&self, listener: Option<RoleListener>) -> Result<()> {
-        todo!()
+        self.member.set_role_listener(listener)
     }
+
     /// On the leader: hands leadership to `peer_id` and waits until it leads.
     pub fn transfer_leadership(&self, peer_id: &str, timeout: Duration) -> Result<()> {
-        todo!()
+        self.member.transfer_leadership(peer_id, timeout)
     }
-    /// This member's id and the group name.
+
+    /// This member's id (`dLegerSelfId`).
     pub fn self_id(&self) -> &str {
-        todo!()
+        &self.member.config.self_id
     }
+
+    /// The group's name (`dLegerGroup`).
+    pub fn group_name(&self) -> &str {
+        &self.member.config.group
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.member.config
+    }
+
     /// Stops the member's threads, flushes, releases the store lock. Idempotent; later
     /// calls on this handle return `Closed`.
     pub fn close(&self) {
-        todo!()
+        self.member.close();
+        if let Some(engine) = self.engine.upgrade() {
+            if let Ok(mut members) = engine.members.lock() {
+                members.retain(|m| !Arc::ptr_eq(m, &self.member));
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.close();
     }
 }

@@ -1,1 +1,12 @@
-//! Pure Raft decisions: no clock, thread or I/O inside.
+//! Pure Raft decisions: no clock, thread or I/O inside. The group threads feed events
+//! in and carry the [`Effects`] out; the simulator in `tests/sim.rs` does the same with
+//! an in-memory network and disk.
+
+pub mod quorum;
+pub mod raft;
+
+pub use quorum::{majority, quorum_index};
+pub use raft::{
+    conflict_hint, log_up_to_date, CoreConfig, Effects, LogView, Outgoing, PeerState, Progress,
+    PushOutcome, PushPlan, RaftCore, VoteRefusal,
+};

@@ -30,11 +30,20 @@ pub enum Message {
     Push(PushRequest),
     PushResp(PushResponse),
     /// Leadership transfer: the receiver starts an election at once, skipping pre-vote.
-    TimeoutNow { term: u64 },
-    ClientAppend { data: Bytes },
-    ClientRead { index: u64 },
+    TimeoutNow {
+        term: u64,
+    },
+    ClientAppend {
+        data: Bytes,
+    },
+    ClientRead {
+        index: u64,
+    },
     ClientStatus,
-    ClientTransfer { to_peer: String, timeout_ms: u32 },
+    ClientTransfer {
+        to_peer: String,
+        timeout_ms: u32,
+    },
     /// Answer to any client request. `result` is 0 or an ABI result code; `message` the detail.
     ClientResp(ClientResponse),
 }

@@ -1,0 +1,296 @@
+//! What a host calls on a member: append, read, status, roles, transfer, close.
+
+use super::{AppendCallback, Member, MemberState, RoleListener, StoreView, Waiter};
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{Entry, EntryKind, EntryMeta, GroupStatus, Role};
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+impl Member {
+    /// Appends on the leader; `done` runs exactly once when the entry commits or fails.
+    pub fn append_async(&self, data: &[u8], done: AppendCallback) -> Result<()> {
+        if data.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "an entry must not be empty",
+            ));
+        }
+        if data.len() > self.config.entry_size_bytes_max as usize {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "entry of {} bytes exceeds maxEntrySize={}",
+                    data.len(),
+                    self.config.entry_size_bytes_max
+                ),
+            ));
+        }
+        let body = Bytes::copy_from_slice(data);
+        let mut st = self.lock()?;
+        if !st.core.accepts_appends() {
+            return Err(self.not_leader(&st));
+        }
+        if st.waiters.len() >= self.config.pending_appends_max {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!(
+                    "{} appends in flight (maxPendingRequestsNum); retry later",
+                    st.waiters.len()
+                ),
+            ));
+        }
+        let entry = Entry {
+            index: st.store.last_index() + 1,
+            term: st.core.term,
+            kind: EntryKind::Normal,
+            body,
+        };
+        let meta = st.store.append(&entry)?;
+        let deadline = Instant::now() + Duration::from_millis(self.config.append_wait_ms_max);
+        st.waiters.insert(
+            meta.index,
+            Waiter {
+                meta,
+                deadline,
+                done,
+            },
+        );
+        self.appends_total.fetch_add(1, Ordering::Relaxed);
+        let flushed = st.store.flushed_index();
+        let fx = {
+            let MemberState { core, store, .. } = &mut *st;
+            core.on_local_progress(flushed, &StoreView(store))
+        };
+        if fx.commit_advanced {
+            let _ = self.ack_bell.0.try_send(());
+        }
+        drop(st);
+        self.dispatch_cv.notify_all();
+        Ok(())
+    }
+
+    fn not_leader(&self, st: &MemberState) -> Error {
+        let why = if st.core.is_leader() {
+            "is handing leadership over"
+        } else {
+            "is not the leader"
+        };
+        let leader = match st.core.leader {
+            Some(p) if p != self.config.self_index => {
+                format!(
+                    "; the leader is {} at {}",
+                    self.config.peers[p].id, self.config.peers[p].addr
+                )
+            }
+            _ => "; no leader is known".to_string(),
+        };
+        Error::new(
+            ErrorKind::NotLeader,
+            format!(
+                "{}/{} {why}{leader}",
+                self.config.group, self.config.self_id
+            ),
+        )
+    }
+
+    /// Appends and waits until committed, at most `timeout`.
+    pub fn append(&self, data: &[u8], timeout: Duration) -> Result<EntryMeta> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.append_async(
+            data,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        )?;
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "not committed within {} ms; outcome unknown",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// Reads a committed entry this member holds.
+    pub fn read(&self, index: u64) -> Result<(Bytes, EntryMeta)> {
+        let st = self.lock()?;
+        let commit = st.core.commit_index;
+        if index == 0 || index > commit {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("entry {index} is not committed on this member (commit index {commit})"),
+            ));
+        }
+        if index < st.store.first_index() {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "entry {index} is below the first retained entry {}",
+                    st.store.first_index()
+                ),
+            ));
+        }
+        let (entry, meta) = st.store.read(index)?;
+        Ok((entry.body, meta))
+    }
+
+    pub fn status(&self) -> Result<GroupStatus> {
+        let st = self.lock()?;
+        let last = st.store.last_index();
+        Ok(GroupStatus {
+            role: st.core.role,
+            self_peer: self.config.self_index as i32,
+            leader_peer: st.core.leader.map(|p| p as i32).unwrap_or(-1),
+            term: st.core.term,
+            first_index: if last == 0 {
+                0
+            } else {
+                st.store.first_index().min(last)
+            },
+            last_index: last,
+            commit_index: st.core.commit_index,
+            flushed_index: st.store.flushed_index(),
+        })
+    }
+
+    /// Appends per second over the last second.
+    pub fn append_tps(&self) -> f64 {
+        self.state.lock().map(|st| st.append_tps).unwrap_or(0.0)
+    }
+
+    pub fn set_role_listener(&self, listener: Option<RoleListener>) -> Result<()> {
+        let current = {
+            let st = self.lock()?;
+            (
+                st.core.role,
+                st.core.term,
+                st.core.leader.map(|p| p as i32).unwrap_or(-1),
+            )
+        };
+        let has_listener = listener.is_some();
+        // Taking this lock waits for a listener call in progress: after this returns the
+        // old listener is never called again.
+        *self.role_listener.lock().map_err(|_| super::lock_err())? = listener;
+        if has_listener && self.role_tx.try_send(current).is_err() {
+            log::warn!(
+                "{}/{}: role listener queue full",
+                self.config.group,
+                self.config.self_id
+            );
+        }
+        Ok(())
+    }
+
+    /// On the leader: hands leadership to `peer_id` and waits until it leads.
+    pub fn transfer_leadership(&self, peer_id: &str, timeout: Duration) -> Result<()> {
+        let peer = self.config.peer_index(peer_id).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("'{peer_id}' is not one of the ids in dLegerPeers"),
+            )
+        })?;
+        let deadline = Instant::now() + timeout;
+        let messages = {
+            let mut st = self.lock()?;
+            if st.core.leader == Some(peer)
+                && (peer != self.config.self_index || st.core.is_leader())
+            {
+                return Ok(());
+            }
+            if !st.core.is_leader() {
+                return Err(self.not_leader(&st));
+            }
+            let lag = st
+                .store
+                .last_index()
+                .saturating_sub(st.core.progress[peer].match_index);
+            if lag > self.config.transfer_lag_entries_max {
+                return Err(Error::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "{peer_id} is {lag} entries behind (maxLeadershipTransferWaitIndex={})",
+                        self.config.transfer_lag_entries_max
+                    ),
+                ));
+            }
+            let mut fx = Default::default();
+            let now = self.now_ms();
+            {
+                let MemberState { core, store, .. } = &mut *st;
+                core.transfer_leadership(peer, now, &StoreView(store), &mut fx);
+            }
+            self.apply(&mut st, fx)?
+        };
+        self.send_all(messages);
+        let mut st = self.lock()?;
+        loop {
+            if st.core.leader == Some(peer) && st.core.role != Role::Leader {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{peer_id} did not take leadership within {} ms",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            st = self
+                .role_cv
+                .wait_timeout(st, wait)
+                .map_err(|_| super::lock_err())?
+                .0;
+            if let Some(err) = &st.failed {
+                return Err(err.clone());
+            }
+        }
+    }
+
+    /// Stops and joins the member's threads, completes waiting appends with `Closed`,
+    /// flushes and releases the store. Idempotent.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.closing.store(true, Ordering::Release);
+        self.transport
+            .unregister(&self.config.group, self.config.self_index as u8);
+        self.wake_all();
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for handle in threads {
+            let _ = handle.join();
+        }
+        let waiters = match self.state.lock() {
+            Ok(mut st) => {
+                let waiters = std::mem::take(&mut st.waiters);
+                if let Err(err) = st.store.shutdown() {
+                    log::warn!(
+                        "{}/{}: closing the store: {err}",
+                        self.config.group,
+                        self.config.self_id
+                    );
+                }
+                waiters
+            }
+            Err(poisoned) => {
+                let mut st = poisoned.into_inner();
+                let _ = st.store.shutdown();
+                std::mem::take(&mut st.waiters)
+            }
+        };
+        for (_, waiter) in waiters {
+            (waiter.done)(Err(Error::closed("the group member")));
+        }
+        log::info!("{}/{}: closed", self.config.group, self.config.self_id);
+    }
+}
