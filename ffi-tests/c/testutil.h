@@ -1,5 +1,5 @@
 /*
- * Helpers shared by the C tests: failure reporting, deadlines, free loopback ports,
+ * Helpers shared by the C and C++ tests: failure reporting, deadlines, free loopback ports,
  * temporary store directories and small groups opened on one engine.
  */
 #ifndef RMQRAFT_TESTUTIL_H
@@ -22,7 +22,7 @@
 
 static int g_failures;
 
-static void fail_at(const char *file, int line, const char *fmt, ...) {
+static inline void fail_at(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "%s:%d: FAILED: ", file, line);
     va_start(ap, fmt);
@@ -32,7 +32,7 @@ static void fail_at(const char *file, int line, const char *fmt, ...) {
     g_failures++;
 }
 
-static const char *last_error_text(void) {
+static inline const char *last_error_text(void) {
     static char buf[1024];
     rmqraft_last_error(buf, sizeof buf);
     return buf;
@@ -62,28 +62,28 @@ static const char *last_error_text(void) {
 #define REQUIRE_OK(call) REQUIRE_RC(RMQRAFT_OK, call)
 
 /* Deadlines scale with RMQRAFT_TEST_TIME_SCALE (e.g. 10 under valgrind). */
-static uint64_t time_scale(void) {
+static inline uint64_t time_scale(void) {
     const char *s = getenv("RMQRAFT_TEST_TIME_SCALE");
     long v = s ? strtol(s, NULL, 10) : 1;
     return v > 0 ? (uint64_t)v : 1;
 }
 
-static uint64_t now_ms(void) {
+static inline uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static uint64_t deadline_in(uint64_t ms) { return now_ms() + ms * time_scale(); }
+static inline uint64_t deadline_in(uint64_t ms) { return now_ms() + ms * time_scale(); }
 
 /* The pause between two looks at a polled condition (not a wait for an outcome). */
-static void poll_pause(void) {
+static inline void poll_pause(void) {
     struct timespec ts = {0, 2 * 1000 * 1000};
     nanosleep(&ts, NULL);
 }
 
 /* An absolute CLOCK_REALTIME time `ms` from now (scaled), for pthread_cond_timedwait. */
-static struct timespec abs_deadline(uint64_t ms) {
+static inline struct timespec abs_deadline(uint64_t ms) {
     struct timespec ts;
     uint64_t ns;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -94,7 +94,7 @@ static struct timespec abs_deadline(uint64_t ms) {
 }
 
 /* A loopback port the OS just handed out (bound, read back, closed). 0 on failure. */
-static int free_port(void) {
+static inline int free_port(void) {
     struct sockaddr_in addr;
     socklen_t len = sizeof addr;
     int port = 0;
@@ -112,25 +112,25 @@ static int free_port(void) {
     return port;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+static inline int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
     (void)sb;
     (void)flag;
     (void)ftw;
     return remove(path);
 }
 
-static void remove_tree(const char *dir) {
+static inline void remove_tree(const char *dir) {
     if (dir[0] != '\0') nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int make_temp_dir(char *out, size_t cap) {
+static inline int make_temp_dir(char *out, size_t cap) {
     const char *base = getenv("TMPDIR");
     snprintf(out, cap, "%s/rmqraft-ctest-XXXXXX", base && base[0] ? base : "/tmp");
     return mkdtemp(out) != NULL;
 }
 
 /* Extra engine properties for every engine a test opens (e.g. rmqraftFlusher=pwrite). */
-static const char *engine_props(void) {
+static inline const char *engine_props(void) {
     const char *s = getenv("RMQRAFT_TEST_ENGINE_PROPS");
     return s ? s : "";
 }
@@ -148,7 +148,7 @@ typedef struct cluster {
     char extra[512];
 } cluster;
 
-static void member_props(const cluster *c, int i, char *out, size_t cap) {
+static inline void member_props(const cluster *c, int i, char *out, size_t cap) {
     char peers[256] = "";
     int k;
     for (k = 0; k < c->n; k++) {
@@ -168,13 +168,13 @@ static void member_props(const cluster *c, int i, char *out, size_t cap) {
              c->name, peers, i, c->dir, c->extra);
 }
 
-static rmqraft_result open_member(cluster *c, int i) {
+static inline rmqraft_result open_member(cluster *c, int i) {
     char props[2048];
     member_props(c, i, props, sizeof props);
     return rmqraft_group_open(c->engine, props, &c->members[i]);
 }
 
-static void close_members(cluster *c) {
+static inline void close_members(cluster *c) {
     int i;
     for (i = 0; i < MAX_MEMBERS; i++) {
         rmqraft_group_close(c->members[i]);
@@ -184,7 +184,7 @@ static void close_members(cluster *c) {
 
 /* Opens an engine and all n members, on fresh ports; retries when a port was taken in
  * the meantime. `dir` empty: a new temporary directory. Returns 1 on success. */
-static int cluster_open(cluster *c, int n, const char *extra) {
+static inline int cluster_open(cluster *c, int n, const char *extra) {
     int attempt, i;
     rmqraft_result rc = RMQRAFT_OK;
     c->n = n;
@@ -220,7 +220,7 @@ static int cluster_open(cluster *c, int n, const char *extra) {
     return 0;
 }
 
-static void cluster_close(cluster *c, int remove_dir) {
+static inline void cluster_close(cluster *c, int remove_dir) {
     close_members(c);
     rmqraft_engine_close(c->engine);
     c->engine = NULL;
@@ -232,7 +232,7 @@ static void cluster_close(cluster *c, int remove_dir) {
 
 /* Waits until one open member leads and the others that are open follow it. Returns
  * the leader's position, or -1 at the deadline. */
-static int wait_leader(cluster *c, uint64_t timeout_ms) {
+static inline int wait_leader(cluster *c, uint64_t timeout_ms) {
     uint64_t deadline = deadline_in(timeout_ms);
     while (now_ms() < deadline) {
         int i, leader = -1, agreed = 1;
@@ -254,7 +254,7 @@ static int wait_leader(cluster *c, uint64_t timeout_ms) {
 }
 
 /* Waits until member i has committed at least `index`. */
-static int wait_committed(rmqraft_group *g, uint64_t index, uint64_t timeout_ms) {
+static inline int wait_committed(rmqraft_group *g, uint64_t index, uint64_t timeout_ms) {
     uint64_t deadline = deadline_in(timeout_ms);
     while (now_ms() < deadline) {
         rmqraft_group_state st;
@@ -265,7 +265,7 @@ static int wait_committed(rmqraft_group *g, uint64_t index, uint64_t timeout_ms)
 }
 
 /* Reads entry `index` of g and compares it with (data, len). 1 when equal. */
-static int read_equals(rmqraft_group *g, uint64_t index, const void *data, size_t len) {
+static inline int read_equals(rmqraft_group *g, uint64_t index, const void *data, size_t len) {
     unsigned char buf[4096];
     size_t got = 0;
     rmqraft_entry_meta meta;
