@@ -10,6 +10,12 @@
 //!   data is flushed within `async_flush_interval_ms`.
 //! - `flushed_index() <= last_index()` always; after `truncate_suffix(i)`,
 //!   `flushed_index() <= i - 1`.
+//! - `on_flushed(i)` is a wake-up: `i` is the store's flushed index read just before the
+//!   call; a truncation racing with it can make `i` stale, so `flushed_index()` (read
+//!   under the mutex) is the authority. The flusher holds no store lock while calling it.
+//! - `sync` and `close` flush on the calling thread and never wait for the flusher thread
+//!   (which may be blocked on the member's mutex in `on_flushed`); they do not call
+//!   `on_flushed`.
 //! - `save_hard_state` is durable (fsync of the file and its directory) when it returns.
 
 mod flusher;
