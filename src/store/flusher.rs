@@ -74,6 +74,8 @@ pub(crate) struct StoreShared {
     pub flushed_index: AtomicU64,
     pub checkpoint_file: File,
     pub on_flushed: FlushedCallback,
+    /// Set when the store is closed or dropped: no more callbacks start after that.
+    pub closed: std::sync::atomic::AtomicBool,
 }
 
 impl StoreShared {
@@ -400,6 +402,9 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
             job.store.round_done.notify_all();
         }
         for store in reports {
+            if store.closed.load(Ordering::Acquire) {
+                continue;
+            }
             // Read again: a truncation may have lowered it since the round ended.
             let flushed = store.flushed_index.load(Ordering::Acquire);
             (store.on_flushed)(flushed);

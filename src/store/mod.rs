@@ -15,7 +15,8 @@
 //!   under the mutex) is the authority. The flusher holds no store lock while calling it.
 //! - `sync` and `close` flush on the calling thread and never wait for the flusher thread
 //!   (which may be blocked on the member's mutex in `on_flushed`); they do not call
-//!   `on_flushed`.
+//!   `on_flushed`. No callback starts after `close` (or drop) returns; one already
+//!   running may still be finishing.
 //! - `save_hard_state` is durable (fsync of the file and its directory) when it returns.
 
 mod flusher;
@@ -155,6 +156,7 @@ impl LogStore {
             flushed_index: std::sync::atomic::AtomicU64::new(last_index),
             checkpoint_file: r.checkpoint_file,
             on_flushed,
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         flusher.inner.register(shared.clone());
         let recovery = Recovery {
@@ -651,6 +653,7 @@ impl LogStore {
         if self.lock.is_none() {
             return;
         }
+        self.shared.closed.store(true, Ordering::Release);
         self.flusher.deregister(&self.shared);
         // A round already taken finishes before the lock (and the right to recover this
         // directory) is given up.
