@@ -754,6 +754,12 @@ impl RaftCore {
             }
             self.maybe_send_timeout_now(log, &mut fx);
         } else if request_id >= progress.reset_request_id {
+            if resp.last_index < progress.match_index {
+                // The member restarted and lost entries it had acknowledged but not
+                // flushed: what it still holds is a prefix of what matched.
+                progress.match_index = resp.last_index;
+                progress.flushed_index = progress.flushed_index.min(resp.last_index);
+            }
             // Fast backup: the follower says where to probe; never below what matches.
             let next = (resp.hint_index + 1).max(progress.match_index + 1);
             progress.reset_to_compare();
