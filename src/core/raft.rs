@@ -703,7 +703,9 @@ impl RaftCore {
         progress.inflight.push_back((plan.request_id, now_ms));
         progress.last_sent_ms = now_ms;
         progress.commit_sent = plan.commit_index;
-        if progress.state == PeerState::Append {
+        // Only a plan made from the current next index moves it: one made before a
+        // response moved it, or a heartbeat after the match index, must not move it back.
+        if progress.state == PeerState::Append && plan.from_index == progress.next_index {
             progress.next_index = sent_to + 1;
         }
     }
