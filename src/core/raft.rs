@@ -664,10 +664,14 @@ impl RaftCore {
                 (progress.next_index, progress.next_index - 1)
             }
             PeerState::Append => {
-                if progress.inflight.len() >= window && !heartbeat_due {
-                    return None;
-                }
-                if progress.next_index <= last {
+                if progress.inflight.len() >= window {
+                    if !heartbeat_due {
+                        return None;
+                    }
+                    // The window is full: a heartbeat without entries, after what is
+                    // known to match, so the follower accepts it whatever is in flight.
+                    (progress.match_index + 1, progress.match_index)
+                } else if progress.next_index <= last {
                     (
                         progress.next_index,
                         last.min(progress.next_index + batch - 1),
@@ -843,3 +847,7 @@ pub fn conflict_hint<L: LogView>(log: &L, prev_index: u64, commit_index: u64) ->
         .saturating_sub(1)
         .max(commit_index.min(prev_index - 1))
 }
+
+#[cfg(test)]
+#[path = "raft_tests.rs"]
+mod tests;
