@@ -572,7 +572,8 @@ static void test_three_members(void) {
     REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_group_append(c.members[follower], (const uint8_t *)"x", 1, 1000, &meta));
     REQUIRE_OK(rmqraft_group_status(c.members[follower], &st));
     REQUIRE(st.role == RMQRAFT_ROLE_FOLLOWER && st.leader_peer == leader && st.self_peer == follower);
-    REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_group_transfer_leadership(c.members[follower], "n0", 1000));
+    snprintf(peer, sizeof peer, "n%d", (leader + 2) % 3); /* the other follower */
+    REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_group_transfer_leadership(c.members[follower], peer, 1000));
 
     for (k = 0; k < K; k++) {
         int n = snprintf(payloads[k], sizeof payloads[k], "replicated %d", k);
