@@ -329,7 +329,8 @@ rmqraft_result rmqraft_group_append_async(struct rmqraft_group *group,
  * entry's length and `*meta_out` its place. When the entry is longer than `cap`, returns
  * RMQRAFT_ERR_BUFFER_TOO_SMALL with `*len_out` set to the size needed (the one output
  * written on failure). RMQRAFT_ERR_NOT_FOUND when `index` is not committed yet or below
- * the first retained index.
+ * the first retained index. The no-op entry a new leader appends at the start of its term
+ * reads as 0 bytes.
  */
 rmqraft_result rmqraft_group_read(struct rmqraft_group *group,
                                   uint64_t index,

@@ -244,7 +244,8 @@ pub unsafe extern "C" fn rmqraft_group_append_async(
 /// entry's length and `*meta_out` its place. When the entry is longer than `cap`, returns
 /// RMQRAFT_ERR_BUFFER_TOO_SMALL with `*len_out` set to the size needed (the one output
 /// written on failure). RMQRAFT_ERR_NOT_FOUND when `index` is not committed yet or below
-/// the first retained index.
+/// the first retained index. The no-op entry a new leader appends at the start of its term
+/// reads as 0 bytes.
 #[no_mangle]
 pub unsafe extern "C" fn rmqraft_group_read(
     group: *mut rmqraft_group,
