@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds and runs the host tests of librmqraft: header and export checks, the C suite
-# (natively, then a shorter run under valgrind), the C++ wrapper test, the JNI wrapper test
+# (natively, then again under valgrind), the C++ wrapper test, the JNI wrapper test
 # and an install + pkg-config build. Uses target/release/librmqraft.so as built by
 # `cargo build --release` (test.sh runs this afterwards); installs no packages. Everything
 # it builds goes to ffi-tests/build/.
 #
 # Needs gcc, g++, binutils (nm, readelf), pkg-config, valgrind and a JDK (javac, java).
-# RMQRAFT_FFI_VALGRIND=0 skips the valgrind run; RMQRAFT_FFI_ONLY="c cpp jni install"
-# picks parts.
+# RMQRAFT_FFI_VALGRIND=0 skips the valgrind run (RMQRAFT_FFI_VALGRIND_TESTS="a b" runs only
+# those C tests under it); RMQRAFT_FFI_ONLY="c cpp jni install" picks parts.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -65,13 +65,13 @@ if wants c; then
     ffi-tests/c/test_rmqraft.c -o "$build/test_rmqraft" "${link[@]}"
   "$build/test_rmqraft"
   if [[ "${RMQRAFT_FFI_VALGRIND:-1}" != 0 ]]; then
-    step "C suite under valgrind (memcheck, leaks; open/close loops)"
+    step "C suite under valgrind (memcheck: memory errors, definite and indirect leaks)"
     command -v valgrind >/dev/null || die "valgrind not found (RMQRAFT_FFI_VALGRIND=0 skips this step)"
+    # "Possibly lost" is not an error: Rust's std keeps one small per-thread record for each
+    # host thread that called in (freed at thread exit, which the main thread never reaches).
     RMQRAFT_TEST_TIME_SCALE=10 valgrind --quiet --tool=memcheck --error-exitcode=99 \
       --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-      --num-callers=30 "$build/test_rmqraft" \
-      version result_names last_error engine_open_close group_open_errors single_member callbacks closed \
-      open_close_loop
+      --num-callers=30 "$build/test_rmqraft" ${RMQRAFT_FFI_VALGRIND_TESTS:-}
   fi
 fi
 
