@@ -1,0 +1,382 @@
+//! Command-line parsing: subcommands and their flags.
+
+use lexopt::prelude::*;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+rmqraft: replicated commitlog groups (Raft over TCP), RocketMQ DLedger style
+
+Usage:
+  rmqraft node -c FILE [-c FILE ...]
+  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2]
+  rmqraft fast-try stop  [--dir DIR]
+  rmqraft cluster-list    [TARGET] [--json]
+  rmqraft append          [TARGET] [--count N] [--size BYTES | --data TEXT] [--timeout-ms MS]
+  rmqraft read            [TARGET] --index I [--count N] [--peer ID]
+  rmqraft transfer-leader [TARGET] --to ID [--timeout-ms MS]
+
+TARGET names the group to talk to:
+  -c, --config FILE    a broker.conf of the group (dLegerGroup, dLegerPeers, brokerClusterName);
+                       cluster-list accepts several, one group each
+  -p, --peers PEERS    'n0-host:port;n1-host:port;...' (with -g)
+  -g, --group GROUP    the dLegerGroup (with -p)
+      --cluster NAME   brokerClusterName the members expect (with -p; default DefaultCluster)
+      --dir DIR        fast-try's directory (default /tmp/rmqraft-fast-try)
+  Without -c or -p: the group fast-try started from DIR (its generated configs when it was
+  given --ports, else the shipped conf/dledger/broker-n0.conf).
+
+Options:
+  --json               cluster-list: one JSON object per member per line
+  --count N            append: entries to append (default 1); read: entries from --index (default 1)
+  --size BYTES         append: generated bodies of exactly BYTES bytes
+  --data TEXT          append: the body of every entry
+  --timeout-ms MS      append: how long one entry may wait for a leader through a failover
+                       (default 30000); transfer-leader: how long the hand-over may take (default 10000)
+  --index I            read: the first index to read
+  --peer ID            read: the member to read from (default: the leader)
+  --to ID              transfer-leader: the member that should lead
+  --ports P0,P1,P2     fast-try start: generate configs in DIR for these Raft ports
+  -h, --help           this text
+  -V, --version        the version
+
+Exit status: 0 on success, 1 when the operation failed, 2 on a usage error.
+Logging of `node`: RUST_LOG (default info).
+";
+
+/// Where fast-try keeps pids, logs and generated configs unless `--dir` says otherwise.
+pub const FAST_TRY_DIR: &str = "/tmp/rmqraft-fast-try";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetArgs {
+    pub configs: Vec<PathBuf>,
+    pub peers: Option<String>,
+    pub group: Option<String>,
+    pub cluster: Option<String>,
+    pub dir: PathBuf,
+}
+
+impl Default for TargetArgs {
+    fn default() -> Self {
+        TargetArgs {
+            configs: Vec::new(),
+            peers: None,
+            group: None,
+            cluster: None,
+            dir: PathBuf::from(FAST_TRY_DIR),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastTryAction {
+    Start,
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Version,
+    Node {
+        configs: Vec<PathBuf>,
+    },
+    FastTry {
+        action: FastTryAction,
+        dir: PathBuf,
+        ports: Option<[u16; 3]>,
+    },
+    ClusterList {
+        target: TargetArgs,
+        json: bool,
+    },
+    Append {
+        target: TargetArgs,
+        count: u64,
+        size_bytes: Option<usize>,
+        data: Option<String>,
+        timeout_ms: u64,
+    },
+    Read {
+        target: TargetArgs,
+        index: u64,
+        count: u64,
+        peer: Option<String>,
+    },
+    TransferLeader {
+        target: TargetArgs,
+        to: String,
+        timeout_ms: u64,
+    },
+}
+
+/// A usage error: the message says what was wrong.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl From<lexopt::Error> for UsageError {
+    fn from(e: lexopt::Error) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+type Parsed<T> = Result<T, UsageError>;
+
+fn usage<T>(message: impl Into<String>) -> Parsed<T> {
+    Err(UsageError(message.into()))
+}
+
+/// Handles the TARGET flags; `Ok(false)` when `arg` is not one of them.
+fn target_flag(arg: &Arg<'_>, parser: &mut lexopt::Parser, t: &mut TargetArgs) -> Parsed<bool> {
+    match arg {
+        Short('c') | Long("config") => t.configs.push(parser.value()?.into()),
+        Short('p') | Long("peers") => t.peers = Some(parser.value()?.string()?),
+        Short('g') | Long("group") => t.group = Some(parser.value()?.string()?),
+        Long("cluster") => t.cluster = Some(parser.value()?.string()?),
+        Long("dir") => t.dir = parser.value()?.into(),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn check_target(t: &TargetArgs) -> Parsed<()> {
+    if !t.configs.is_empty() && (t.peers.is_some() || t.group.is_some()) {
+        return usage("use -c FILE or -p PEERS -g GROUP, not both");
+    }
+    if t.peers.is_some() != t.group.is_some() {
+        return usage("-p PEERS and -g GROUP go together");
+    }
+    if t.cluster.is_some() && !t.configs.is_empty() {
+        return usage("--cluster goes with -p; with -c the file's brokerClusterName is used");
+    }
+    Ok(())
+}
+
+fn positive(parser: &mut lexopt::Parser, flag: &str) -> Parsed<u64> {
+    let value: u64 = parser.value()?.parse()?;
+    if value == 0 {
+        return usage(format!("{flag} must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn parse_ports(text: &str) -> Parsed<[u16; 3]> {
+    let ports: Vec<u16> = text
+        .split(',')
+        .map(|p| p.trim().parse::<u16>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| UsageError(format!("--ports: '{text}' is not three ports like 40911,40912,40913")))?;
+    match ports.as_slice() {
+        [a, b, c] if *a != 0 && *b != 0 && *c != 0 && a != b && b != c && a != c => Ok([*a, *b, *c]),
+        _ => usage(format!(
+            "--ports: '{text}' is not three distinct non-zero ports like 40911,40912,40913"
+        )),
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Parsed<Command> {
+    let mut parser = lexopt::Parser::from_args(args);
+    let sub = loop {
+        match parser.next()? {
+            None => return Ok(Command::Help),
+            Some(Short('h') | Long("help")) => return Ok(Command::Help),
+            Some(Short('V') | Long("version")) => return Ok(Command::Version),
+            Some(Value(v)) => break v.string()?,
+            Some(arg) => return Err(arg.unexpected().into()),
+        }
+    };
+    match sub.as_str() {
+        "help" => Ok(Command::Help),
+        "node" => parse_node(&mut parser),
+        "fast-try" => parse_fast_try(&mut parser),
+        "cluster-list" | "clusterList" => parse_cluster_list(&mut parser),
+        "append" => parse_append(&mut parser),
+        "read" => parse_read(&mut parser),
+        "transfer-leader" => parse_transfer(&mut parser),
+        other => usage(format!("unknown subcommand '{other}'")),
+    }
+}
+
+fn parse_node(parser: &mut lexopt::Parser) -> Parsed<Command> {
+    let mut configs = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('c') | Long("config") => configs.push(parser.value()?.into()),
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if configs.is_empty() {
+        return usage("node: give at least one -c FILE");
+    }
+    Ok(Command::Node { configs })
+}
+
+fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
+    let mut action = None;
+    let mut dir = PathBuf::from(FAST_TRY_DIR);
+    let mut ports = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(v) if action.is_none() => {
+                action = Some(match v.string()?.as_str() {
+                    "start" => FastTryAction::Start,
+                    "stop" => FastTryAction::Stop,
+                    other => return usage(format!("fast-try: '{other}' is not start or stop")),
+                })
+            }
+            Long("dir") => dir = parser.value()?.into(),
+            Long("ports") => ports = Some(parse_ports(&parser.value()?.string()?)?),
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let Some(action) = action else {
+        return usage("fast-try: say start or stop");
+    };
+    if action == FastTryAction::Stop && ports.is_some() {
+        return usage("fast-try stop: --ports is for start");
+    }
+    Ok(Command::FastTry { action, dir, ports })
+}
+
+fn parse_cluster_list(parser: &mut lexopt::Parser) -> Parsed<Command> {
+    let mut target = TargetArgs::default();
+    let mut json = false;
+    while let Some(arg) = parser.next()? {
+        if target_flag(&arg, parser, &mut target)? {
+            continue;
+        }
+        match arg {
+            Long("json") => json = true,
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    check_target(&target)?;
+    Ok(Command::ClusterList { target, json })
+}
+
+fn parse_append(parser: &mut lexopt::Parser) -> Parsed<Command> {
+    let mut target = TargetArgs::default();
+    let mut count = 1;
+    let mut size_bytes = None;
+    let mut data = None;
+    let mut timeout_ms = 30_000;
+    while let Some(arg) = parser.next()? {
+        if target_flag(&arg, parser, &mut target)? {
+            continue;
+        }
+        match arg {
+            Short('n') | Long("count") => count = positive(parser, "--count")?,
+            Long("size") => size_bytes = Some(parser.value()?.parse()?),
+            Long("data") => data = Some(parser.value()?.string()?),
+            Long("timeout-ms") => timeout_ms = positive(parser, "--timeout-ms")?,
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    check_target(&target)?;
+    if size_bytes.is_some() && data.is_some() {
+        return usage("append: use --size or --data, not both");
+    }
+    Ok(Command::Append {
+        target,
+        count,
+        size_bytes,
+        data,
+        timeout_ms,
+    })
+}
+
+fn parse_read(parser: &mut lexopt::Parser) -> Parsed<Command> {
+    let mut target = TargetArgs::default();
+    let mut index = None;
+    let mut count = 1;
+    let mut peer = None;
+    while let Some(arg) = parser.next()? {
+        if target_flag(&arg, parser, &mut target)? {
+            continue;
+        }
+        match arg {
+            Short('i') | Long("index") => index = Some(positive(parser, "--index")?),
+            Short('n') | Long("count") => count = positive(parser, "--count")?,
+            Long("peer") => peer = Some(parser.value()?.string()?),
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    check_target(&target)?;
+    let Some(index) = index else {
+        return usage("read: give --index I");
+    };
+    Ok(Command::Read {
+        target,
+        index,
+        count,
+        peer,
+    })
+}
+
+fn parse_transfer(parser: &mut lexopt::Parser) -> Parsed<Command> {
+    let mut target = TargetArgs::default();
+    let mut to = None;
+    let mut timeout_ms = 10_000;
+    while let Some(arg) = parser.next()? {
+        if target_flag(&arg, parser, &mut target)? {
+            continue;
+        }
+        match arg {
+            Long("to") => to = Some(parser.value()?.string()?),
+            Long("timeout-ms") => timeout_ms = positive(parser, "--timeout-ms")?,
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    check_target(&target)?;
+    let Some(to) = to else {
+        return usage("transfer-leader: give --to ID");
+    };
+    Ok(Command::TransferLeader {
+        target,
+        to,
+        timeout_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Parsed<Command> {
+        parse(args.iter().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn subcommands_and_flags() {
+        assert_eq!(p(&[]).unwrap(), Command::Help);
+        assert!(matches!(
+            p(&["fast-try", "start", "--ports", "1,2,3"]).unwrap(),
+            Command::FastTry { action: FastTryAction::Start, ports: Some([1, 2, 3]), .. }
+        ));
+        assert!(p(&["fast-try", "start", "--ports", "1,2,2"]).is_err());
+        assert!(p(&["fast-try"]).is_err());
+        let Command::Append { target, count, .. } =
+            p(&["append", "-p", "n0-127.0.0.1:1", "-g", "G", "--count", "5"]).unwrap()
+        else {
+            panic!("not append")
+        };
+        assert_eq!(count, 5);
+        assert_eq!(target.group.as_deref(), Some("G"));
+        assert!(p(&["append", "-p", "n0-127.0.0.1:1"]).is_err());
+        assert!(p(&["append", "--size", "3", "--data", "x"]).is_err());
+        assert!(p(&["append", "--count", "0"]).is_err());
+        assert!(p(&["read"]).is_err());
+        assert!(p(&["transfer-leader"]).is_err());
+        assert!(p(&["bogus"]).is_err());
+        assert!(p(&["node"]).is_err());
+        assert!(matches!(
+            p(&["cluster-list", "--json", "-c", "a.conf", "-c", "b.conf"]).unwrap(),
+            Command::ClusterList { json: true, .. }
+        ));
+    }
+}
