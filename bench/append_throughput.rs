@@ -1,1 +1,466 @@
-fn main() {}
+//! `cargo bench --bench append_throughput -- [options]`
+//!
+//! Closed-loop clients append fixed-size entries and wait for each acknowledgement; the
+//! latency of every acknowledged append goes into an HDR histogram. By default each
+//! replica runs in its own Engine in this process, talking over loopback TCP, and the
+//! clients call the leader's API in-process, as an embedding host does. `--remote -c FILE`
+//! drives an existing cluster over TCP through the client protocol instead.
+//!
+//! The last line on stdout is machine-readable:
+//! `append_throughput entries_per_s=N mib_per_s=F p50_us=N p99_us=N p999_us=N replicas=R
+//! groups=G clients=C entry_size=B flush=sync|async seconds=S`
+
+use hdrhistogram::Histogram;
+use rmqraft::net::msg::{Frame, Message, CLIENT_PEER};
+use rmqraft::net::Client;
+use rmqraft::{Engine, ErrorKind, Group, GroupConfig, Role};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: append_throughput [--replicas 1|3|5] [--groups G] [--clients C] \
+[--entry-size BYTES] [--seconds S] [--warmup S] [--flush sync|async] [--dir PATH] [--json] \
+[--remote -c FILE]";
+
+#[derive(Debug, Clone)]
+struct Options {
+    replicas: usize,
+    groups: usize,
+    clients: usize,
+    entry_size: usize,
+    seconds: u64,
+    warmup: u64,
+    flush_sync: bool,
+    dir: Option<PathBuf>,
+    json: bool,
+    remote: Option<PathBuf>,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut o = Options {
+        replicas: 3,
+        groups: 1,
+        clients: 64,
+        entry_size: 1024,
+        seconds: 10,
+        warmup: 2,
+        flush_sync: true,
+        dir: None,
+        json: false,
+        remote: None,
+    };
+    let mut args = std::env::args().skip(1);
+    let mut remote = false;
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        fn number<T: std::str::FromStr>(name: &str, text: String) -> Result<T, String> {
+            text.parse()
+                .map_err(|_| format!("{name}: '{text}' is not a number"))
+        }
+        match arg.as_str() {
+            "--bench" => {}
+            "--replicas" => o.replicas = number("--replicas", value("--replicas")?)?,
+            "--groups" => o.groups = number("--groups", value("--groups")?)?,
+            "--clients" => o.clients = number("--clients", value("--clients")?)?,
+            "--entry-size" => o.entry_size = number("--entry-size", value("--entry-size")?)?,
+            "--seconds" => o.seconds = number("--seconds", value("--seconds")?)?,
+            "--warmup" => o.warmup = number("--warmup", value("--warmup")?)?,
+            "--flush" => {
+                o.flush_sync = match value("--flush")?.as_str() {
+                    "sync" => true,
+                    "async" => false,
+                    other => return Err(format!("--flush: '{other}' is not sync or async")),
+                }
+            }
+            "--dir" => o.dir = Some(PathBuf::from(value("--dir")?)),
+            "--json" => o.json = true,
+            "--remote" => remote = true,
+            "-c" => o.remote = Some(PathBuf::from(value("-c")?)),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown option '{other}'\n{USAGE}")),
+        }
+    }
+    if remote != o.remote.is_some() {
+        return Err(format!("--remote and -c FILE go together\n{USAGE}"));
+    }
+    if ![1, 3, 5].contains(&o.replicas) {
+        return Err("--replicas: must be 1, 3 or 5".into());
+    }
+    if o.groups == 0
+        || o.groups > 256
+        || o.clients == 0
+        || o.clients > 4096
+        || o.entry_size == 0
+        || o.seconds == 0
+    {
+        return Err(format!(
+            "--groups 1..256, --clients 1..4096, --entry-size and --seconds > 0\n{USAGE}"
+        ));
+    }
+    Ok(o)
+}
+
+/// What the client threads share.
+struct Shared {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    acked: AtomicU64,
+    histograms: Vec<Mutex<Histogram<u64>>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Shared {
+    fn new(clients: usize) -> Shared {
+        Shared {
+            measuring: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            histograms: (0..clients)
+                .map(|_| Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()))
+                .collect(),
+            errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn record(&self, client: usize, started: Instant) {
+        if self.measuring.load(Ordering::Relaxed) {
+            let us = started.elapsed().as_micros().max(1) as u64;
+            let _ = self.histograms[client]
+                .lock()
+                .unwrap()
+                .record(us.min(60_000_000));
+            self.acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn error(&self, what: String) {
+        if self.measuring.load(Ordering::Relaxed) {
+            *self.errors.lock().unwrap().entry(what).or_insert(0) += 1;
+        }
+    }
+
+    fn merged(&self) -> Histogram<u64> {
+        let mut all = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+        for h in &self.histograms {
+            all.add(&*h.lock().unwrap()).unwrap();
+        }
+        all
+    }
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// The in-process cluster: one engine per replica, each hosting one member of every group.
+struct LocalCluster {
+    engines: Vec<Engine>,
+    groups: Vec<Vec<Group>>,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+fn start_local(o: &Options) -> Result<LocalCluster, String> {
+    let (root, tempdir) = match &o.dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("append_throughput")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let ports = free_ports(o.replicas);
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect();
+    let peers = peers.join(";");
+    let engines: Vec<Engine> = (0..o.replicas)
+        .map(|_| Engine::open("brokerClusterName=Bench"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut groups = Vec::new();
+    for g in 0..o.groups {
+        let mut members = Vec::new();
+        for (i, engine) in engines.iter().enumerate() {
+            let props = format!(
+                "dLegerGroup=bench{g}\ndLegerPeers={peers}\ndLegerSelfId=n{i}\nstorePathRootDir={}\n\
+                 mappedFileSizeCommitLog={}\nflushDiskType={}\nmaxPendingRequestsNum=100000\n",
+                root.join(format!("bench{g}")).display(),
+                256u64 << 20,
+                if o.flush_sync { "SYNC_FLUSH" } else { "ASYNC_FLUSH" }
+            );
+            members.push(engine.open_group(&props).map_err(|e| e.to_string())?);
+        }
+        groups.push(members);
+    }
+    Ok(LocalCluster {
+        engines,
+        groups,
+        _tempdir: tempdir,
+    })
+}
+
+fn leader_of(members: &[Group]) -> Option<usize> {
+    members
+        .iter()
+        .position(|g| g.status().map(|s| s.role == Role::Leader).unwrap_or(false))
+}
+
+fn run_local_client(
+    cluster: &LocalCluster,
+    group: usize,
+    client: usize,
+    data: &[u8],
+    shared: &Shared,
+) {
+    let members = &cluster.groups[group];
+    let mut leader = leader_of(members).unwrap_or(0);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match members[leader].append(data, Duration::from_secs(10)) {
+            Ok(_) => shared.record(client, started),
+            Err(e) => {
+                shared.error(e.kind().abi_name().to_string());
+                if e.kind() == ErrorKind::NotLeader || e.kind() == ErrorKind::Closed {
+                    leader = leader_of(members).unwrap_or((leader + 1) % members.len());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+struct Remote {
+    config: GroupConfig,
+    cluster: String,
+}
+
+fn load_remote(path: &PathBuf) -> Result<Remote, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = GroupConfig::from_properties(&text).map_err(|e| e.to_string())?;
+    let props = rmqraft::config::parse_properties(&text).map_err(|e| e.to_string())?;
+    let cluster = props
+        .get("brokerClusterName")
+        .cloned()
+        .unwrap_or_else(|| "DefaultCluster".to_string());
+    Ok(Remote { config, cluster })
+}
+
+fn run_remote_client(remote: &Remote, client: usize, data: &[u8], shared: &Shared) {
+    let peers = &remote.config.peers;
+    let mut target = client % peers.len();
+    let mut conn: Option<Client> = None;
+    let mut request_id = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            match Client::connect(peers[target].addr, &remote.cluster, Duration::from_secs(2)) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    shared.error(e.kind().abi_name().to_string());
+                    target = (target + 1) % peers.len();
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            }
+        }
+        request_id += 1;
+        let frame = Frame {
+            group: remote.config.group.clone(),
+            from: CLIENT_PEER,
+            to: target as u8,
+            request_id,
+            message: Message::ClientAppend {
+                data: bytes::Bytes::copy_from_slice(data),
+            },
+        };
+        let started = Instant::now();
+        match conn.as_mut().unwrap().call(frame, Duration::from_secs(10)) {
+            Ok(Frame {
+                message: Message::ClientResp(resp),
+                ..
+            }) if resp.result == 0 => shared.record(client, started),
+            Ok(Frame {
+                message: Message::ClientResp(resp),
+                ..
+            }) => {
+                let kind = ErrorKind::from_code(resp.result)
+                    .map(|k| k.abi_name())
+                    .unwrap_or("UNKNOWN");
+                shared.error(kind.to_string());
+                if resp.result == ErrorKind::NotLeader.code() {
+                    if resp.leader_peer >= 0 && (resp.leader_peer as usize) < peers.len() {
+                        target = resp.leader_peer as usize;
+                    } else {
+                        target = (target + 1) % peers.len();
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    conn = None;
+                }
+            }
+            Ok(_) => shared.error("unexpected answer".into()),
+            Err(e) => {
+                shared.error(e.kind().abi_name().to_string());
+                conn = None;
+            }
+        }
+    }
+}
+
+fn main() {
+    let o = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
+    let shared = Arc::new(Shared::new(o.clients));
+    let data: Arc<Vec<u8>> = Arc::new((0..o.entry_size).map(|i| (i % 251) as u8).collect());
+    let (local, remote) = if let Some(path) = &o.remote {
+        match load_remote(path) {
+            Ok(r) => (None, Some(Arc::new(r))),
+            Err(e) => {
+                eprintln!("append_throughput: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        match start_local(&o) {
+            Ok(c) => (Some(Arc::new(c)), None),
+            Err(e) => {
+                eprintln!("append_throughput: cannot start the cluster: {e}");
+                std::process::exit(1);
+            }
+        }
+    };
+    if let Some(cluster) = &local {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster.groups.iter().any(|m| leader_of(m).is_none()) {
+            if Instant::now() > deadline {
+                eprintln!("append_throughput: no leader elected within 30 s");
+                std::process::exit(1);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut threads = Vec::new();
+    for client in 0..o.clients {
+        let shared = Arc::clone(&shared);
+        let data = Arc::clone(&data);
+        let local = local.clone();
+        let remote = remote.clone();
+        let groups = o.groups;
+        threads.push(std::thread::spawn(move || match (&local, &remote) {
+            (Some(c), _) => run_local_client(c, client % groups, client, &data, &shared),
+            (_, Some(r)) => run_remote_client(r, client, &data, &shared),
+            _ => {}
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(o.warmup));
+    shared.measuring.store(true, Ordering::Release);
+    let start = Instant::now();
+    let mut last = 0u64;
+    for second in 1..=o.seconds {
+        let target = start + Duration::from_secs(second);
+        std::thread::sleep(target.saturating_duration_since(Instant::now()));
+        let acked = shared.acked.load(Ordering::Relaxed);
+        let p99 = shared.merged().value_at_quantile(0.99);
+        eprintln!(
+            "[{second:>3}s] {:>9} appends/s  (total {acked}, p99 so far {p99} us)",
+            acked - last
+        );
+        last = acked;
+    }
+    shared.measuring.store(false, Ordering::Release);
+    let elapsed = start.elapsed().as_secs_f64();
+    shared.stop.store(true, Ordering::Release);
+    for t in threads {
+        let _ = t.join();
+    }
+    let hist = shared.merged();
+    let acked = hist.len();
+    let rate = acked as f64 / elapsed;
+    let mib = rate * o.entry_size as f64 / (1024.0 * 1024.0);
+    let errors = shared.errors.lock().unwrap().clone();
+    let flush = if o.flush_sync { "sync" } else { "async" };
+    let topology = if o.remote.is_some() {
+        "remote"
+    } else {
+        "in-process, one engine per replica, loopback TCP"
+    };
+    if o.json {
+        let errs: Vec<String> = errors.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        println!(
+            "{{\"entries_per_s\":{rate:.0},\"mib_per_s\":{mib:.2},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\
+             \"replicas\":{},\"groups\":{},\"clients\":{},\"entry_size\":{},\"flush\":\"{flush}\",\"seconds\":{},\"errors\":{{{}}}}}",
+            hist.value_at_quantile(0.5),
+            hist.value_at_quantile(0.99),
+            hist.value_at_quantile(0.999),
+            hist.max(),
+            o.replicas,
+            o.groups,
+            o.clients,
+            o.entry_size,
+            o.seconds,
+            errs.join(",")
+        );
+    } else {
+        println!("topology      {topology}");
+        println!(
+            "replicas      {}   groups {}   clients {}   entry {} B   flush {flush}",
+            o.replicas, o.groups, o.clients, o.entry_size
+        );
+        println!("acknowledged  {acked} in {elapsed:.1} s");
+        println!("throughput    {rate:.0} entries/s   {mib:.1} MiB/s");
+        println!(
+            "latency (us)  p50 {}   p99 {}   p99.9 {}   max {}",
+            hist.value_at_quantile(0.5),
+            hist.value_at_quantile(0.99),
+            hist.value_at_quantile(0.999),
+            hist.max()
+        );
+        if errors.is_empty() {
+            println!("errors        none");
+        } else {
+            for (kind, count) in &errors {
+                println!("errors        {kind}: {count}");
+            }
+        }
+    }
+    println!(
+        "append_throughput entries_per_s={rate:.0} mib_per_s={mib:.2} p50_us={} p99_us={} p999_us={} replicas={} groups={} clients={} entry_size={} flush={flush} seconds={}",
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        o.replicas,
+        o.groups,
+        o.clients,
+        o.entry_size,
+        o.seconds
+    );
+    if let Some(cluster) = local {
+        if let Ok(cluster) = Arc::try_unwrap(cluster) {
+            drop(cluster.groups);
+            for e in &cluster.engines {
+                e.close();
+            }
+        }
+    }
+}

@@ -1,8 +1,10 @@
 //! Frames, handshake and the TCP transport. Protocol: docs/PROTOCOL.md.
 
 pub mod frame;
+pub mod handshake;
 pub mod msg;
+mod sock;
 pub mod transport;
 
 pub use msg::*;
-pub use transport::{Client, Handler, Responder, Transport};
+pub use transport::{Client, Handler, NetLimits, Responder, Transport};

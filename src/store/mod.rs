@@ -12,13 +12,26 @@
 //!   `flushed_index() <= i - 1`.
 //! - `save_hard_state` is durable (fsync of the file and its directory) when it returns.
 
-#![allow(unused_variables, dead_code)]
+mod flusher;
+mod format;
+mod fsutil;
+mod recovery;
 
-use crate::config::{FlushDiskType, FlusherKind};
-use crate::error::Result;
+pub use flusher::Flusher;
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::types::{Entry, EntryMeta};
+use bytes::Bytes;
+use flusher::{FlusherInner, Pending, Segment, StoreShared};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::FlushDiskType;
 
 /// Called on the flusher thread with the new flushed index of one store.
 pub type FlushedCallback = Arc<dyn Fn(u64) + Send + Sync>;
@@ -54,24 +67,42 @@ pub struct Recovery {
     pub notes: Vec<String>,
 }
 
-/// The engine-wide flusher: one thread, io_uring when available.
-pub struct Flusher {}
-
-impl Flusher {
-    pub fn start(kind: FlusherKind) -> Result<Flusher> {
-        todo!()
-    }
-    /// Which path runs: "io_uring" or "pwrite".
-    pub fn mode(&self) -> &'static str {
-        todo!()
-    }
-    /// Stops the thread after flushing what is queued. Idempotent.
-    pub fn close(&self) {
-        todo!()
-    }
+/// Where one entry sits: log position, term and record size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub pos: u64,
+    pub term: u64,
+    pub size: u32,
 }
 
-pub struct LogStore {}
+/// Encoded records of the newest entries kept in memory so replication reads need no
+/// syscall. Entries not yet flushed are never evicted, so the bound is soft by at most
+/// one flush interval of appends.
+const TAIL_CACHE_BYTES_MAX: usize = 32 << 20;
+
+/// One member's log. Every method runs under the member's (group) mutex.
+pub struct LogStore {
+    opts: StoreOptions,
+    shared: Arc<StoreShared>,
+    flusher: Arc<FlusherInner>,
+    /// Holds the `flock`; `None` once closed.
+    lock: Option<File>,
+    hard_state: HardState,
+    /// Entries `..=base_index` were removed by retention; `base_term` is the term of
+    /// entry `base_index` (0 for index 0).
+    base_index: u64,
+    base_term: u64,
+    /// Entry `base_index + 1 + i` is `metas[i]`.
+    metas: VecDeque<Meta>,
+    /// Log position right after the last entry: where the next record goes.
+    write_pos: u64,
+    /// Oldest first; the same list as `Pending::segments`.
+    segments: Vec<Arc<Segment>>,
+    /// Records of entries `cache_first..=last_index()`.
+    cache: VecDeque<Bytes>,
+    cache_first: u64,
+    cache_bytes: usize,
+}
 
 impl LogStore {
     /// Opens (creating if needed) the store, takes its lock file (another open of the
@@ -81,70 +112,556 @@ impl LogStore {
         flusher: &Flusher,
         on_flushed: FlushedCallback,
     ) -> Result<(LogStore, Recovery)> {
-        todo!()
+        let header_room = format::ENTRY_HEADER_SIZE as u64;
+        if opts.segment_size_bytes < u64::from(opts.entry_size_bytes_max) + header_room
+            || opts.segment_size_bytes > u64::from(u32::MAX)
+        {
+            return Err(Error::config(format!(
+                "mappedFileSizeCommitLog: {} must hold an entry of maxEntrySize {} plus its {header_room}-byte header, and be below 4 GiB",
+                opts.segment_size_bytes, opts.entry_size_bytes_max
+            )));
+        }
+        if flusher.inner.is_closed() {
+            return Err(Error::closed("flusher"));
+        }
+        fsutil::create_dir(&opts.dir)?;
+        let lock = fsutil::lock_file(&opts.dir.join("lock"), &opts.dir)?;
+        let r = recovery::recover(&opts)?;
+        let last_index = r.base_index + r.metas.len() as u64;
+        let shared = Arc::new(StoreShared {
+            dir: opts.dir.clone(),
+            segment_size_bytes: opts.segment_size_bytes,
+            sync_flush: opts.flush == FlushDiskType::SyncFlush,
+            async_interval: Duration::from_millis(opts.async_flush_interval_ms.max(1)),
+            pending: std::sync::Mutex::new(Pending {
+                data: Vec::new(),
+                index_first: last_index + 1,
+                index_buf: bytes::BytesMut::new(),
+                last_index,
+                segments: r.segments.clone(),
+                checkpoint: r.checkpoint,
+                checkpoint_dirty: false,
+                in_flight: false,
+                failed: None,
+                last_flush: Instant::now(),
+            }),
+            round_done: std::sync::Condvar::new(),
+            flushed_index: std::sync::atomic::AtomicU64::new(last_index),
+            checkpoint_file: r.checkpoint_file,
+            on_flushed,
+        });
+        flusher.inner.register(shared.clone());
+        let recovery = Recovery {
+            hard_state: r.hard_state.clone(),
+            commit_checkpoint: r.checkpoint.commit_index.min(last_index),
+            truncated_entries: r.truncated_entries,
+            notes: r.notes,
+        };
+        log::info!(
+            "store {}: opened entries {}..={} ({} segments)",
+            opts.dir.display(),
+            r.base_index + 1,
+            last_index,
+            r.segments.len()
+        );
+        let store = LogStore {
+            opts,
+            shared,
+            flusher: flusher.inner.clone(),
+            lock: Some(lock),
+            hard_state: r.hard_state,
+            base_index: r.base_index,
+            base_term: r.base_term,
+            metas: r.metas,
+            write_pos: r.write_pos,
+            segments: r.segments,
+            cache: VecDeque::new(),
+            cache_first: last_index + 1,
+            cache_bytes: 0,
+        };
+        Ok((store, recovery))
     }
+
     /// First retained index; `last_index() + 1` when empty.
     pub fn first_index(&self) -> u64 {
-        todo!()
+        self.base_index + 1
     }
+
     /// 0 when empty.
     pub fn last_index(&self) -> u64 {
-        todo!()
+        self.base_index + self.metas.len() as u64
     }
+
     pub fn last_term(&self) -> u64 {
-        todo!()
+        self.metas.back().map_or(self.base_term, |m| m.term)
     }
+
+    fn meta(&self, index: u64) -> Option<&Meta> {
+        if index <= self.base_index {
+            return None;
+        }
+        self.metas.get((index - self.base_index - 1) as usize)
+    }
+
     /// Term of the entry at `index`; `Some(0)` for index 0; for `first_index() - 1` the
     /// term of the last removed entry; `None` when unknown (removed or not yet appended).
     pub fn term_at(&self, index: u64) -> Option<u64> {
-        todo!()
+        if index == 0 {
+            return Some(0);
+        }
+        if index == self.base_index {
+            return Some(self.base_term);
+        }
+        self.meta(index).map(|m| m.term)
     }
+
+    fn check_open(&self) -> Result<()> {
+        if self.lock.is_none() {
+            return Err(Error::closed(&format!("store {}", self.opts.dir.display())));
+        }
+        Ok(())
+    }
+
+    /// Creates the segment starting at `start` whose first entry is `first_index`.
+    fn create_segment(&self, start: u64, first_index: u64, prev_term: u64) -> Result<Arc<Segment>> {
+        let name = format::segment_name(start);
+        let data_path = self.opts.dir.join("data").join(&name);
+        let index_path = self.opts.dir.join("index").join(&name);
+        let data = fsutil::open_rw(&data_path, true)?;
+        fsutil::preallocate(&data, self.opts.segment_size_bytes, &data_path)?;
+        let index = fsutil::open_rw(&index_path, true)?;
+        index
+            .set_len(0)
+            .map_err(|e| Error::io(format!("truncate {}", index_path.display()), e))?;
+        flusher::write_index_header(&index, &index_path, first_index, prev_term)?;
+        // The new names must survive a crash before any entry in them is called durable.
+        fsutil::fsync_dir(&self.opts.dir.join("data"))?;
+        fsutil::fsync_dir(&self.opts.dir.join("index"))?;
+        Ok(Arc::new(Segment {
+            start,
+            first_index,
+            data,
+            index,
+            data_path,
+            index_path,
+        }))
+    }
+
     /// Appends `entry` (its index must be `last_index() + 1`, its term >= `last_term()`).
     pub fn append(&mut self, entry: &Entry) -> Result<EntryMeta> {
-        todo!()
+        self.check_open()?;
+        if entry.index != self.last_index() + 1 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "append: index {} is not last index {} + 1",
+                    entry.index,
+                    self.last_index()
+                ),
+            ));
+        }
+        if entry.term < self.last_term() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "append: term {} of entry {} is below last term {}",
+                    entry.term,
+                    entry.index,
+                    self.last_term()
+                ),
+            ));
+        }
+        if entry.body.len() > self.opts.entry_size_bytes_max as usize {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "append: body of {} bytes exceeds maxEntrySize {}",
+                    entry.body.len(),
+                    self.opts.entry_size_bytes_max
+                ),
+            ));
+        }
+        if let Some(err) = &self.shared.lock().failed {
+            return Err(Error::new(
+                err.kind(),
+                format!("append refused after a failed flush: {}", err.message()),
+            ));
+        }
+        let seg_size = self.opts.segment_size_bytes;
+        let size = (format::ENTRY_HEADER_SIZE + entry.body.len()) as u64;
+        let mut pos = self.write_pos;
+        let room = seg_size - pos % seg_size;
+        let mut blank = None;
+        if size > room {
+            blank = Some((pos, format::blank_record(room as usize)));
+            pos += room;
+        }
+        let mut new_segment = None;
+        if pos % seg_size == 0 && self.segments.last().map_or(true, |s| s.start < pos) {
+            new_segment = Some(self.create_segment(pos, entry.index, self.last_term())?);
+        }
+        let record = format::encode_entry(entry, pos);
+        {
+            let mut p = self.shared.lock();
+            if let Some(err) = &p.failed {
+                return Err(Error::new(
+                    err.kind(),
+                    format!("append refused after a failed flush: {}", err.message()),
+                ));
+            }
+            if let Some(seg) = &new_segment {
+                p.segments.push(seg.clone());
+            }
+            if let Some(b) = blank {
+                p.data.push(b);
+            }
+            p.data.push((pos, record.clone()));
+            debug_assert_eq!(
+                p.index_first + (p.index_buf.len() / format::INDEX_RECORD_SIZE) as u64,
+                entry.index
+            );
+            format::put_index_record(
+                &mut p.index_buf,
+                &format::IndexRecord {
+                    pos,
+                    term: entry.term,
+                    index: entry.index,
+                    size: size as u32,
+                },
+            );
+            p.last_index = entry.index;
+        }
+        if self.shared.sync_flush {
+            self.flusher.notify();
+        }
+        if let Some(seg) = new_segment {
+            self.segments.push(seg);
+        }
+        self.metas.push_back(Meta {
+            pos,
+            term: entry.term,
+            size: size as u32,
+        });
+        self.write_pos = pos + size;
+        self.cache_bytes += record.len();
+        self.cache.push_back(record);
+        let flushed = self.shared.flushed_index.load(Ordering::Acquire);
+        while self.cache_bytes > TAIL_CACHE_BYTES_MAX && self.cache_first <= flushed {
+            let Some(old) = self.cache.pop_front() else {
+                break;
+            };
+            self.cache_bytes -= old.len();
+            self.cache_first += 1;
+        }
+        Ok(EntryMeta {
+            index: entry.index,
+            term: entry.term,
+            pos,
+        })
     }
+
     /// Removes entries `from_index..`. Waits for any write of them in flight.
     pub fn truncate_suffix(&mut self, from_index: u64) -> Result<()> {
-        todo!()
+        self.check_open()?;
+        if from_index > self.last_index() {
+            return Ok(());
+        }
+        if from_index <= self.base_index {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "truncate_suffix: {from_index} is below the first retained index {}",
+                    self.first_index()
+                ),
+            ));
+        }
+        let keep = (from_index - self.base_index - 1) as usize;
+        let new_pos = match keep {
+            0 => self.metas[0].pos,
+            _ => {
+                let m = self.metas[keep - 1];
+                m.pos + u64::from(m.size)
+            }
+        };
+        let old_pos = self.write_pos;
+        let seg_size = self.opts.segment_size_bytes;
+        let shared = self.shared.clone();
+        let mut p = shared.wait_idle(shared.lock());
+        // From here until the guard drops the flusher cannot take this store's writes.
+        p.data.retain(|(pos, _)| *pos < new_pos);
+        if from_index > p.index_first {
+            let len = (from_index - p.index_first) as usize * format::INDEX_RECORD_SIZE;
+            p.index_buf.truncate(len);
+        } else {
+            p.index_buf.clear();
+            p.index_first = from_index;
+        }
+        p.last_index = from_index - 1;
+        shared
+            .flushed_index
+            .fetch_min(from_index - 1, Ordering::AcqRel);
+        self.metas.truncate(keep);
+        self.write_pos = new_pos;
+        if self.cache_first >= from_index {
+            self.cache.clear();
+            self.cache_bytes = 0;
+            self.cache_first = from_index;
+        } else {
+            let n = (from_index - self.cache_first) as usize;
+            for b in self.cache.drain(n..) {
+                self.cache_bytes -= b.len();
+            }
+        }
+        let keep_segments = self
+            .segments
+            .iter()
+            .take_while(|s| s.start <= new_pos)
+            .count();
+        let removed: Vec<Arc<Segment>> = self.segments.drain(keep_segments..).collect();
+        p.segments.truncate(keep_segments);
+        let mut result = Ok(());
+        if let Some(seg) = self.segments.last() {
+            let from_off = new_pos - seg.start;
+            let to_off = old_pos.clamp(seg.start, seg.start + seg_size) - seg.start;
+            let to_off = if removed.is_empty() { to_off } else { seg_size };
+            result = (|| {
+                if to_off > from_off {
+                    fsutil::zero_range(&seg.data, from_off, to_off - from_off, &seg.data_path)?;
+                }
+                let records = from_index.saturating_sub(seg.first_index);
+                let index_len =
+                    format::INDEX_HEADER_SIZE as u64 + records * format::INDEX_RECORD_SIZE as u64;
+                let cur = seg
+                    .index
+                    .metadata()
+                    .map_err(|e| Error::io(format!("stat {}", seg.index_path.display()), e))?
+                    .len();
+                if cur > index_len {
+                    seg.index.set_len(index_len).map_err(|e| {
+                        Error::io(format!("truncate {}", seg.index_path.display()), e)
+                    })?;
+                }
+                seg.data
+                    .sync_data()
+                    .map_err(|e| Error::io(format!("fdatasync {}", seg.data_path.display()), e))?;
+                seg.index
+                    .sync_data()
+                    .map_err(|e| Error::io(format!("fdatasync {}", seg.index_path.display()), e))
+            })();
+        }
+        if result.is_ok() && !removed.is_empty() {
+            result = (|| {
+                for seg in &removed {
+                    for path in [&seg.data_path, &seg.index_path] {
+                        std::fs::remove_file(path)
+                            .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+                    }
+                }
+                fsutil::fsync_dir(&self.opts.dir.join("data"))?;
+                fsutil::fsync_dir(&self.opts.dir.join("index"))
+            })();
+        }
+        if let Err(e) = &result {
+            // The disk may still hold the cut entries: refuse further writes until reopen.
+            p.failed.get_or_insert(e.clone());
+        }
+        drop(p);
+        result
     }
+
     /// Reads one entry, verifying its checksum (`ErrorKind::Corrupt` if it fails,
     /// `ErrorKind::NotFound` outside `first_index()..=last_index()`).
     pub fn read(&self, index: u64) -> Result<(Entry, EntryMeta)> {
-        todo!()
+        let Some(&m) = self.meta(index) else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "entry {index} is outside {}..={}",
+                    self.first_index(),
+                    self.last_index()
+                ),
+            ));
+        };
+        if index >= self.cache_first {
+            let record = self.cache[(index - self.cache_first) as usize].clone();
+            return format::decode_entry(record, index, m.pos);
+        }
+        let seg =
+            StoreShared::segment_for(&self.segments, m.pos).expect("every entry lies in a segment");
+        let mut buf = vec![0u8; m.size as usize];
+        seg.data
+            .read_exact_at(&mut buf, m.pos - seg.start)
+            .map_err(|e| {
+                Error::io(
+                    format!("read entry {index} from {}", seg.data_path.display()),
+                    e,
+                )
+            })?;
+        format::decode_entry(Bytes::from(buf), index, m.pos)
     }
+
+    /// Highest entry durable on disk (data and index fdatasynced).
     pub fn flushed_index(&self) -> u64 {
-        todo!()
+        self.shared.flushed_index.load(Ordering::Acquire)
     }
-    /// Blocks until everything appended so far is durable.
+
+    /// Blocks until everything appended so far is durable. The flush runs on the calling
+    /// thread (so it never waits for the flusher thread, which may itself be waiting for
+    /// the caller's mutex inside `on_flushed`) and does not call `on_flushed`.
     pub fn sync(&self) -> Result<()> {
-        todo!()
+        self.check_open()?;
+        flusher::flush_now(&self.shared)?;
+        debug_assert!(self.flushed_index() >= self.last_index());
+        Ok(())
     }
+
     pub fn hard_state(&self) -> HardState {
-        todo!()
+        self.hard_state.clone()
     }
+
     pub fn save_hard_state(&mut self, state: &HardState) -> Result<()> {
-        todo!()
+        self.check_open()?;
+        if state
+            .voted_for
+            .as_ref()
+            .is_some_and(|v| v.len() > format::VOTE_ID_LEN_MAX)
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "save_hard_state: voted_for is longer than 255 bytes",
+            ));
+        }
+        recovery::write_hard_state(&self.opts.dir, state)?;
+        self.hard_state = state.clone();
+        Ok(())
     }
+
     /// Records the commit index (cheaply; durable at the next flush).
     pub fn save_commit_checkpoint(&mut self, commit_index: u64) {
-        todo!()
+        let mut p = self.shared.lock();
+        if p.checkpoint.commit_index != commit_index {
+            p.checkpoint.commit_index = commit_index;
+            p.checkpoint_dirty = true;
+        }
     }
+
     /// Deletes full segments older than `fileReservedTime` hours whose entries all lie
-    /// below `keep_from_index`; returns how many were deleted.
+    /// below `keep_from_index`; returns how many were deleted. Never the last segment,
+    /// never an entry that is not yet flushed.
     pub fn apply_retention(
         &mut self,
         file_reserved_hours: u64,
         keep_from_index: u64,
     ) -> Result<usize> {
-        todo!()
+        self.check_open()?;
+        let cutoff = SystemTime::now().checked_sub(Duration::from_secs(
+            file_reserved_hours.saturating_mul(3600),
+        ));
+        let flushed = self.flushed_index();
+        let mut n = 0;
+        while n + 1 < self.segments.len() {
+            let next_first = self.segments[n + 1].first_index;
+            if next_first > keep_from_index || next_first - 1 > flushed {
+                break;
+            }
+            let seg = &self.segments[n];
+            let mtime = seg
+                .data
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_err(|e| Error::io(format!("stat {}", seg.data_path.display()), e))?;
+            if cutoff.map_or(true, |c| mtime > c) {
+                break;
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let new_base = self.segments[n].first_index - 1;
+        let new_base_term = self.term_at(new_base).expect("retained entries have terms");
+        let shared = self.shared.clone();
+        let mut p = shared.wait_idle(shared.lock());
+        // The new base is durable before any file goes; a crash in between is finished
+        // by recovery.
+        let mut c = p.checkpoint;
+        c.seq += 1;
+        c.base_index = new_base;
+        c.base_term = new_base_term;
+        let slot = (c.seq % 2) * format::CHECKPOINT_SLOT_STRIDE;
+        let path = self.opts.dir.join("checkpoint");
+        fsutil::pwrite_all(
+            &shared.checkpoint_file,
+            &format::encode_checkpoint(&c),
+            slot,
+        )
+        .and_then(|_| shared.checkpoint_file.sync_data())
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        p.checkpoint.seq = c.seq;
+        p.checkpoint.base_index = new_base;
+        p.checkpoint.base_term = new_base_term;
+        let removed: Vec<Arc<Segment>> = self.segments.drain(..n).collect();
+        p.segments.drain(..n);
+        drop(p);
+        for seg in &removed {
+            for path in [&seg.data_path, &seg.index_path] {
+                std::fs::remove_file(path)
+                    .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+            }
+            log::info!(
+                "store {}: retention removed segment {}",
+                self.opts.dir.display(),
+                format::segment_name(seg.start)
+            );
+        }
+        fsutil::fsync_dir(&self.opts.dir.join("data"))?;
+        fsutil::fsync_dir(&self.opts.dir.join("index"))?;
+        let dropped = (new_base - self.base_index) as usize;
+        self.metas.drain(..dropped);
+        self.base_index = new_base;
+        self.base_term = new_base_term;
+        while self.cache_first <= new_base {
+            let Some(old) = self.cache.pop_front() else {
+                self.cache_first = new_base + 1;
+                break;
+            };
+            self.cache_bytes -= old.len();
+            self.cache_first += 1;
+        }
+        Ok(n)
     }
+
     /// Flushes, stops using the flusher and releases the lock file; later calls fail
     /// with `Closed`. Idempotent.
     pub fn shutdown(&mut self) -> Result<()> {
-        todo!()
+        if self.lock.is_none() {
+            return Ok(());
+        }
+        let result = flusher::flush_now(&self.shared);
+        self.release();
+        result
     }
+
     /// Flushes, stops using the flusher and releases the lock file.
-    pub fn close(self) -> Result<()> {
-        todo!()
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn release(&mut self) {
+        if self.lock.is_none() {
+            return;
+        }
+        self.flusher.deregister(&self.shared);
+        // A round already taken finishes before the lock (and the right to recover this
+        // directory) is given up.
+        drop(self.shared.wait_idle(self.shared.lock()));
+        self.lock = None;
+        log::info!("store {}: closed", self.opts.dir.display());
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        self.release();
     }
 }

@@ -1,0 +1,693 @@
+//! The engine-wide flusher: one thread takes everything ready from every registered store,
+//! writes it and fdatasyncs each touched file once (io_uring: one submission per round with
+//! a linked write..write->fdatasync chain per file; else pwritev + fdatasync), then reports
+//! each store's new flushed index through its callback, holding no store lock.
+
+use super::format::{
+    self, Checkpoint, CHECKPOINT_SLOT_STRIDE, INDEX_HEADER_SIZE, INDEX_RECORD_SIZE,
+};
+use super::fsutil;
+use super::FlushedCallback;
+use crate::config::FlusherKind;
+use crate::error::{Error, Result};
+use bytes::{Bytes, BytesMut};
+use std::fs::File;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest the flusher sleeps when no store asks for anything.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// io_uring submission queue size; larger rounds go in several waves.
+const RING_ENTRIES: u32 = 512;
+/// iovecs in one writev (the kernel's IOV_MAX).
+const IOVECS_PER_WRITE_MAX: usize = 1024;
+
+/// One data segment file and its index file.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Log position of the segment's first byte; also its file name.
+    pub start: u64,
+    /// Index of the first entry placed in it (the entry at `start`).
+    pub first_index: u64,
+    pub data: File,
+    pub index: File,
+    pub data_path: PathBuf,
+    pub index_path: PathBuf,
+}
+
+/// What a store has produced and the flusher has not yet taken. Guarded by
+/// `StoreShared::pending`; no I/O happens while that lock is held, except in
+/// `truncate_suffix`/retention which first wait for `in_flight` to clear.
+pub(crate) struct Pending {
+    /// Records (entries and blanks) not yet taken, in log-position order.
+    pub data: Vec<(u64, Bytes)>,
+    /// Index records of entries `index_first..` not yet taken.
+    pub index_first: u64,
+    pub index_buf: BytesMut,
+    /// Highest entry index covered by what is pending or was taken (the target of the
+    /// next flush).
+    pub last_index: u64,
+    /// The store's segments, oldest first (a mirror the flusher resolves positions with).
+    pub segments: Vec<Arc<Segment>>,
+    /// Commit index to checkpoint and the last checkpoint written.
+    pub checkpoint: Checkpoint,
+    pub checkpoint_dirty: bool,
+    /// A round of this store's writes is running on the flusher thread.
+    pub in_flight: bool,
+    /// The first write or sync error; every later append fails with it.
+    pub failed: Option<Error>,
+    pub last_flush: Instant,
+}
+
+pub(crate) struct StoreShared {
+    pub dir: PathBuf,
+    pub segment_size_bytes: u64,
+    pub sync_flush: bool,
+    pub async_interval: Duration,
+    pub pending: Mutex<Pending>,
+    /// Signalled when a round of this store ends.
+    pub round_done: Condvar,
+    pub flushed_index: AtomicU64,
+    pub checkpoint_file: File,
+    pub on_flushed: FlushedCallback,
+}
+
+impl StoreShared {
+    pub fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until no round of this store is running; returns the guard.
+    pub fn wait_idle<'a>(&'a self, mut p: MutexGuard<'a, Pending>) -> MutexGuard<'a, Pending> {
+        while p.in_flight {
+            p = self.round_done.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        p
+    }
+
+    pub fn segment_for(segments: &[Arc<Segment>], pos: u64) -> Option<&Arc<Segment>> {
+        let i = segments.partition_point(|s| s.start <= pos);
+        segments[..i].last()
+    }
+}
+
+#[derive(Default)]
+struct WakeState {
+    work: bool,
+    closed: bool,
+}
+
+pub(crate) struct FlusherInner {
+    stores: Mutex<Vec<Arc<StoreShared>>>,
+    wake: Mutex<WakeState>,
+    wake_cond: Condvar,
+}
+
+impl FlusherInner {
+    pub fn register(&self, store: Arc<StoreShared>) {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(store);
+    }
+
+    pub fn deregister(&self, store: &Arc<StoreShared>) {
+        self.stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, store));
+    }
+
+    /// Tells the flusher that data is ready.
+    pub fn notify(&self) {
+        let mut w = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        if !w.work {
+            w.work = true;
+            self.wake_cond.notify_one();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.wake.lock().unwrap_or_else(|p| p.into_inner()).closed
+    }
+}
+
+/// The engine-wide flusher: one thread, io_uring when available.
+pub struct Flusher {
+    pub(crate) inner: Arc<FlusherInner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    mode: &'static str,
+}
+
+impl Flusher {
+    pub fn start(kind: FlusherKind) -> Result<Flusher> {
+        let backend = match kind {
+            FlusherKind::Pwrite => Backend::Pwrite,
+            FlusherKind::IoUring => match io_uring::IoUring::new(RING_ENTRIES) {
+                Ok(ring) => Backend::Uring(Box::new(ring)),
+                Err(e) => {
+                    return Err(Error::io(
+                        "rmqraftFlusher=io_uring: io_uring setup failed",
+                        e,
+                    ))
+                }
+            },
+            FlusherKind::Auto => match io_uring::IoUring::new(RING_ENTRIES) {
+                Ok(ring) => Backend::Uring(Box::new(ring)),
+                Err(e) => {
+                    log::info!("flusher: io_uring unavailable ({e}); using pwrite + fdatasync");
+                    Backend::Pwrite
+                }
+            },
+        };
+        let mode = backend.name();
+        log::info!("flusher: running in {mode} mode");
+        let inner = Arc::new(FlusherInner {
+            stores: Mutex::new(Vec::new()),
+            wake: Mutex::new(WakeState::default()),
+            wake_cond: Condvar::new(),
+        });
+        let thread_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("rmqraft-flusher".to_string())
+            .spawn(move || run(thread_inner, backend))
+            .map_err(|e| Error::io("spawn the flusher thread", e))?;
+        Ok(Flusher {
+            inner,
+            thread: Mutex::new(Some(thread)),
+            mode,
+        })
+    }
+
+    /// Which path runs: "io_uring" or "pwrite".
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+
+    /// Stops the thread after flushing what is queued. Idempotent.
+    pub fn close(&self) {
+        {
+            let mut w = self.inner.wake.lock().unwrap_or_else(|p| p.into_inner());
+            w.closed = true;
+            self.inner.wake_cond.notify_one();
+        }
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                log::error!("flusher: thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Writes to one file in one round: runs of contiguous buffers, then one fdatasync.
+struct FileWrites {
+    fd: RawFd,
+    path: PathBuf,
+    runs: Vec<(u64, Vec<Bytes>)>,
+    /// Keeps the file open while the round runs.
+    _keep: Option<Arc<Segment>>,
+}
+
+impl FileWrites {
+    fn push(&mut self, offset: u64, buf: Bytes) {
+        if let Some((start, bufs)) = self.runs.last_mut() {
+            let end = *start + bufs.iter().map(|b| b.len() as u64).sum::<u64>();
+            if end == offset {
+                bufs.push(buf);
+                return;
+            }
+        }
+        self.runs.push((offset, vec![buf]));
+    }
+}
+
+/// One store's share of a round.
+struct Job {
+    store: Arc<StoreShared>,
+    last_index: u64,
+    files: Vec<FileWrites>,
+    error: Option<Error>,
+}
+
+/// Takes everything pending from `p` into a job. Called with the pending lock held.
+fn take_job(store: &Arc<StoreShared>, p: &mut Pending) -> Job {
+    let mut files: Vec<FileWrites> = Vec::new();
+    fn file_for<'a>(
+        files: &'a mut Vec<FileWrites>,
+        seg: &Arc<Segment>,
+        index: bool,
+    ) -> &'a mut FileWrites {
+        let fd = if index {
+            seg.index.as_raw_fd()
+        } else {
+            seg.data.as_raw_fd()
+        };
+        if let Some(i) = files.iter().position(|f| f.fd == fd) {
+            return &mut files[i];
+        }
+        let path = if index {
+            seg.index_path.clone()
+        } else {
+            seg.data_path.clone()
+        };
+        files.push(FileWrites {
+            fd,
+            path,
+            runs: Vec::new(),
+            _keep: Some(seg.clone()),
+        });
+        files.last_mut().expect("just pushed")
+    }
+    for (pos, buf) in p.data.drain(..) {
+        let seg = StoreShared::segment_for(&p.segments, pos)
+            .expect("pending data lies in a known segment");
+        debug_assert!(pos + buf.len() as u64 <= seg.start + store.segment_size_bytes);
+        file_for(&mut files, seg, false).push(pos - seg.start, buf);
+    }
+    if !p.index_buf.is_empty() {
+        let mut buf = p.index_buf.split().freeze();
+        let mut index = p.index_first;
+        while !buf.is_empty() {
+            let i = p.segments.partition_point(|s| s.first_index <= index);
+            let seg = &p.segments[i
+                .checked_sub(1)
+                .expect("pending index lies in a known segment")];
+            let next_first = p.segments.get(i).map_or(u64::MAX, |s| s.first_index);
+            let count = ((next_first - index) as usize).min(buf.len() / INDEX_RECORD_SIZE);
+            let part = buf.split_to(count * INDEX_RECORD_SIZE);
+            let offset =
+                INDEX_HEADER_SIZE as u64 + (index - seg.first_index) * INDEX_RECORD_SIZE as u64;
+            file_for(&mut files, seg, true).push(offset, part);
+            index += count as u64;
+        }
+        p.index_first = index;
+    }
+    if p.checkpoint_dirty {
+        p.checkpoint_dirty = false;
+        p.checkpoint.seq += 1;
+        let slot = (p.checkpoint.seq % 2) * CHECKPOINT_SLOT_STRIDE;
+        let bytes = Bytes::copy_from_slice(&format::encode_checkpoint(&p.checkpoint));
+        files.push(FileWrites {
+            fd: store.checkpoint_file.as_raw_fd(),
+            path: store.dir.join("checkpoint"),
+            runs: vec![(slot, vec![bytes])],
+            _keep: None,
+        });
+    }
+    Job {
+        store: store.clone(),
+        last_index: p.last_index,
+        files,
+        error: None,
+    }
+}
+
+fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
+    let mut closing = false;
+    loop {
+        {
+            let mut w = inner.wake.lock().unwrap_or_else(|p| p.into_inner());
+            w.work = false;
+            closing |= w.closed;
+        }
+        let stores: Vec<Arc<StoreShared>> = inner
+            .stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let now = Instant::now();
+        let mut wait = IDLE_WAIT;
+        let mut busy_store = false;
+        let mut jobs = Vec::new();
+        for store in &stores {
+            if !store.sync_flush {
+                wait = wait.min(store.async_interval);
+            }
+            let mut p = match store.pending.try_lock() {
+                Ok(p) => p,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // A truncation or retention holds it while doing its own I/O.
+                    busy_store = true;
+                    continue;
+                }
+            };
+            if p.in_flight || p.failed.is_some() {
+                continue;
+            }
+            let ready = !p.data.is_empty() || !p.index_buf.is_empty() || p.checkpoint_dirty;
+            if !ready {
+                continue;
+            }
+            let due_at = p.last_flush + store.async_interval;
+            if store.sync_flush || closing || now >= due_at {
+                p.in_flight = true;
+                p.last_flush = now;
+                jobs.push(take_job(store, &mut p));
+            } else {
+                wait = wait.min(due_at - now);
+            }
+        }
+        drop(stores);
+        if jobs.is_empty() {
+            if closing && !busy_store {
+                break;
+            }
+            let w = inner.wake.lock().unwrap_or_else(|p| p.into_inner());
+            if !w.work && !w.closed {
+                let wait = if busy_store {
+                    Duration::from_millis(1)
+                } else {
+                    wait
+                };
+                drop(
+                    inner
+                        .wake_cond
+                        .wait_timeout(w, wait)
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+            }
+            continue;
+        }
+        backend.write_and_sync(&mut jobs);
+        let mut reports = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut p = job.store.lock();
+            p.in_flight = false;
+            match job.error {
+                None => {
+                    job.store
+                        .flushed_index
+                        .fetch_max(job.last_index.min(p.last_index), Ordering::AcqRel);
+                    reports.push(job.store.clone());
+                }
+                Some(err) => {
+                    log::error!("flusher: store {}: {err}", job.store.dir.display());
+                    p.failed.get_or_insert(err);
+                }
+            }
+            job.store.round_done.notify_all();
+        }
+        for store in reports {
+            // Read again: a truncation may have lowered it since the round ended.
+            let flushed = store.flushed_index.load(Ordering::Acquire);
+            (store.on_flushed)(flushed);
+        }
+    }
+    log::info!("flusher: stopped");
+}
+
+enum Backend {
+    Uring(Box<io_uring::IoUring>),
+    Pwrite,
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Uring(_) => "io_uring",
+            Backend::Pwrite => "pwrite",
+        }
+    }
+
+    fn write_and_sync(&mut self, jobs: &mut [Job]) {
+        match self {
+            Backend::Pwrite => {
+                for job in jobs.iter_mut() {
+                    for f in &job.files {
+                        if let Err(e) = write_file_sync(f) {
+                            job.error = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            Backend::Uring(ring) => uring_round(ring, jobs),
+        }
+    }
+}
+
+fn iovecs(bufs: &[Bytes]) -> Vec<libc::iovec> {
+    bufs.iter()
+        .map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        })
+        .collect()
+}
+
+/// pwritev all runs of `f` (resuming short writes), then fdatasync it.
+fn write_file_sync(f: &FileWrites) -> Result<()> {
+    let ctx = || format!("write {}", f.path.display());
+    for (offset, bufs) in &f.runs {
+        let mut offset = *offset;
+        for group in bufs.chunks(IOVECS_PER_WRITE_MAX) {
+            let mut iov = iovecs(group);
+            let mut first = 0;
+            while first < iov.len() {
+                let rest = &iov[first..];
+                // SAFETY: the iovecs point into live `Bytes` held by `f`; fd is open.
+                let n = unsafe {
+                    libc::pwritev(
+                        f.fd,
+                        rest.as_ptr(),
+                        rest.len() as libc::c_int,
+                        offset as libc::off_t,
+                    )
+                };
+                if n < 0 {
+                    let err = std::io::Error::last_os_error();
+                    if err.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(Error::io(ctx(), err));
+                }
+                if n == 0 {
+                    return Err(Error::io(
+                        ctx(),
+                        std::io::Error::from(std::io::ErrorKind::WriteZero),
+                    ));
+                }
+                let mut n = n as usize;
+                offset += n as u64;
+                while n > 0 {
+                    let v = &mut iov[first];
+                    if n >= v.iov_len {
+                        n -= v.iov_len;
+                        first += 1;
+                    } else {
+                        // SAFETY: advancing within the same buffer.
+                        v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut libc::c_void;
+                        v.iov_len -= n;
+                        n = 0;
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: fdatasync on an open descriptor.
+    if unsafe { libc::fdatasync(f.fd) } != 0 {
+        return Err(Error::io(
+            format!("fdatasync {}", f.path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// One chain in the ring: the writev ops of one file followed by its fdatasync.
+struct Chain {
+    job: usize,
+    file: usize,
+    iovecs: Vec<Vec<libc::iovec>>,
+    expected: Vec<usize>,
+    failed: bool,
+    pending_ops: usize,
+}
+
+fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
+    use io_uring::{opcode, squeue, types};
+    let mut chains: Vec<Chain> = Vec::new();
+    for (j, job) in jobs.iter().enumerate() {
+        for (i, f) in job.files.iter().enumerate() {
+            let mut iov_groups = Vec::new();
+            let mut expected = Vec::new();
+            for (_, bufs) in &f.runs {
+                for group in bufs.chunks(IOVECS_PER_WRITE_MAX) {
+                    expected.push(group.iter().map(Bytes::len).sum());
+                    iov_groups.push(iovecs(group));
+                }
+            }
+            chains.push(Chain {
+                job: j,
+                file: i,
+                iovecs: iov_groups,
+                expected,
+                failed: false,
+                pending_ops: 0,
+            });
+        }
+    }
+    let mut next = 0;
+    while next < chains.len() {
+        // One wave: as many whole chains as the submission queue holds.
+        let wave_start = next;
+        let mut ops = 0usize;
+        while next < chains.len() {
+            let need = chains[next].iovecs.len() + 1;
+            if ops > 0 && ops + need > RING_ENTRIES as usize {
+                break;
+            }
+            ops += need;
+            next += 1;
+        }
+        let mut pushed = 0usize;
+        {
+            let mut sq = ring.submission();
+            for (c_idx, chain) in chains.iter_mut().enumerate().take(next).skip(wave_start) {
+                let f = &jobs[chain.job].files[chain.file];
+                let fd = types::Fd(f.fd);
+                let mut write_no = 0;
+                let mut entries = Vec::with_capacity(chain.iovecs.len() + 1);
+                for (offset, bufs) in &f.runs {
+                    let mut offset = *offset;
+                    for group in bufs.chunks(IOVECS_PER_WRITE_MAX) {
+                        let iov = &chain.iovecs[write_no];
+                        let e = opcode::Writev::new(fd, iov.as_ptr(), iov.len() as u32)
+                            .offset(offset)
+                            .build()
+                            .flags(squeue::Flags::IO_LINK)
+                            .user_data(((c_idx as u64) << 16) | write_no as u64);
+                        entries.push(e);
+                        offset += group.iter().map(|b| b.len() as u64).sum::<u64>();
+                        write_no += 1;
+                    }
+                }
+                entries.push(
+                    opcode::Fsync::new(fd)
+                        .flags(types::FsyncFlags::DATASYNC)
+                        .build()
+                        .user_data(((c_idx as u64) << 16) | 0xFFFF),
+                );
+                chain.pending_ops = entries.len();
+                for e in entries {
+                    // SAFETY: the iovecs and the buffers they point to live in `chains` and
+                    // `jobs` until every completion of this wave is reaped below.
+                    if unsafe { sq.push(&e) }.is_err() {
+                        chain.failed = true;
+                        chain.pending_ops -= 1;
+                    } else {
+                        pushed += 1;
+                    }
+                }
+            }
+        }
+        let mut reaped = 0usize;
+        let mut submit_error = None;
+        while reaped < pushed {
+            if let Err(e) = ring.submit_and_wait(pushed - reaped) {
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                submit_error = Some(e);
+                break;
+            }
+            for cqe in ring.completion() {
+                reaped += 1;
+                let c_idx = (cqe.user_data() >> 16) as usize;
+                let op = (cqe.user_data() & 0xFFFF) as usize;
+                let chain = &mut chains[c_idx];
+                chain.pending_ops -= 1;
+                let res = cqe.result();
+                let ok = if op == 0xFFFF {
+                    res == 0
+                } else {
+                    res >= 0 && res as usize == chain.expected[op]
+                };
+                if !ok {
+                    chain.failed = true;
+                }
+            }
+        }
+        if let Some(e) = submit_error {
+            // The ring is unusable for this round: the kernel may still own buffers of
+            // submitted ops, so drain what it returns before the buffers are released.
+            log::error!("flusher: io_uring submit failed ({e}); finishing this round with pwrite");
+            let _ = ring.submit_and_wait(pushed - reaped);
+            for cqe in ring.completion() {
+                let _ = cqe;
+            }
+            for chain in &mut chains[wave_start..next] {
+                chain.failed = true;
+            }
+        }
+    }
+    // A failed or short chain is redone synchronously: rewriting the same bytes at the
+    // same offsets is harmless, and it yields the real error (ENOSPC, EIO) if any.
+    for chain in &chains {
+        if chain.failed && jobs[chain.job].error.is_none() {
+            if let Err(e) = write_file_sync(&jobs[chain.job].files[chain.file]) {
+                jobs[chain.job].error = Some(e);
+            }
+        }
+    }
+}
+
+/// Flushes everything pending of one store on the calling thread (pwritev + fdatasync),
+/// after any round of the flusher thread for it has ended. Does not call `on_flushed`:
+/// the caller may hold the lock that callback takes.
+pub(crate) fn flush_now(store: &Arc<StoreShared>) -> Result<()> {
+    let mut p = store.wait_idle(store.lock());
+    if let Some(err) = &p.failed {
+        return Err(err.clone());
+    }
+    if p.data.is_empty() && p.index_buf.is_empty() && !p.checkpoint_dirty {
+        return Ok(());
+    }
+    p.in_flight = true;
+    p.last_flush = Instant::now();
+    let job = take_job(store, &mut p);
+    drop(p);
+    let result = job.files.iter().try_for_each(write_file_sync);
+    let mut p = store.lock();
+    p.in_flight = false;
+    match &result {
+        Ok(()) => {
+            store
+                .flushed_index
+                .fetch_max(job.last_index.min(p.last_index), Ordering::AcqRel);
+        }
+        Err(err) => {
+            log::error!("store {}: flush failed: {err}", store.dir.display());
+            p.failed.get_or_insert(err.clone());
+        }
+    }
+    store.round_done.notify_all();
+    result
+}
+
+/// Writes the index header of a new segment's index file.
+pub(crate) fn write_index_header(
+    seg_index: &File,
+    path: &std::path::Path,
+    first_index: u64,
+    prev_term: u64,
+) -> Result<()> {
+    let h = format::encode_index_header(&format::IndexHeader {
+        first_index,
+        prev_term,
+    });
+    fsutil::pwrite_all(seg_index, &h, 0)
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
