@@ -1,13 +1,23 @@
 //! The `rmqraft` command: run members (`node`), a three-member try-out group
 //! (`fast-try`), and talk to a group over TCP (`cluster-list`, `append`, `read`,
 //! `transfer-leader`). See docs/CLI.md.
+//!
+//! The crate root is a file in src/bin, so its modules are named by path: a crate root's
+//! `mod x;` would look beside it, in src/bin, where Cargo would take them for binaries.
 
+#[path = "rmqraft/args.rs"]
 mod args;
+#[path = "rmqraft/client.rs"]
 mod client;
+#[path = "rmqraft/fast_try.rs"]
 mod fast_try;
+#[path = "rmqraft/node.rs"]
 mod node;
+#[path = "rmqraft/output.rs"]
 mod output;
+#[path = "rmqraft/remote.rs"]
 mod remote;
+#[path = "rmqraft/target.rs"]
 mod target;
 
 use args::{Command, FastTryAction};

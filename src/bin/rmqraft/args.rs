@@ -125,14 +125,40 @@ fn usage<T>(message: impl Into<String>) -> Parsed<T> {
     Err(UsageError(message.into()))
 }
 
-/// Handles the TARGET flags; `Ok(false)` when `arg` is not one of them.
-fn target_flag(arg: &Arg<'_>, parser: &mut lexopt::Parser, t: &mut TargetArgs) -> Parsed<bool> {
-    match arg {
-        Short('c') | Long("config") => t.configs.push(parser.value()?.into()),
-        Short('p') | Long("peers") => t.peers = Some(parser.value()?.string()?),
-        Short('g') | Long("group") => t.group = Some(parser.value()?.string()?),
-        Long("cluster") => t.cluster = Some(parser.value()?.string()?),
-        Long("dir") => t.dir = parser.value()?.into(),
+/// One command-line item, owned so that the parser can be asked for the flag's value.
+enum Item {
+    /// `-c` or `--config`, as written.
+    Flag(String),
+    Value(std::ffi::OsString),
+}
+
+fn next_item(parser: &mut lexopt::Parser) -> Parsed<Option<Item>> {
+    Ok(parser.next()?.map(|arg| match arg {
+        Short(c) => Item::Flag(format!("-{c}")),
+        Long(l) => Item::Flag(format!("--{l}")),
+        Value(v) => Item::Value(v),
+    }))
+}
+
+fn unexpected<T>(item: Item) -> Parsed<T> {
+    match item {
+        Item::Flag(f) => usage(format!("invalid option '{f}'")),
+        Item::Value(v) => usage(format!("unexpected argument '{}'", v.to_string_lossy())),
+    }
+}
+
+fn is_help(flag: &str) -> bool {
+    flag == "-h" || flag == "--help"
+}
+
+/// Handles the TARGET flags; `Ok(false)` when `flag` is not one of them.
+fn target_flag(flag: &str, parser: &mut lexopt::Parser, t: &mut TargetArgs) -> Parsed<bool> {
+    match flag {
+        "-c" | "--config" => t.configs.push(parser.value()?.into()),
+        "-p" | "--peers" => t.peers = Some(parser.value()?.string()?),
+        "-g" | "--group" => t.group = Some(parser.value()?.string()?),
+        "--cluster" => t.cluster = Some(parser.value()?.string()?),
+        "--dir" => t.dir = parser.value()?.into(),
         _ => return Ok(false),
     }
     Ok(true)
@@ -164,9 +190,15 @@ fn parse_ports(text: &str) -> Parsed<[u16; 3]> {
         .split(',')
         .map(|p| p.trim().parse::<u16>())
         .collect::<Result<_, _>>()
-        .map_err(|_| UsageError(format!("--ports: '{text}' is not three ports like 40911,40912,40913")))?;
+        .map_err(|_| {
+            UsageError(format!(
+                "--ports: '{text}' is not three ports like 40911,40912,40913"
+            ))
+        })?;
     match ports.as_slice() {
-        [a, b, c] if *a != 0 && *b != 0 && *c != 0 && a != b && b != c && a != c => Ok([*a, *b, *c]),
+        [a, b, c] if *a != 0 && *b != 0 && *c != 0 && a != b && b != c && a != c => {
+            Ok([*a, *b, *c])
+        }
         _ => usage(format!(
             "--ports: '{text}' is not three distinct non-zero ports like 40911,40912,40913"
         )),
@@ -198,11 +230,11 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Parsed<Comma
 
 fn parse_node(parser: &mut lexopt::Parser) -> Parsed<Command> {
     let mut configs = Vec::new();
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Short('c') | Long("config") => configs.push(parser.value()?.into()),
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().into()),
+    while let Some(item) = next_item(parser)? {
+        match &item {
+            Item::Flag(f) if f == "-c" || f == "--config" => configs.push(parser.value()?.into()),
+            Item::Flag(f) if is_help(f) => return Ok(Command::Help),
+            _ => return unexpected(item),
         }
     }
     if configs.is_empty() {
@@ -215,19 +247,26 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
     let mut action = None;
     let mut dir = PathBuf::from(FAST_TRY_DIR);
     let mut ports = None;
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Value(v) if action.is_none() => {
-                action = Some(match v.string()?.as_str() {
-                    "start" => FastTryAction::Start,
-                    "stop" => FastTryAction::Stop,
-                    other => return usage(format!("fast-try: '{other}' is not start or stop")),
+    while let Some(item) = next_item(parser)? {
+        match &item {
+            Item::Value(v) if action.is_none() => {
+                action = Some(match v.to_str() {
+                    Some("start") => FastTryAction::Start,
+                    Some("stop") => FastTryAction::Stop,
+                    _ => {
+                        return usage(format!(
+                            "fast-try: '{}' is not start or stop",
+                            v.to_string_lossy()
+                        ))
+                    }
                 })
             }
-            Long("dir") => dir = parser.value()?.into(),
-            Long("ports") => ports = Some(parse_ports(&parser.value()?.string()?)?),
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().into()),
+            Item::Flag(f) if f == "--dir" => dir = parser.value()?.into(),
+            Item::Flag(f) if f == "--ports" => {
+                ports = Some(parse_ports(&parser.value()?.string()?)?)
+            }
+            Item::Flag(f) if is_help(f) => return Ok(Command::Help),
+            _ => return unexpected(item),
         }
     }
     let Some(action) = action else {
@@ -239,43 +278,63 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
     Ok(Command::FastTry { action, dir, ports })
 }
 
-fn parse_cluster_list(parser: &mut lexopt::Parser) -> Parsed<Command> {
+/// Parses a subcommand's flags: the TARGET flags, help, and those `own` takes (it
+/// returns `Ok(false)` for a flag it does not know).
+fn parse_flags(
+    parser: &mut lexopt::Parser,
+    mut own: impl FnMut(&str, &mut lexopt::Parser) -> Parsed<bool>,
+) -> Parsed<Option<TargetArgs>> {
     let mut target = TargetArgs::default();
-    let mut json = false;
-    while let Some(arg) = parser.next()? {
-        if target_flag(&arg, parser, &mut target)? {
-            continue;
+    while let Some(item) = next_item(parser)? {
+        let Item::Flag(flag) = &item else {
+            return unexpected(item);
+        };
+        if is_help(flag) {
+            return Ok(None);
         }
-        match arg {
-            Long("json") => json = true,
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().into()),
+        if !target_flag(flag, parser, &mut target)? && !own(flag, parser)? {
+            return unexpected(item);
         }
     }
     check_target(&target)?;
+    Ok(Some(target))
+}
+
+fn parse_cluster_list(parser: &mut lexopt::Parser) -> Parsed<Command> {
+    let mut json = false;
+    let target = parse_flags(parser, |flag, _| {
+        Ok(match flag {
+            "--json" => {
+                json = true;
+                true
+            }
+            _ => false,
+        })
+    })?;
+    let Some(target) = target else {
+        return Ok(Command::Help);
+    };
     Ok(Command::ClusterList { target, json })
 }
 
 fn parse_append(parser: &mut lexopt::Parser) -> Parsed<Command> {
-    let mut target = TargetArgs::default();
     let mut count = 1;
     let mut size_bytes = None;
     let mut data = None;
     let mut timeout_ms = 30_000;
-    while let Some(arg) = parser.next()? {
-        if target_flag(&arg, parser, &mut target)? {
-            continue;
+    let target = parse_flags(parser, |flag, parser| {
+        match flag {
+            "-n" | "--count" => count = positive(parser, "--count")?,
+            "--size" => size_bytes = Some(parser.value()?.parse()?),
+            "--data" => data = Some(parser.value()?.string()?),
+            "--timeout-ms" => timeout_ms = positive(parser, "--timeout-ms")?,
+            _ => return Ok(false),
         }
-        match arg {
-            Short('n') | Long("count") => count = positive(parser, "--count")?,
-            Long("size") => size_bytes = Some(parser.value()?.parse()?),
-            Long("data") => data = Some(parser.value()?.string()?),
-            Long("timeout-ms") => timeout_ms = positive(parser, "--timeout-ms")?,
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    check_target(&target)?;
+        Ok(true)
+    })?;
+    let Some(target) = target else {
+        return Ok(Command::Help);
+    };
     if size_bytes.is_some() && data.is_some() {
         return usage("append: use --size or --data, not both");
     }
@@ -289,23 +348,21 @@ fn parse_append(parser: &mut lexopt::Parser) -> Parsed<Command> {
 }
 
 fn parse_read(parser: &mut lexopt::Parser) -> Parsed<Command> {
-    let mut target = TargetArgs::default();
     let mut index = None;
     let mut count = 1;
     let mut peer = None;
-    while let Some(arg) = parser.next()? {
-        if target_flag(&arg, parser, &mut target)? {
-            continue;
+    let target = parse_flags(parser, |flag, parser| {
+        match flag {
+            "-i" | "--index" => index = Some(positive(parser, "--index")?),
+            "-n" | "--count" => count = positive(parser, "--count")?,
+            "--peer" => peer = Some(parser.value()?.string()?),
+            _ => return Ok(false),
         }
-        match arg {
-            Short('i') | Long("index") => index = Some(positive(parser, "--index")?),
-            Short('n') | Long("count") => count = positive(parser, "--count")?,
-            Long("peer") => peer = Some(parser.value()?.string()?),
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    check_target(&target)?;
+        Ok(true)
+    })?;
+    let Some(target) = target else {
+        return Ok(Command::Help);
+    };
     let Some(index) = index else {
         return usage("read: give --index I");
     };
@@ -318,21 +375,19 @@ fn parse_read(parser: &mut lexopt::Parser) -> Parsed<Command> {
 }
 
 fn parse_transfer(parser: &mut lexopt::Parser) -> Parsed<Command> {
-    let mut target = TargetArgs::default();
     let mut to = None;
     let mut timeout_ms = 10_000;
-    while let Some(arg) = parser.next()? {
-        if target_flag(&arg, parser, &mut target)? {
-            continue;
+    let target = parse_flags(parser, |flag, parser| {
+        match flag {
+            "--to" => to = Some(parser.value()?.string()?),
+            "--timeout-ms" => timeout_ms = positive(parser, "--timeout-ms")?,
+            _ => return Ok(false),
         }
-        match arg {
-            Long("to") => to = Some(parser.value()?.string()?),
-            Long("timeout-ms") => timeout_ms = positive(parser, "--timeout-ms")?,
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().into()),
-        }
-    }
-    check_target(&target)?;
+        Ok(true)
+    })?;
+    let Some(target) = target else {
+        return Ok(Command::Help);
+    };
     let Some(to) = to else {
         return usage("transfer-leader: give --to ID");
     };
@@ -356,7 +411,11 @@ mod tests {
         assert_eq!(p(&[]).unwrap(), Command::Help);
         assert!(matches!(
             p(&["fast-try", "start", "--ports", "1,2,3"]).unwrap(),
-            Command::FastTry { action: FastTryAction::Start, ports: Some([1, 2, 3]), .. }
+            Command::FastTry {
+                action: FastTryAction::Start,
+                ports: Some([1, 2, 3]),
+                ..
+            }
         ));
         assert!(p(&["fast-try", "start", "--ports", "1,2,2"]).is_err());
         assert!(p(&["fast-try"]).is_err());

@@ -151,7 +151,11 @@ pub fn append(
 fn show_body(data: &[u8]) -> String {
     match std::str::from_utf8(data) {
         Ok("") => "(empty)".to_string(),
-        Ok(text) if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
+        {
             format!("text: {text}")
         }
         _ => {
@@ -271,7 +275,9 @@ pub fn transfer_leader(args: &TargetArgs, to: &str, timeout_ms: u64) -> Result<(
             }
         }
     }
-    Err(format!("leadership of {group} kept moving; {to} does not lead"))
+    Err(format!(
+        "leadership of {group} kept moving; {to} does not lead"
+    ))
 }
 
 #[cfg(test)]

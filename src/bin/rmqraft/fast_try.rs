@@ -309,8 +309,7 @@ fn spawn_and_wait(
     }
 
     let deadline = Instant::now() + ELECTION_WAIT;
-    let mut last_state = String::new();
-    loop {
+    let last_state = loop {
         for (i, child) in children.iter_mut().enumerate() {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!(
@@ -324,16 +323,15 @@ fn spawn_and_wait(
         if all_answer && rows.iter().any(|r| r.is_leader()) {
             return Ok(());
         }
-        last_state = rows
-            .iter()
-            .map(|r| format!("{} {}", r.peer, r.role()))
-            .collect::<Vec<_>>()
-            .join(", ");
         if Instant::now() >= deadline {
-            break;
+            break rows
+                .iter()
+                .map(|r| format!("{} {}", r.peer, r.role()))
+                .collect::<Vec<_>>()
+                .join(", ");
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
     Err(format!(
         "no leader within {} s (last seen: {last_state})",
         ELECTION_WAIT.as_secs()

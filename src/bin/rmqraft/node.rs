@@ -22,7 +22,12 @@ fn install_stop_handlers() -> Result<(), String> {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: the handler only stores to an atomic and calls signal(), both
         // async-signal-safe.
-        let previous = unsafe { libc::signal(signal, on_stop_signal as libc::sighandler_t) };
+        let previous = unsafe {
+            libc::signal(
+                signal,
+                on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
         if previous == libc::SIG_ERR {
             return Err(format!(
                 "cannot handle signal {signal}: {}",

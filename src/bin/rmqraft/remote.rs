@@ -250,7 +250,7 @@ impl Appender {
     pub fn append(&mut self, data: &[u8], retry_window: Duration) -> Result<EntryMeta, String> {
         let deadline = Instant::now() + retry_window;
         let mut backoff = Backoff::new();
-        let mut last_error = String::new();
+        let mut last_error: String;
         loop {
             let leader = match self.leader {
                 Some(l) => l,
@@ -285,7 +285,10 @@ impl Appender {
                         None => true,
                         Some(k) => matches!(
                             k,
-                            ErrorKind::Timeout | ErrorKind::Busy | ErrorKind::Closed | ErrorKind::Io
+                            ErrorKind::Timeout
+                                | ErrorKind::Busy
+                                | ErrorKind::Closed
+                                | ErrorKind::Io
                         ),
                     };
                     let why = format!("{}: {}", self.remote.peer_name(leader), e.describe());

@@ -128,7 +128,9 @@ pub fn shipped_configs() -> Result<Vec<PathBuf>, String> {
     roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     for root in &roots {
         let dir = root.join(SHIPPED_DIR);
-        let files: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("broker-n{i}.conf"))).collect();
+        let files: Vec<PathBuf> = (0..3)
+            .map(|i| dir.join(format!("broker-n{i}.conf")))
+            .collect();
         if files.iter().all(|f| f.is_file()) {
             return Ok(files);
         }
@@ -172,6 +174,9 @@ sendMessageThreadPoolNums = 16
 # [rmqraft] SYNC_FLUSH: an append is acknowledged once a majority has it on disk.
 # ASYNC_FLUSH: once a majority holds it in memory (flushed within flushIntervalCommitLog ms).
 flushDiskType = SYNC_FLUSH
+# [rmqraft] Size of one commitlog segment file. 64 MiB keeps a try-out small; without
+# the key it is RocketMQ's default, 1 GiB (preallocated on disk).
+mappedFileSizeCommitLog = 67108864
 
 enableDLegerCommitLog = true
 # [rmqraft] The replicated group this member belongs to.
@@ -184,17 +189,17 @@ dLegerSelfId = n{i}
     )
 }
 
-/// The store root of member `i` in the shipped configs.
-pub fn shipped_store_root(i: usize) -> PathBuf {
-    PathBuf::from(format!("/tmp/rmqstore/node0{i}"))
-}
-
-/// The Raft ports of the shipped configs.
-pub const SHIPPED_RAFT_PORTS: [u16; 3] = [40911, 40912, 40913];
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The store root of member `i` in the shipped configs.
+    fn shipped_store_root(i: usize) -> PathBuf {
+        PathBuf::from(format!("/tmp/rmqstore/node0{i}"))
+    }
+
+    /// The Raft ports of the shipped configs.
+    const SHIPPED_RAFT_PORTS: [u16; 3] = [40911, 40912, 40913];
 
     #[test]
     fn shipped_configs_are_the_template() {
