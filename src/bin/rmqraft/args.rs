@@ -207,14 +207,12 @@ fn parse_ports(text: &str) -> Parsed<[u16; 3]> {
 
 pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Parsed<Command> {
     let mut parser = lexopt::Parser::from_args(args);
-    let sub = loop {
-        match parser.next()? {
-            None => return Ok(Command::Help),
-            Some(Short('h') | Long("help")) => return Ok(Command::Help),
-            Some(Short('V') | Long("version")) => return Ok(Command::Version),
-            Some(Value(v)) => break v.string()?,
-            Some(arg) => return Err(arg.unexpected().into()),
-        }
+    let sub = match next_item(&mut parser)? {
+        None => return Ok(Command::Help),
+        Some(Item::Flag(f)) if is_help(&f) => return Ok(Command::Help),
+        Some(Item::Flag(f)) if f == "-V" || f == "--version" => return Ok(Command::Version),
+        Some(Item::Value(v)) => v.string()?,
+        Some(item) => return unexpected(item),
     };
     match sub.as_str() {
         "help" => Ok(Command::Help),

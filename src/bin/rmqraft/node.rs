@@ -1,6 +1,6 @@
 //! `rmqraft node`: hosts the members some broker.conf files describe until SIGTERM/SIGINT.
 
-use crate::target::read_config;
+use crate::target::{load_config, read_config};
 use rmqraft::{Engine, ErrorKind, Group};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -56,6 +56,10 @@ pub fn run(configs: &[PathBuf]) -> Result<(), String> {
         .iter()
         .map(|p| read_config(p))
         .collect::<Result<_, _>>()?;
+    // Check every file before anything starts, so a bad one is a single clear line.
+    for path in configs {
+        load_config(path)?;
+    }
     install_stop_handlers()?;
     let engine = Engine::open(&texts[0])
         .map_err(|e| format!("{}: {}", configs[0].display(), e.message()))?;
