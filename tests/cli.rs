@@ -156,14 +156,11 @@ fn cluster_list(dir: &str) -> (Vec<Member>, Output) {
     let members = out
         .stdout
         .lines()
-        .map(|line| {
-            let number = |key| field(line, key).parse().unwrap_or(0);
-            Member {
-                peer: field(line, "peer").to_string(),
-                role: field(line, "role").to_string(),
-                term: number("term") as u64,
-                pid: number("pid") as i32,
-            }
+        .map(|line| Member {
+            peer: field(line, "peer").to_string(),
+            role: field(line, "role").to_string(),
+            term: field(line, "term").parse().unwrap_or(0),
+            pid: field(line, "pid").parse().unwrap_or(0),
         })
         .collect();
     (members, out)
