@@ -38,8 +38,8 @@ pub fn cluster_list(args: &TargetArgs, json: bool) -> Result<(), String> {
     if rows.iter().all(|r| r.report.is_err()) {
         let cluster = targets.first().map(|t| t.cluster.as_str()).unwrap_or("");
         return Err(format!(
-            "no member answered (is the group running, and is its brokerClusterName \
-             '{cluster}'?)"
+            "no member answered: is the group running, with brokerClusterName '{cluster}' \
+             (with -p, name another one with --cluster NAME)?"
         ));
     }
     Ok(())

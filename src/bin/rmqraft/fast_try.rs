@@ -163,9 +163,21 @@ fn prepare_configs(dir: &Path, ports: Option<[u16; 3]>) -> Result<Vec<PathBuf>, 
     }
 }
 
+/// How long start keeps checking a taken port: another process's short-lived outbound
+/// connection may hold it for a moment (the shipped ports are in Linux's ephemeral range).
+const PORT_CHECK_WAIT: Duration = Duration::from_secs(3);
+
 fn check_ports_free(target: &Target) -> Result<(), String> {
+    let deadline = Instant::now() + PORT_CHECK_WAIT;
     for peer in &target.peers {
-        if let Err(e) = TcpListener::bind(peer.addr) {
+        loop {
+            let Err(e) = TcpListener::bind(peer.addr) else {
+                break;
+            };
+            if Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             return Err(format!(
                 "port {} ({}'s address {} in dLegerPeers) is taken: {e}; stop whatever uses \
                  it (another fast-try? `rmqraft fast-try stop`), or pick free ones with \
@@ -233,11 +245,16 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>) -> Result<(), String> {
     let rows = collect_rows(std::slice::from_ref(&target));
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "{}", table(&rows));
+    let me = invoked_as();
+    let d = dir_flag(dir);
     let _ = writeln!(
         out,
-        "\nfast-try: {} is up (pids {}; logs, pids{} in {}).\n\
-         Next: rmqraft cluster-list{d} | rmqraft append{d} --count 1000 | \
-         kill -9 <leader pid> | rmqraft fast-try stop{d}",
+        "\nfast-try: {} is up: pids {}; logs, pids{} in {}.\n\
+         Next steps:\n  \
+         {me} cluster-list{d}\n  \
+         {me} append{d} --count 1000\n  \
+         kill -9 <the LEADER's pid>, then {me} cluster-list{d}: a follower takes over\n  \
+         {me} fast-try stop{d}",
         target.group,
         started
             .iter()
@@ -246,9 +263,18 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>) -> Result<(), String> {
             .join(", "),
         if ports.is_some() { ", configs" } else { "" },
         dir.display(),
-        d = dir_flag(dir),
     );
     Ok(())
+}
+
+/// How the user ran us, for hints they can paste: `rmqraft` when found on PATH, else the
+/// path they typed (e.g. target/release/rmqraft under `cargo run`).
+fn invoked_as() -> String {
+    std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| a.contains('/'))
+        .unwrap_or_else(|| "rmqraft".to_string())
 }
 
 /// ` --dir DIR` when DIR is not the default, for the hints printed to the user.
