@@ -367,6 +367,10 @@ impl GroupConfig {
                 ));
             }
         }
+        let segment_size_bytes =
+            props.number("mappedFileSizeCommitLog", 1 << 30, 64 << 10, 1 << 40)?;
+        // Unless set, the largest entry is 4 MiB, or half a segment for small segments.
+        let default_entry_max = (4u64 << 20).min(segment_size_bytes / 2) as u32;
         let config = GroupConfig {
             group,
             peers,
@@ -384,7 +388,7 @@ impl GroupConfig {
             heartbeat_interval_ms: props.number("heartBeatTimeIntervalMs", 100, 5, 60_000)?,
             max_heartbeat_leak: props.number("maxHeartBeatLeak", 3, 2, 100)?,
             preferred_leader_ids,
-            entry_size_bytes_max: props.number("maxEntrySize", 4 << 20, 1, 256 << 20)?,
+            entry_size_bytes_max: props.number("maxEntrySize", default_entry_max, 1, 256 << 20)?,
             pending_appends_max: props.number("maxPendingRequestsNum", 10_000, 1, 10_000_000)?,
             push_window_max: props.number("maxPushWindow", 64, 1, 10_000)?,
             push_batch_bytes_max: props.number("maxPushBatchSize", 1 << 20, 4096, 64 << 20)?,

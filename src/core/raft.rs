@@ -664,10 +664,14 @@ impl RaftCore {
                 (progress.next_index, progress.next_index - 1)
             }
             PeerState::Append => {
-                if progress.inflight.len() >= window && !heartbeat_due {
-                    return None;
-                }
-                if progress.next_index <= last {
+                if progress.inflight.len() >= window {
+                    if !heartbeat_due {
+                        return None;
+                    }
+                    // The window is full: a heartbeat without entries, after what is
+                    // known to match, so the follower accepts it whatever is in flight.
+                    (progress.match_index + 1, progress.match_index)
+                } else if progress.next_index <= last {
                     (
                         progress.next_index,
                         last.min(progress.next_index + batch - 1),
@@ -703,7 +707,9 @@ impl RaftCore {
         progress.inflight.push_back((plan.request_id, now_ms));
         progress.last_sent_ms = now_ms;
         progress.commit_sent = plan.commit_index;
-        if progress.state == PeerState::Append {
+        // Only a plan made from the current next index moves it: one made before a
+        // response moved it, or a heartbeat after the match index, must not move it back.
+        if progress.state == PeerState::Append && plan.from_index == progress.next_index {
             progress.next_index = sent_to + 1;
         }
     }
@@ -754,6 +760,12 @@ impl RaftCore {
             }
             self.maybe_send_timeout_now(log, &mut fx);
         } else if request_id >= progress.reset_request_id {
+            if resp.last_index < progress.match_index {
+                // The member restarted and lost entries it had acknowledged but not
+                // flushed: what it still holds is a prefix of what matched.
+                progress.match_index = resp.last_index;
+                progress.flushed_index = progress.flushed_index.min(resp.last_index);
+            }
             // Fast backup: the follower says where to probe; never below what matches.
             let next = (resp.hint_index + 1).max(progress.match_index + 1);
             progress.reset_to_compare();
@@ -835,3 +847,7 @@ pub fn conflict_hint<L: LogView>(log: &L, prev_index: u64, commit_index: u64) ->
         .saturating_sub(1)
         .max(commit_index.min(prev_index - 1))
 }
+
+#[cfg(test)]
+#[path = "raft_tests.rs"]
+mod tests;

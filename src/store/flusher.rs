@@ -74,6 +74,8 @@ pub(crate) struct StoreShared {
     pub flushed_index: AtomicU64,
     pub checkpoint_file: File,
     pub on_flushed: FlushedCallback,
+    /// Set when the store is closed or dropped: no more callbacks start after that.
+    pub closed: std::sync::atomic::AtomicBool,
 }
 
 impl StoreShared {
@@ -400,6 +402,9 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
             job.store.round_done.notify_all();
         }
         for store in reports {
+            if store.closed.load(Ordering::Acquire) {
+                continue;
+            }
             // Read again: a truncation may have lowered it since the round ended.
             let flushed = store.flushed_index.load(Ordering::Acquire);
             (store.on_flushed)(flushed);
@@ -513,7 +518,6 @@ struct Chain {
     iovecs: Vec<Vec<libc::iovec>>,
     expected: Vec<usize>,
     failed: bool,
-    pending_ops: usize,
 }
 
 fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
@@ -535,7 +539,6 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 iovecs: iov_groups,
                 expected,
                 failed: false,
-                pending_ops: 0,
             });
         }
     }
@@ -545,7 +548,12 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
         let wave_start = next;
         let mut ops = 0usize;
         while next < chains.len() {
-            let need = chains[next].iovecs.len() + 1;
+            let mut need = chains[next].iovecs.len() + 1;
+            if need > RING_ENTRIES as usize {
+                // Too long for one submission: it goes through pwritev below.
+                chains[next].failed = true;
+                need = 0;
+            }
             if ops > 0 && ops + need > RING_ENTRIES as usize {
                 break;
             }
@@ -556,6 +564,9 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
         {
             let mut sq = ring.submission();
             for (c_idx, chain) in chains.iter_mut().enumerate().take(next).skip(wave_start) {
+                if chain.failed {
+                    continue;
+                }
                 let f = &jobs[chain.job].files[chain.file];
                 let fd = types::Fd(f.fd);
                 let mut write_no = 0;
@@ -580,16 +591,13 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                         .build()
                         .user_data(((c_idx as u64) << 16) | 0xFFFF),
                 );
-                chain.pending_ops = entries.len();
-                for e in entries {
-                    // SAFETY: the iovecs and the buffers they point to live in `chains` and
-                    // `jobs` until every completion of this wave is reaped below.
-                    if unsafe { sq.push(&e) }.is_err() {
-                        chain.failed = true;
-                        chain.pending_ops -= 1;
-                    } else {
-                        pushed += 1;
-                    }
+                // SAFETY: the iovecs and the buffers they point to live in `chains` and
+                // `jobs` until every completion of this wave is reaped below. The wave was
+                // sized to fit, so a whole chain is pushed or (on a full queue) none of it.
+                if unsafe { sq.push_multiple(&entries) }.is_err() {
+                    chain.failed = true;
+                } else {
+                    pushed += entries.len();
                 }
             }
         }
@@ -608,7 +616,6 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 let c_idx = (cqe.user_data() >> 16) as usize;
                 let op = (cqe.user_data() & 0xFFFF) as usize;
                 let chain = &mut chains[c_idx];
-                chain.pending_ops -= 1;
                 let res = cqe.result();
                 let ok = if op == 0xFFFF {
                     res == 0

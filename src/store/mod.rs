@@ -10,6 +10,13 @@
 //!   data is flushed within `async_flush_interval_ms`.
 //! - `flushed_index() <= last_index()` always; after `truncate_suffix(i)`,
 //!   `flushed_index() <= i - 1`.
+//! - `on_flushed(i)` is a wake-up: `i` is the store's flushed index read just before the
+//!   call; a truncation racing with it can make `i` stale, so `flushed_index()` (read
+//!   under the mutex) is the authority. The flusher holds no store lock while calling it.
+//! - `sync` and `close` flush on the calling thread and never wait for the flusher thread
+//!   (which may be blocked on the member's mutex in `on_flushed`); they do not call
+//!   `on_flushed`. No callback starts after `close` (or drop) returns; one already
+//!   running may still be finishing.
 //! - `save_hard_state` is durable (fsync of the file and its directory) when it returns.
 
 mod flusher;
@@ -149,6 +156,7 @@ impl LogStore {
             flushed_index: std::sync::atomic::AtomicU64::new(last_index),
             checkpoint_file: r.checkpoint_file,
             on_flushed,
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         flusher.inner.register(shared.clone());
         let recovery = Recovery {
@@ -651,6 +659,7 @@ impl LogStore {
         if self.lock.is_none() {
             return;
         }
+        self.shared.closed.store(true, Ordering::Release);
         self.flusher.deregister(&self.shared);
         // A round already taken finishes before the lock (and the right to recover this
         // directory) is given up.
