@@ -73,9 +73,17 @@ fn run(command: Command) -> Result<(), String> {
             FastTryAction::Start => fast_try::start(&dir, ports),
             FastTryAction::Stop => fast_try::stop(&dir),
         },
-        Command::ClusterList { target, json } => {
+        Command::ClusterList {
+            target,
+            json,
+            watch,
+        } => {
             default_sigpipe();
-            client::cluster_list(&target, json)
+            if watch {
+                client::watch_leader(&target)
+            } else {
+                client::cluster_list(&target, json)
+            }
         }
         Command::Append {
             target,

@@ -122,10 +122,16 @@ impl Member {
             if now >= deadline {
                 return Err(Error::new(
                     ErrorKind::Timeout,
-                    format!("not committed within {} ms; outcome unknown", timeout.as_millis()),
+                    format!(
+                        "not committed within {} ms; outcome unknown",
+                        timeout.as_millis()
+                    ),
                 ));
             }
-            v = cv.wait_timeout(v, deadline - now).map_err(|_| super::lock_err())?.0;
+            v = cv
+                .wait_timeout(v, deadline - now)
+                .map_err(|_| super::lock_err())?
+                .0;
         }
     }
 

@@ -10,7 +10,7 @@ Usage:
   rmqraft node -c FILE [-c FILE ...]
   rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2]
   rmqraft fast-try stop  [--dir DIR]
-  rmqraft cluster-list    [TARGET] [--json]
+  rmqraft cluster-list    [TARGET] [--json | --watch]
   rmqraft append          [TARGET] [--count N] [--size BYTES | --data TEXT] [--timeout-ms MS]
   rmqraft read            [TARGET] --index I [--count N] [--peer ID]
   rmqraft transfer-leader [TARGET] --to ID [--timeout-ms MS]
@@ -27,6 +27,8 @@ TARGET names the group to talk to:
 
 Options:
   --json               cluster-list: one JSON object per member per line
+  --watch              cluster-list: the table, then a line at every change of leader
+                       (until Ctrl-C); shows how long the group had no leader
   --count N            append: entries to append (default 1); read: entries from --index (default 1)
   --size BYTES         append: generated bodies of exactly BYTES bytes
   --data TEXT          append: the body of every entry
@@ -88,6 +90,7 @@ pub enum Command {
     ClusterList {
         target: TargetArgs,
         json: bool,
+        watch: bool,
     },
     Append {
         target: TargetArgs,
@@ -300,19 +303,26 @@ fn parse_flags(
 
 fn parse_cluster_list(parser: &mut lexopt::Parser) -> Parsed<Command> {
     let mut json = false;
+    let mut watch = false;
     let target = parse_flags(parser, |flag, _| {
-        Ok(match flag {
-            "--json" => {
-                json = true;
-                true
-            }
-            _ => false,
-        })
+        match flag {
+            "--json" => json = true,
+            "--watch" => watch = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
     })?;
     let Some(target) = target else {
         return Ok(Command::Help);
     };
-    Ok(Command::ClusterList { target, json })
+    if json && watch {
+        return usage("cluster-list: use --json or --watch, not both");
+    }
+    Ok(Command::ClusterList {
+        target,
+        json,
+        watch,
+    })
 }
 
 fn parse_append(parser: &mut lexopt::Parser) -> Parsed<Command> {
@@ -435,5 +445,10 @@ mod tests {
             p(&["cluster-list", "--json", "-c", "a.conf", "-c", "b.conf"]).unwrap(),
             Command::ClusterList { json: true, .. }
         ));
+        assert!(matches!(
+            p(&["cluster-list", "--watch"]).unwrap(),
+            Command::ClusterList { watch: true, .. }
+        ));
+        assert!(p(&["cluster-list", "--watch", "--json"]).is_err());
     }
 }

@@ -45,6 +45,65 @@ pub fn cluster_list(args: &TargetArgs, json: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// How often `cluster-list --watch` asks every member.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The leader of a group as `--watch` follows it: peer id, term, pid.
+fn leader_of(rows: &[crate::output::MemberRow]) -> Option<(String, u64, u32)> {
+    rows.iter().find_map(|r| match &r.report {
+        Ok(rep) if rep.status.role == Role::Leader => {
+            Some((r.peer.clone(), rep.status.term, rep.pid))
+        }
+        _ => None,
+    })
+}
+
+/// Prints the table, then one line at every change of leader, until interrupted.
+pub fn watch_leader(args: &TargetArgs) -> Result<(), String> {
+    let target = first_target(args)?;
+    let targets = std::slice::from_ref(&target);
+    let started = Instant::now();
+    let rows = collect_rows(targets);
+    let mut out = std::io::stdout();
+    let _ = write!(out, "{}", table(&rows));
+    let _ = writeln!(
+        out,
+        "watching {} every {} ms; Ctrl-C to stop",
+        target.group,
+        WATCH_INTERVAL.as_millis()
+    );
+    let mut shown: Option<Option<(String, u64, u32)>> = None;
+    let mut leaderless_since: Option<Instant> = None;
+    loop {
+        let rows = collect_rows(targets);
+        let leader = leader_of(&rows);
+        if shown.as_ref() != Some(&leader) {
+            let at = started.elapsed().as_secs_f64();
+            let line = match &leader {
+                Some((peer, term, pid)) => {
+                    let gap = leaderless_since
+                        .take()
+                        .map(|t| format!(" after {} ms without a leader", t.elapsed().as_millis()))
+                        .unwrap_or_default();
+                    format!("+{at:.3}s  leader {peer} (term {term}, pid {pid}){gap}")
+                }
+                None => {
+                    leaderless_since.get_or_insert_with(Instant::now);
+                    let roles: Vec<String> = rows
+                        .iter()
+                        .map(|r| format!("{} {}", r.peer, r.role()))
+                        .collect();
+                    format!("+{at:.3}s  no leader: {}", roles.join(", "))
+                }
+            };
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+            shown = Some(leader);
+        }
+        std::thread::sleep(WATCH_INTERVAL);
+    }
+}
+
 /// The body of entry `i` (from 0) of an append run.
 fn body(i: u64, size_bytes: Option<usize>, data: Option<&str>, run_id: u128) -> Vec<u8> {
     if let Some(d) = data {
