@@ -252,13 +252,17 @@ pub fn read(args: &TargetArgs, index: u64, count: u64, peer: Option<&str>) -> Re
                 );
             }
             Err(e) => {
+                let why = format!(
+                    "index {i} on {}: {}",
+                    remote.peer_name(member),
+                    e.describe()
+                );
+                if count == 1 {
+                    return Err(why);
+                }
                 failed += 1;
                 let _ = out.flush();
-                eprintln!(
-                    "index={i}: {} on {}",
-                    e.describe(),
-                    remote.peer_name(member)
-                );
+                eprintln!("{why}");
                 if matches!(e, CallError::Unreachable(_)) {
                     break;
                 }
