@@ -67,7 +67,11 @@ impl Member {
             let _ = self.ack_bell.0.try_send(());
         }
         drop(st);
-        self.dispatch_cv.notify_all();
+        // A busy dispatcher picks the entry up on its next pass; only an idle one needs
+        // a wake-up (a futex call per append otherwise).
+        if self.dispatchers_idle.load(Ordering::Acquire) > 0 {
+            self.dispatch_cv.notify_all();
+        }
         Ok(())
     }
 
