@@ -148,6 +148,7 @@ struct Member {
     peer: String,
     role: String,
     term: u64,
+    last_index: u64,
     pid: i32,
 }
 
@@ -160,6 +161,7 @@ fn cluster_list(dir: &str) -> (Vec<Member>, Output) {
             peer: field(line, "peer").to_string(),
             role: field(line, "role").to_string(),
             term: field(line, "term").parse().unwrap_or(0),
+            last_index: field(line, "last_index").parse().unwrap_or(0),
             pid: field(line, "pid").parse().unwrap_or(0),
         })
         .collect();
@@ -239,6 +241,24 @@ fn fast_try_failover_and_stop() {
     let (first, last) = summary_range(&out.stdout);
     assert_eq!(last - first + 1, 1000, "{out:?}");
 
+    // The leader dies while a second client appends: that client has to find the new
+    // leader and go on.
+    let leader_last = |members: &[Member]| {
+        members
+            .iter()
+            .find(|m| m.peer == old_leader)
+            .map(|m| m.last_index)
+    };
+    let before = leader_last(&cluster_list(&dir).0).expect("leader's row");
+    let background_dir = dir.clone();
+    let background = std::thread::spawn(move || {
+        rmqraft(&["append", "--dir", &background_dir, "--count", "2000"])
+    });
+    wait_for("the second append to be under way", || {
+        let (members, _) = cluster_list(&dir);
+        let under_way = leader_last(&members).is_some_and(|l| l >= before + 200);
+        (under_way || background.is_finished()).then_some(())
+    });
     // SAFETY: kills the leader's node process, which this test started.
     assert_eq!(unsafe { libc::kill(old_leader_pid, libc::SIGKILL) }, 0);
     let killed_at = Instant::now();
@@ -261,6 +281,14 @@ fn fast_try_failover_and_stop() {
         "failover took {failover:?}"
     );
 
+    let through = background.join().expect("append thread");
+    assert!(through.ok(), "append through the failover: {through:?}");
+    // At least once: the entry in flight when the leader died may be in the log twice,
+    // and the new leader adds its no-op entry.
+    let (through_first, through_last) = summary_range(&through.stdout);
+    assert!(through_last - through_first + 1 >= 2000, "{through:?}");
+    println!("append through the failover: {}", through.stdout.trim_end());
+
     let (members, out) = cluster_list(&dir);
     assert!(out.ok(), "{out:?}");
     let dead = members
@@ -274,10 +302,17 @@ fn fast_try_failover_and_stop() {
         .map(|p| p.to_string())
         .collect();
 
-    // Every surviving member serves the entries appended before the kill.
+    // Every surviving member serves the entries appended before the kill, and the last
+    // one appended through it.
     let middle = (first + last) / 2;
+    let expected = [
+        (first, "rmqraft entry 0 of run".to_string()),
+        (middle, format!("rmqraft entry {} of run", middle - first)),
+        (last, "rmqraft entry 999 of run".to_string()),
+        (through_last, "rmqraft entry 1999 of run".to_string()),
+    ];
     for peer in &survivors {
-        for index in [first, middle, last] {
+        for (index, text) in &expected {
             let index_text = index.to_string();
             let out = wait_for(&format!("entry {index} on {peer}"), || {
                 let out = rmqraft(&[
@@ -292,10 +327,7 @@ fn fast_try_failover_and_stop() {
                 out.ok().then_some(out)
             });
             assert!(
-                out.stdout.starts_with(&format!("index={index} "))
-                    && out
-                        .stdout
-                        .contains(&format!("text: rmqraft entry {} of run", index - first)),
+                out.stdout.starts_with(&format!("index={index} ")) && out.stdout.contains(text),
                 "{out:?}"
             );
         }
