@@ -45,6 +45,9 @@ const ROLE_QUEUE_MAX: usize = 1024;
 /// How often the state thread looks at its timers.
 const TICK_MS: u64 = 5;
 
+/// What one of a member's threads runs.
+type ThreadBody = Box<dyn FnOnce(&Arc<Member>) + Send>;
+
 /// Counters of one member's hot path, for tuning (`Group::counters`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
@@ -273,9 +276,7 @@ impl Member {
     ) -> Result<()> {
         let name = format!("{}-{}", self.config.group, self.config.self_id);
         let mut threads = self.threads.lock().map_err(|_| lock_err())?;
-        let spawn = |threads: &mut Vec<JoinHandle<()>>,
-                     role: String,
-                     body: Box<dyn FnOnce(&Arc<Member>) + Send>| {
+        let spawn = |threads: &mut Vec<JoinHandle<()>>, role: String, body: ThreadBody| {
             let member = Arc::clone(self);
             let thread_name = format!("{role}-{name}");
             let handle = std::thread::Builder::new()
