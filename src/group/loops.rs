@@ -253,6 +253,10 @@ impl Member {
                     if let (Some(leader), (term, matched)) = (st.core.leader, st.follower_match) {
                         if term == st.core.term && matched > 0 {
                             st.flush_reported = flushed;
+                            let request_id = match st.deferred_request.take() {
+                                Some((to, id)) if to == leader => id,
+                                _ => 0,
+                            };
                             let resp = PushResponse {
                                 term,
                                 success: true,
@@ -261,7 +265,7 @@ impl Member {
                                 hint_index: 0,
                                 last_index: st.store.last_index(),
                             };
-                            flush_ack = Some((leader, resp));
+                            flush_ack = Some((leader, request_id, resp));
                         }
                     }
                 }
@@ -303,11 +307,11 @@ impl Member {
                 messages
             };
             self.send_all(messages);
-            if let Some((leader, resp)) = flush_ack {
+            if let Some((leader, request_id, resp)) = flush_ack {
                 self.counters
                     .flush_acks_sent
                     .fetch_add(1, Ordering::Relaxed);
-                self.send(leader, 0, Message::PushResp(resp));
+                self.send(leader, request_id, Message::PushResp(resp));
             }
             for (waiter, result) in done {
                 (waiter.done)(result);
@@ -401,6 +405,14 @@ impl Member {
                 }
                 resp.last_index = st.store.last_index();
                 resp.flushed_index = st.store.flushed_index();
+                // Under SYNC_FLUSH an answer before the flush cannot move the commit
+                // index: the flush acknowledgement answers this push (by its request id)
+                // instead, one message per flush round rather than two per push.
+                let defer = resp.success && self.sync_flush() && resp.flushed_index < resp.last_index;
+                if defer {
+                    st.deferred_request = Some((from, request_id));
+                    continue;
+                }
                 if resp.success {
                     st.flush_reported = st.flush_reported.max(resp.flushed_index);
                 }

@@ -96,6 +96,8 @@ struct MemberState {
     follower_match: (u64, u64),
     /// Flushed index last reported to the leader.
     flush_reported: u64,
+    /// The latest push whose answer waits for the flush acknowledgement (SYNC_FLUSH).
+    deferred_request: Option<(usize, u64)>,
     /// Set when a thread panicked or the store failed for good: every call returns it.
     failed: Option<Error>,
     /// Appends accepted per second, measured by the state thread.
@@ -235,6 +237,7 @@ impl Member {
             completed_index: 0,
             follower_match: (0, 0),
             flush_reported: 0,
+            deferred_request: None,
             failed: None,
             append_tps: 0.0,
             last_role,
@@ -344,6 +347,10 @@ impl Member {
             return Err(Error::closed("the group member"));
         }
         Ok(guard)
+    }
+
+    fn sync_flush(&self) -> bool {
+        self.config.flush == FlushDiskType::SyncFlush
     }
 
     fn is_closing(&self) -> bool {
