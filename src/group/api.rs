@@ -67,7 +67,11 @@ impl Member {
             let _ = self.ack_bell.0.try_send(());
         }
         drop(st);
-        self.dispatch_cv.notify_all();
+        // A busy dispatcher picks the entry up on its next pass; only an idle one needs
+        // a wake-up (a futex call per append otherwise).
+        if self.dispatchers_idle.load(Ordering::Acquire) > 0 {
+            self.dispatch_cv.notify_all();
+        }
         Ok(())
     }
 
@@ -122,10 +126,16 @@ impl Member {
             if now >= deadline {
                 return Err(Error::new(
                     ErrorKind::Timeout,
-                    format!("not committed within {} ms; outcome unknown", timeout.as_millis()),
+                    format!(
+                        "not committed within {} ms; outcome unknown",
+                        timeout.as_millis()
+                    ),
                 ));
             }
-            v = cv.wait_timeout(v, deadline - now).map_err(|_| super::lock_err())?.0;
+            v = cv
+                .wait_timeout(v, deadline - now)
+                .map_err(|_| super::lock_err())?
+                .0;
         }
     }
 

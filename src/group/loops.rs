@@ -151,7 +151,11 @@ impl Member {
                 core.next_push(peer, now, &StoreView(store))
             };
             let Some(plan) = plan else {
-                st = match self.dispatch_cv.wait_timeout(st, wait) {
+                // Counted under the lock, so an appender that locks after this sees it.
+                self.dispatchers_idle.fetch_add(1, Ordering::AcqRel);
+                let woken = self.dispatch_cv.wait_timeout(st, wait);
+                self.dispatchers_idle.fetch_sub(1, Ordering::AcqRel);
+                st = match woken {
                     Ok((guard, _)) => guard,
                     Err(_) => return,
                 };
@@ -191,6 +195,10 @@ impl Member {
                 continue;
             }
             let sent_to = plan.from_index - 1 + entries.len() as u64;
+            self.counters.pushes_sent.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .entries_pushed
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
             st.core.push_sent(peer, &plan, sent_to, now);
             drop(st);
             let push = PushRequest {
@@ -296,6 +304,9 @@ impl Member {
             };
             self.send_all(messages);
             if let Some((leader, resp)) = flush_ack {
+                self.counters
+                    .flush_acks_sent
+                    .fetch_add(1, Ordering::Relaxed);
                 self.send(leader, 0, Message::PushResp(resp));
             }
             for (waiter, result) in done {
@@ -342,6 +353,10 @@ impl Member {
         &self,
         batch: Vec<(usize, u64, PushRequest)>,
     ) -> Result<Vec<(usize, u64, PushResponse)>, Error> {
+        self.counters.handler_rounds.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .pushes_applied
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut answers = Vec::with_capacity(batch.len());
         let mut failed_waiters = Vec::new();
         let messages = {
