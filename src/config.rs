@@ -35,6 +35,46 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
+/// A shared secret. Its bytes never appear in `Debug` output or logs, and are zeroed on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    bytes: Vec<u8>,
+}
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
+        Secret {
+            bytes: bytes.into(),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes, redacted>)", self.bytes.len())
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.bytes.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference; a volatile write keeps
+            // the zeroing from being optimized away.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Longest `dLegerSecret` accepted.
+pub const SECRET_BYTES_MAX: usize = 1024;
+/// Secrets shorter than this are accepted with a warning.
+pub const SECRET_BYTES_RECOMMENDED_MIN: usize = 16;
+
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -44,6 +84,11 @@ pub struct EngineConfig {
     pub flusher: FlusherKind,
     /// `rmqraftMaxFrameSize`: frames larger than this are refused before their body is read.
     pub frame_size_bytes_max: u32,
+    /// `dLegerSecret`: when set, every peer and client connection to or from this engine
+    /// proves knowledge of it (HMAC-SHA256 challenge-response, docs/PROTOCOL.md). It is an
+    /// engine key because the transport, and so the handshake, is shared by every group of
+    /// the engine: hosts pass the whole broker.conf to `Engine::open`.
+    pub secret: Option<Secret>,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +97,7 @@ impl Default for EngineConfig {
             cluster_name: "DefaultCluster".to_string(),
             flusher: FlusherKind::Auto,
             frame_size_bytes_max: 64 << 20,
+            secret: None,
         }
     }
 }
@@ -144,7 +190,12 @@ pub fn parse_properties(text: &str) -> Result<HashMap<String, String>> {
     Ok(map)
 }
 
-const ENGINE_KEYS: &[&str] = &["brokerClusterName", "rmqraftFlusher", "rmqraftMaxFrameSize"];
+const ENGINE_KEYS: &[&str] = &[
+    "brokerClusterName",
+    "rmqraftFlusher",
+    "rmqraftMaxFrameSize",
+    "dLegerSecret",
+];
 const GROUP_KEYS: &[&str] = &[
     "dLegerGroup",
     "dLegerPeers",
@@ -249,6 +300,27 @@ impl EngineConfig {
             4096,
             1 << 30,
         )?;
+        if let Some(secret) = props.get("dLegerSecret") {
+            if secret.is_empty() {
+                // An empty value is more likely a mistake than a wish to turn auth off.
+                return Err(Error::config(
+                    "dLegerSecret: is empty; remove the line to turn authentication off",
+                ));
+            }
+            if secret.len() > SECRET_BYTES_MAX {
+                return Err(Error::config(format!(
+                    "dLegerSecret: is {} bytes, at most {SECRET_BYTES_MAX} are allowed",
+                    secret.len()
+                )));
+            }
+            if secret.len() < SECRET_BYTES_RECOMMENDED_MIN {
+                log::warn!(
+                    "dLegerSecret is {} bytes; at least {SECRET_BYTES_RECOMMENDED_MIN} random bytes are recommended",
+                    secret.len()
+                );
+            }
+            config.secret = Some(Secret::new(secret.as_bytes()));
+        }
         Ok(config)
     }
 }
@@ -488,5 +560,19 @@ mod tests {
         let err = EngineConfig::from_properties("rmqraftFlusher=mmap").unwrap_err();
         assert!(err.message().contains("rmqraftFlusher: 'mmap'"));
         assert!(EngineConfig::from_properties("").is_ok());
+    }
+
+    #[test]
+    fn secret_is_an_engine_key_and_never_printed() {
+        let c = EngineConfig::from_properties("dLegerSecret = s3cr3t-s3cr3t-s3cr3t \n").unwrap();
+        let secret = c.secret.as_ref().expect("secret set");
+        assert_eq!(secret.as_bytes(), b"s3cr3t-s3cr3t-s3cr3t");
+        assert!(!format!("{c:?}").contains("s3cr3t"), "{c:?}");
+        assert!(EngineConfig::from_properties("").unwrap().secret.is_none());
+        let err = EngineConfig::from_properties("dLegerSecret=").unwrap_err();
+        assert!(err.message().starts_with("dLegerSecret:"), "{err}");
+        let err = EngineConfig::from_properties(&format!("dLegerSecret={}", "x".repeat(2000)))
+            .unwrap_err();
+        assert!(err.message().starts_with("dLegerSecret:"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 use crate::config::{EngineConfig, GroupConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::Member;
-use crate::net::Transport;
+use crate::net::{NetLimits, Transport};
 use crate::store::Flusher;
 use crate::types::{EntryMeta, GroupStatus};
 use bytes::Bytes;
@@ -38,9 +38,11 @@ impl Engine {
             config.cluster_name,
             flusher.mode()
         );
-        let transport = Arc::new(Transport::new(
+        let transport = Arc::new(Transport::with_secret(
             &config.cluster_name,
             config.frame_size_bytes_max,
+            NetLimits::default(),
+            config.secret.clone(),
         ));
         Ok(Engine {
             inner: Arc::new(EngineInner {

@@ -2,6 +2,7 @@
 
 pub mod frame;
 pub mod handshake;
+mod log_limit;
 pub mod msg;
 mod sock;
 pub mod transport;

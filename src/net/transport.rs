@@ -17,13 +17,15 @@
 
 use super::frame::{encode, encoded_len, Decoder, FrameError};
 use super::handshake::{self, ConnKind, HandshakeError, Status, CLUSTER_NAME_BYTES_MAX};
+use super::log_limit::{held_back_note, LogLimiter};
 use super::msg::{ClientResponse, Frame, Message, CLIENT_PEER};
 use super::sock::{is_timeout, readable_or_closed, send_all, wait_readable};
+use crate::config::Secret;
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::EntryMeta;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -76,6 +78,14 @@ impl Default for NetLimits {
 
 /// Poll period of acceptors: the longest `close()` waits for one to notice.
 const ACCEPT_POLL_MS: i32 = 50;
+
+/// A remote that keeps failing its handshake (a reconnect loop with the wrong secret, a
+/// flood of connections) gets one log line per kind of failure in this interval.
+const REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
+/// `LogLimiter` key of "over the connection limit" (other keys are handshake statuses).
+const LOG_KEY_CONNECTION_LIMIT: u8 = 254;
+/// `LogLimiter` key of handshakes that failed without a status (I/O, timeout, garbage).
+const LOG_KEY_HANDSHAKE_IO: u8 = 255;
 
 /// Answers one client request on the connection it came from. Cheap to clone and send.
 #[derive(Clone)]
@@ -136,6 +146,9 @@ pub struct Transport {
 struct Inner {
     cluster_name: String,
     engine_id: u64,
+    /// `dLegerSecret`: when set, every connection in either direction authenticates.
+    secret: Option<Secret>,
+    refusal_log: LogLimiter,
     frame_size_bytes_max: u32,
     limits: NetLimits,
     closed: AtomicBool,
@@ -182,6 +195,18 @@ impl Transport {
         frame_size_bytes_max: u32,
         limits: NetLimits,
     ) -> Transport {
+        Transport::with_secret(cluster_name, frame_size_bytes_max, limits, None)
+    }
+
+    /// A transport whose connections, inbound and outbound, peer and client, authenticate
+    /// with `secret` (`dLegerSecret`; docs/PROTOCOL.md, "Authentication"). Engines and
+    /// clients without the same secret are refused.
+    pub fn with_secret(
+        cluster_name: &str,
+        frame_size_bytes_max: u32,
+        limits: NetLimits,
+        secret: Option<Secret>,
+    ) -> Transport {
         let mut cluster = cluster_name.to_owned();
         if cluster.len() > CLUSTER_NAME_BYTES_MAX {
             // The configuration keeps names short; a longer one could never handshake.
@@ -196,6 +221,8 @@ impl Transport {
             inner: Arc::new(Inner {
                 cluster_name: cluster,
                 engine_id: fastrand::u64(..),
+                secret,
+                refusal_log: LogLimiter::new(Duration::from_millis(REFUSAL_LOG_INTERVAL_MS)),
                 frame_size_bytes_max: frame_size_bytes_max
                     .max(super::frame::FRAME_SIZE_LIMIT_BYTES_MIN),
                 limits,
@@ -478,10 +505,13 @@ fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
         }
     }
     if conns.len() >= inner.limits.inbound_connections_max {
-        warn!(
-            "refusing connection from {peer}: {} connections open, the limit",
-            conns.len()
-        );
+        if let Some(held_back) = inner.refusal_log.admit(peer.ip(), LOG_KEY_CONNECTION_LIMIT) {
+            warn!(
+                "refusing connection from {peer}: {} connections open, the limit{}",
+                conns.len(),
+                held_back_note(held_back)
+            );
+        }
         // Best effort: the socket buffer of a new connection takes a hello without blocking.
         let _ = stream.set_nonblocking(true);
         let _ = send_all(
@@ -536,14 +566,19 @@ fn admit(inner: &Arc<Inner>, stream: TcpStream, peer: SocketAddr) {
 /// The reader of one inbound connection: handshake, then frames until EOF or an error.
 fn serve(inner: &Inner, mut stream: TcpStream, peer: SocketAddr) {
     let deadline = Instant::now() + Duration::from_millis(inner.limits.handshake_timeout_ms);
-    let hello = match handshake::accept(&mut stream, &inner.cluster_name, inner.engine_id, deadline)
-    {
+    let hello = match handshake::accept_with(
+        &mut stream,
+        &inner.cluster_name,
+        inner.engine_id,
+        inner.secret.as_ref(),
+        deadline,
+    ) {
         Ok(h) => h,
         Err(HandshakeError::Io(e)) if !is_timeout(&e) && inner.closed.load(Ordering::Acquire) => {
             return;
         }
         Err(e) => {
-            warn!("connection from {peer} refused: {e}");
+            log_refusal(inner, peer, &e, "connection from");
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
@@ -617,6 +652,21 @@ fn serve(inner: &Inner, mut stream: TcpStream, peer: SocketAddr) {
                 }
             }
         }
+    }
+}
+
+/// Logs a failed handshake with `peer`, at most once per interval per peer address and
+/// kind of failure. A disagreement on the secret is an error: the group cannot work.
+fn log_refusal(inner: &Inner, peer: SocketAddr, e: &HandshakeError, context: &str) {
+    let key = e.status().map_or(LOG_KEY_HANDSHAKE_IO, |s| s as u8);
+    let Some(held_back) = inner.refusal_log.admit(peer.ip(), key) else {
+        return;
+    };
+    let note = held_back_note(held_back);
+    if e.is_auth_problem() {
+        error!("peer {peer} {e}{note}");
+    } else {
+        warn!("{context} peer {peer}: {e}{note}");
     }
 }
 
@@ -785,11 +835,12 @@ fn connect(inner: &Inner, addr: SocketAddr, shared: &LinkShared) -> io::Result<T
         return Err(io::Error::other("transport closed"));
     }
     let deadline = Instant::now() + Duration::from_millis(inner.limits.handshake_timeout_ms);
-    let result = handshake::connect(
+    let result = handshake::connect_with(
         &mut stream,
         ConnKind::Peer,
         &inner.cluster_name,
         inner.engine_id,
+        inner.secret.as_ref(),
         deadline,
     );
     match result {
@@ -799,6 +850,9 @@ fn connect(inner: &Inner, addr: SocketAddr, shared: &LinkShared) -> io::Result<T
             Ok(stream)
         }
         Err(e) => {
+            if e.is_auth_problem() {
+                log_refusal(inner, addr, &e, "link to");
+            }
             *lock(&shared.stream) = None;
             let _ = stream.shutdown(Shutdown::Both);
             Err(io::Error::other(e.to_string()))
@@ -819,17 +873,29 @@ pub const CLIENT_FRAME_SIZE_BYTES_MAX: u32 = 64 << 20;
 
 impl Client {
     pub fn connect(addr: SocketAddr, cluster_name: &str, timeout: Duration) -> Result<Client> {
+        Client::connect_with(addr, cluster_name, None, timeout)
+    }
+
+    /// Like [`Client::connect`], authenticating with `secret` (the engine's `dLegerSecret`),
+    /// which an engine with a secret requires.
+    pub fn connect_with(
+        addr: SocketAddr,
+        cluster_name: &str,
+        secret: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<Client> {
         let deadline = Instant::now() + timeout;
         let mut stream = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
             .map_err(|e| Error::io(format!("connect {addr}"), e))?;
         stream
             .set_nodelay(true)
             .map_err(|e| Error::io(format!("connect {addr}"), e))?;
-        match handshake::connect(
+        match handshake::connect_with(
             &mut stream,
             ConnKind::Client,
             cluster_name,
             fastrand::u64(..),
+            secret,
             deadline,
         ) {
             Ok(_) => {}

@@ -1,0 +1,40 @@
+#![no_main]
+//! The input, or a mutation of a valid segment (first byte odd), as a store's only
+//! segment file. One store directory per process, laid out anew for each input.
+use libfuzzer_sys::fuzz_target;
+use rmqraft::config::FlusherKind;
+use rmqraft::store::Flusher;
+use rmqraft_fuzz::StoreImage;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+struct Fixture {
+    dir: PathBuf,
+    flusher: Flusher,
+    image: StoreImage,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rmqraft-fuzz-seg-{}", std::process::id()));
+        let flusher = Flusher::start(FlusherKind::Pwrite).expect("flusher");
+        let image = rmqraft_fuzz::store_image(&dir, &flusher, 40);
+        Fixture {
+            dir,
+            flusher,
+            image,
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let f = fixture();
+    let segment = match data.split_first() {
+        Some((b, rest)) if b & 1 == 1 => {
+            rmqraft_fuzz::mutate(&f.image.segment, &rmqraft_fuzz::ops_from(rest))
+        }
+        _ => data.to_vec(),
+    };
+    let _ = rmqraft_fuzz::segment_recovery(&f.dir, &f.flusher, &f.image, &segment);
+});
