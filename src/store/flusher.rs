@@ -458,6 +458,8 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
     for (offset, bufs) in &f.runs {
         let mut offset = *offset;
         for group in bufs.chunks(IOVECS_PER_WRITE_MAX) {
+            let len = group.iter().map(|b| b.len() as u64).sum();
+            super::testing::on_write(f.fd, offset, len).map_err(|e| Error::io(ctx(), e))?;
             let mut iov = iovecs(group);
             let mut first = 0;
             while first < iov.len() {
@@ -501,6 +503,7 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
             }
         }
     }
+    let mark = super::testing::sync_mark(f.fd);
     // SAFETY: fdatasync on an open descriptor.
     if unsafe { libc::fdatasync(f.fd) } != 0 {
         return Err(Error::io(
@@ -508,6 +511,7 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
             std::io::Error::last_os_error(),
         ));
     }
+    super::testing::synced(f.fd, mark);
     Ok(())
 }
 
@@ -538,7 +542,8 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 file: i,
                 iovecs: iov_groups,
                 expected,
-                failed: false,
+                // Files under fault injection take the pwritev path below.
+                failed: super::testing::intercepts(&f.path),
             });
         }
     }

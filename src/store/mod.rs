@@ -23,6 +23,8 @@ mod flusher;
 mod format;
 mod fsutil;
 mod recovery;
+#[doc(hidden)]
+pub mod testing;
 
 pub use flusher::Flusher;
 
@@ -449,11 +451,9 @@ impl LogStore {
                         Error::io(format!("truncate {}", seg.index_path.display()), e)
                     })?;
                 }
-                seg.data
-                    .sync_data()
+                fsutil::sync_data(&seg.data)
                     .map_err(|e| Error::io(format!("fdatasync {}", seg.data_path.display()), e))?;
-                seg.index
-                    .sync_data()
+                fsutil::sync_data(&seg.index)
                     .map_err(|e| Error::io(format!("fdatasync {}", seg.index_path.display()), e))
             })();
         }
@@ -603,7 +603,7 @@ impl LogStore {
             &format::encode_checkpoint(&c),
             slot,
         )
-        .and_then(|_| shared.checkpoint_file.sync_data())
+        .and_then(|_| fsutil::sync_data(&shared.checkpoint_file))
         .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         p.checkpoint.seq = c.seq;
         p.checkpoint.base_index = new_base;
