@@ -152,6 +152,7 @@ impl LogStore {
                 checkpoint_dirty: false,
                 in_flight: false,
                 failed: None,
+                disk_full_retry_at: None,
                 last_flush: Instant::now(),
             }),
             round_done: std::sync::Condvar::new(),
@@ -471,7 +472,8 @@ impl LogStore {
         }
         if let Err(e) = &result {
             // The disk may still hold the cut entries: refuse further writes until reopen.
-            p.failed.get_or_insert(e.clone());
+            p.failed = Some(e.clone());
+            p.disk_full_retry_at = None;
         }
         drop(p);
         result
