@@ -68,7 +68,8 @@ pub struct HardState {
 #[derive(Debug, Clone, Default)]
 pub struct Recovery {
     pub hard_state: HardState,
-    /// Last commit index checkpointed before the previous close or crash.
+    /// Last commit index checkpointed before the previous close or crash. It may exceed
+    /// the recovered last index when recovery cut entries that were durable and committed.
     pub commit_checkpoint: u64,
     /// Entries cut from the tail because they failed their checksum or were torn.
     pub truncated_entries: u64,
@@ -164,7 +165,9 @@ impl LogStore {
         flusher.inner.register(shared.clone());
         let recovery = Recovery {
             hard_state: r.hard_state.clone(),
-            commit_checkpoint: r.checkpoint.commit_index.min(last_index),
+            // Not clamped to the recovered log: a checkpoint above it says this member
+            // lost entries it knew committed, which the group layer must see.
+            commit_checkpoint: r.checkpoint.commit_index,
             truncated_entries: r.truncated_entries,
             notes: r.notes,
         };
