@@ -45,6 +45,43 @@ use crate::config::FlushDiskType;
 /// Called on the flusher thread with the new flushed index of one store.
 pub type FlushedCallback = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// Operator recovery for a member whose term file is corrupt or missing (its open fails
+/// with `Corrupt`): writes a term file with `term` and no vote, keeping the log. Run it
+/// only with the member stopped (the store's lock is taken, so an open store gives
+/// `Exists`), and only with a `term` above every term the group has reached (for example
+/// the highest term any live member reports, plus one): the lost vote may have been cast
+/// in any term up to that, and a member must never vote twice in one term. Refuses
+/// (`InvalidArgument`) while the existing term file is valid.
+pub fn rewrite_lost_term_file(dir: &std::path::Path, term: u64) -> Result<()> {
+    let _lock = fsutil::lock_file(&dir.join("lock"), dir)?;
+    match recovery::read_hard_state(dir) {
+        Ok(Some(h)) => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "term file in {} is valid (term {}); not rewriting it",
+                    dir.display(),
+                    h.term
+                ),
+            ))
+        }
+        Ok(None) => {}
+        Err(e) if e.kind() == ErrorKind::Corrupt => {}
+        Err(e) => return Err(e),
+    }
+    log::warn!(
+        "store {}: term file rewritten by operator recovery: term {term}, no vote",
+        dir.display()
+    );
+    recovery::write_hard_state(
+        dir,
+        &HardState {
+            term,
+            voted_for: None,
+        },
+    )
+}
+
 /// Options of one member's store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
