@@ -195,9 +195,13 @@ impl FaultDomain {
     /// (a random prefix kept, the rest garbage), chosen from `seed`. Writes and syncs
     /// under the root wait while the copy is taken. The live files are not touched; stop
     /// the stores, then [`PowerCut::restore`].
-    pub fn power_cut(&self, seed: u64) -> io::Result<PowerCut> {
+    ///
+    /// `at_cut` runs at the instant of the cut, before the copy, while no write or sync
+    /// under the root can complete: what clients heard before it is all they can know.
+    pub fn power_cut(&self, seed: u64, at_cut: impl FnOnce()) -> io::Result<PowerCut> {
         let image = tempfile_dir::TempDir::new()?;
-        let mut inner = self.inner();
+        let inner = self.inner();
+        at_cut();
         copy_tree(&self.state.root, image.path())?;
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut destroyed_bytes = 0;
@@ -232,7 +236,7 @@ impl FaultDomain {
                 .count() as u64;
             std::fs::write(&copy, &bytes)?;
         }
-        inner.unsynced.clear();
+        drop(inner);
         Ok(PowerCut {
             image,
             root: self.state.root.clone(),

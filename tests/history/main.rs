@@ -160,8 +160,13 @@ fn a_crash_makes_pending_unknown_and_late_acks_are_ignored() {
     let a = h.invoke(b"a");
     h.crash("power cut");
     h.ack(a, &meta(1));
-    let s = check(&h, &[log("n0", &[])]).unwrap();
-    assert_eq!((s.acked, s.unknown), (0, 1));
+    let b = h.invoke(b"b");
+    h.ack(b, &meta(2));
+    h.recovered("restart");
+    let c = h.invoke(b"c");
+    h.ack(c, &meta(1));
+    let s = check(&h, &[log("n0", &["c"])]).unwrap();
+    assert_eq!((s.acked, s.unknown), (1, 2));
 }
 
 #[test]

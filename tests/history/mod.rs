@@ -34,6 +34,8 @@ pub struct Op {
     pub id: usize,
     pub payload: Vec<u8>,
     pub outcome: Outcome,
+    /// Crashes recorded before this op was invoked.
+    pub epoch: usize,
 }
 
 /// One line of the history, in the order the recorder saw it.
@@ -48,6 +50,8 @@ struct Inner {
     ops: Vec<Op>,
     events: Vec<Event>,
     crashes: usize,
+    /// Between a crash and [`History::recovered`]: nothing clients hear counts.
+    down: bool,
 }
 
 /// A thread-safe recorder; clone the `Arc` into completion callbacks.
@@ -84,10 +88,17 @@ impl History {
     pub fn invoke(&self, payload: &[u8]) -> usize {
         let mut h = self.lock();
         let id = h.ops.len();
+        let outcome = if h.down {
+            Outcome::Unknown("invoked while the group was down".to_string())
+        } else {
+            Outcome::Pending
+        };
+        let epoch = h.crashes;
         h.ops.push(Op {
             id,
             payload: payload.to_vec(),
-            outcome: Outcome::Pending,
+            outcome,
+            epoch,
         });
         h.events.push(Event {
             op: Some(id),
@@ -148,10 +159,12 @@ impl History {
     }
 
     /// Everything still pending becomes unknown, and answers that arrive later are
-    /// ignored: a crash (or power cut) ends what clients could have heard.
+    /// ignored, as are appends invoked before [`History::recovered`]: a crash (or power
+    /// cut) ends what clients could have heard.
     pub fn crash(&self, why: &str) {
         let mut h = self.lock();
         h.crashes += 1;
+        h.down = true;
         let mut n = 0;
         for op in &mut h.ops {
             if op.outcome == Outcome::Pending {
@@ -162,6 +175,16 @@ impl History {
         h.events.push(Event {
             op: None,
             what: format!("crash ({why}): {n} pending appends become unknown"),
+        });
+    }
+
+    /// The group is back after a crash: answers count again.
+    pub fn recovered(&self, what: &str) {
+        let mut h = self.lock();
+        h.down = false;
+        h.events.push(Event {
+            op: None,
+            what: format!("recovered: {what}"),
         });
     }
 
@@ -290,7 +313,8 @@ pub struct Summary {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CheckOptions {
     /// ASYNC_FLUSH after a power loss: acked entries may be missing, but only as a
-    /// suffix (every lost acked entry lies above every surviving one).
+    /// suffix (a lost acked entry lies above every surviving one acked between the same
+    /// two crashes).
     pub acked_may_lose_suffix: bool,
 }
 
@@ -435,7 +459,7 @@ pub fn check_with(
 
     // 3. acked entries at their index on every member.
     let mut lost = Vec::new();
-    let mut highest_surviving = 0u64;
+    let mut highest_surviving: HashMap<usize, u64> = HashMap::new();
     for op in &ops {
         match &op.outcome {
             Outcome::Acked { index, .. } => {
@@ -444,8 +468,10 @@ pub fn check_with(
                 for log in logs {
                     match log.body(index) {
                         Some(b) if b == &op.payload[..] => {}
-                        _ if opts.acked_may_lose_suffix && !present.contains_key(&op.payload[..]) => {
-                            lost.push((index, op.id));
+                        _ if opts.acked_may_lose_suffix
+                            && !present.contains_key(&op.payload[..]) =>
+                        {
+                            lost.push((index, op.id, op.epoch));
                             break;
                         }
                         Some(b) => {
@@ -482,8 +508,9 @@ pub fn check_with(
                         }
                     }
                 }
-                if !lost.last().is_some_and(|&(_, id)| id == op.id) {
-                    highest_surviving = highest_surviving.max(index);
+                if !lost.last().is_some_and(|&(_, id, _)| id == op.id) {
+                    let h = highest_surviving.entry(op.epoch).or_default();
+                    *h = (*h).max(index);
                 }
             }
             Outcome::Failed(_) => summary.failed += 1,
@@ -495,14 +522,17 @@ pub fn check_with(
             }
         }
     }
-    if let Some(&(index, id)) = lost.iter().find(|(i, _)| *i < highest_surviving) {
-        return Err(violation(
-            ViolationKind::AckedLost,
-            format!(
-                "op{id} acked at {index} is lost although an acked entry above it ({highest_surviving}) survived: not a lost suffix"
-            ),
-            Some(id),
-        ));
+    for &(index, id, epoch) in &lost {
+        let survived = highest_surviving.get(&epoch).copied().unwrap_or(0);
+        if index < survived {
+            return Err(violation(
+                ViolationKind::AckedLost,
+                format!(
+                    "op{id} acked at {index} is lost although an entry acked after it before the same crash ({survived}) survived: not a lost suffix"
+                ),
+                Some(id),
+            ));
+        }
     }
     summary.acked_lost = lost.len();
     Ok(summary)
