@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: append_throughput [--replicas 1|3|5] [--groups G] [--clients C] \
 [--entry-size BYTES] [--seconds S] [--warmup S] [--flush sync|async] [--dir PATH] [--json] \
-[--remote -c FILE]";
+[--flusher auto|io_uring|pwrite] [--remote -c FILE]";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -37,6 +37,7 @@ struct Options {
     dir: Option<PathBuf>,
     json: bool,
     remote: Option<PathBuf>,
+    flusher: String,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -51,6 +52,7 @@ fn parse_options() -> Result<Options, String> {
         dir: None,
         json: false,
         remote: None,
+        flusher: "auto".to_string(),
     };
     let mut args = std::env::args().skip(1);
     let mut remote = false;
@@ -78,6 +80,7 @@ fn parse_options() -> Result<Options, String> {
                     other => return Err(format!("--flush: '{other}' is not sync or async")),
                 }
             }
+            "--flusher" => o.flusher = value("--flusher")?,
             "--dir" => o.dir = Some(PathBuf::from(value("--dir")?)),
             "--json" => o.json = true,
             "--remote" => remote = true,
@@ -455,6 +458,36 @@ fn main() {
         o.entry_size,
         o.seconds
     );
+    if let Some(cluster) = &local {
+        // Where the work went: batching at each stage of the pipeline.
+        for (i, engine) in cluster.engines.iter().enumerate() {
+            let (rounds, jobs) = engine.flush_rounds();
+            let mut line = format!("replica n{i}: flush rounds {rounds} (store jobs {jobs})");
+            for members in cluster.groups.iter().take(2) {
+                let c = members[i].counters();
+                let per_push = if c.pushes_sent > 0 {
+                    c.entries_pushed as f64 / c.pushes_sent as f64
+                } else {
+                    0.0
+                };
+                let per_round = if c.handler_rounds > 0 {
+                    c.pushes_applied as f64 / c.handler_rounds as f64
+                } else {
+                    0.0
+                };
+                line += &format!(
+                    "; {}: appends {} pushes {} ({per_push:.1} entries/push) applied {} ({per_round:.1} pushes/round) flush acks {} commit moves {}",
+                    members[i].group_name(),
+                    c.appends,
+                    c.pushes_sent,
+                    c.pushes_applied,
+                    c.flush_acks_sent,
+                    c.commit_advances
+                );
+            }
+            eprintln!("{line}");
+        }
+    }
     if let Some(cluster) = local {
         if let Ok(cluster) = Arc::try_unwrap(cluster) {
             drop(cluster.groups);

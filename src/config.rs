@@ -390,7 +390,7 @@ impl GroupConfig {
             preferred_leader_ids,
             entry_size_bytes_max: props.number("maxEntrySize", default_entry_max, 1, 256 << 20)?,
             pending_appends_max: props.number("maxPendingRequestsNum", 10_000, 1, 10_000_000)?,
-            push_window_max: props.number("maxPushWindow", 64, 1, 10_000)?,
+            push_window_max: props.number("maxPushWindow", 16, 1, 10_000)?,
             push_batch_bytes_max: props.number("maxPushBatchSize", 1 << 20, 4096, 64 << 20)?,
             delete_when_hours: parse_hours(props.get("deleteWhen").unwrap_or("04"))?,
             file_reserved_hours: props.number("fileReservedTime", 72, 0, 100_000)?,

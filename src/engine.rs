@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use crate::group::{AppendCallback, RoleListener};
+pub use crate::group::{AppendCallback, Counters, RoleListener};
 
 struct EngineInner {
     config: EngineConfig,
@@ -96,6 +96,11 @@ impl Engine {
         })
     }
 
+    /// Group-commit rounds of this engine's flusher, and the store jobs they carried.
+    pub fn flush_rounds(&self) -> (u64, u64) {
+        self.inner.flusher.rounds()
+    }
+
     /// Closes every group still open, stops and joins every thread. Idempotent.
     pub fn close(&self) {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
@@ -162,6 +167,11 @@ impl Group {
     /// On the leader: hands leadership to `peer_id` and waits until it leads.
     pub fn transfer_leadership(&self, peer_id: &str, timeout: Duration) -> Result<()> {
         self.member.transfer_leadership(peer_id, timeout)
+    }
+
+    /// Hot-path counters of this member.
+    pub fn counters(&self) -> crate::group::Counters {
+        self.member.counters()
     }
 
     /// This member's id (`dLegerSelfId`).

@@ -249,11 +249,8 @@ fn the_leader_closed_mid_load_loses_nothing_acknowledged() {
                 if accepted.is_err() {
                     continue;
                 }
-                match rx.recv_timeout(DEADLINE) {
-                    Ok(Ok(meta)) => {
-                        acked.lock().unwrap().insert(meta.index, seq);
-                    }
-                    Ok(Err(_)) | Err(_) => {}
+                if let Ok(Ok(meta)) = rx.recv_timeout(DEADLINE) {
+                    acked.lock().unwrap().insert(meta.index, seq);
                 }
                 seq += 1;
             }

@@ -3,7 +3,20 @@
 //! Each member has an in-memory log that tells synced from unsynced entries; the network
 //! drops, delays, reorders and duplicates messages and can be partitioned; members crash
 //! (losing unsynced writes on a power loss) and restart from their persisted hard state.
-//! Time is virtual. Invariants are checked after every event; a failure names the seed.
+//! Time is virtual. Invariants are checked after every event; a failure names the seed:
+//! - at most one leader per term;
+//! - log matching: an (index, term) ever appended anywhere has one prefix;
+//! - a leader commits only entries a quorum holds (durably under SYNC_FLUSH);
+//! - committed entries never change, and a leader of term T holds all committed before T;
+//! - a member's commit index never goes down in one life and never passes its last entry;
+//! - no member truncates at or below its commit index;
+//! - nothing is acted on before its term and vote are persisted;
+//! - after the faults stop, a new entry commits on every member within a bound.
+//!
+//! A power loss under ASYNC_FLUSH may lose acknowledged entries by design; in a group that
+//! had one, only the checks that do not depend on durability stay on (one leader per term,
+//! commit monotonic, no truncation below commit, hard state persisted first) and liveness
+//! asks only that a leader commits. Process crashes keep the page cache and are checked in full.
 //!
 //! Replay one seed: `RMQRAFT_SIM_SEED=1234 cargo test --release --test sim`.
 //! Run more seeds: `RMQRAFT_SIM_SEEDS=5000 cargo test --release --test sim`

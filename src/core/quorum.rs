@@ -51,3 +51,20 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The quorum index is held by a majority, and no higher value is.
+        #[test]
+        fn quorum_index_is_the_highest_majority_value(acked in proptest::collection::vec(0u64..20, 1..8)) {
+            let q = quorum_index(&acked);
+            let holding = |v: u64| acked.iter().filter(|&&a| a >= v).count();
+            prop_assert!(holding(q) >= majority(acked.len()));
+            prop_assert!(holding(q + 1) < majority(acked.len()));
+        }
+    }
+}

@@ -5,6 +5,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::types::{Entry, EntryKind, EntryMeta, GroupStatus, Role};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 impl Member {
@@ -66,7 +67,11 @@ impl Member {
             let _ = self.ack_bell.0.try_send(());
         }
         drop(st);
-        self.dispatch_cv.notify_all();
+        // A busy dispatcher picks the entry up on its next pass; only an idle one needs
+        // a wake-up (a futex call per append otherwise).
+        if self.dispatchers_idle.load(Ordering::Acquire) > 0 {
+            self.dispatch_cv.notify_all();
+        }
         Ok(())
     }
 
@@ -96,22 +101,41 @@ impl Member {
 
     /// Appends and waits until committed, at most `timeout`.
     pub fn append(&self, data: &[u8], timeout: Duration) -> Result<EntryMeta> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        // A parked wait (mutex + condvar), not a channel: with many client threads a
+        // spinning receive burns the cores the replication needs.
+        let slot: Arc<(Mutex<Option<Result<EntryMeta>>>, Condvar)> = Arc::default();
+        let filler = Arc::clone(&slot);
         self.append_async(
             data,
             Box::new(move |result| {
-                let _ = tx.send(result);
+                let (lock, cv) = &*filler;
+                if let Ok(mut v) = lock.lock() {
+                    *v = Some(result);
+                }
+                cv.notify_one();
             }),
         )?;
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "not committed within {} ms; outcome unknown",
-                    timeout.as_millis()
-                ),
-            )),
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*slot;
+        let mut v = lock.lock().map_err(|_| super::lock_err())?;
+        loop {
+            if let Some(result) = v.take() {
+                return result;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "not committed within {} ms; outcome unknown",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            v = cv
+                .wait_timeout(v, deadline - now)
+                .map_err(|_| super::lock_err())?
+                .0;
         }
     }
 

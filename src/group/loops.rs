@@ -153,7 +153,11 @@ impl Member {
                 core.next_push(peer, now, &StoreView(store))
             };
             let Some(plan) = plan else {
-                st = match self.dispatch_cv.wait_timeout(st, wait) {
+                // Counted under the lock, so an appender that locks after this sees it.
+                self.dispatchers_idle.fetch_add(1, Ordering::AcqRel);
+                let woken = self.dispatch_cv.wait_timeout(st, wait);
+                self.dispatchers_idle.fetch_sub(1, Ordering::AcqRel);
+                st = match woken {
                     Ok((guard, _)) => guard,
                     Err(_) => return,
                 };
@@ -193,6 +197,10 @@ impl Member {
                 continue;
             }
             let sent_to = plan.from_index - 1 + entries.len() as u64;
+            self.counters.pushes_sent.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .entries_pushed
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
             st.core.push_sent(peer, &plan, sent_to, now);
             drop(st);
             let push = PushRequest {
@@ -298,6 +306,9 @@ impl Member {
             };
             self.send_all(messages);
             if let Some((leader, resp)) = flush_ack {
+                self.counters
+                    .flush_acks_sent
+                    .fetch_add(1, Ordering::Relaxed);
                 self.send(leader, 0, Message::PushResp(resp));
             }
             for (waiter, result) in done {
@@ -350,6 +361,10 @@ impl Member {
         &self,
         batch: Vec<(usize, u64, PushRequest)>,
     ) -> Result<(Vec<(usize, u64, PushResponse)>, bool), Error> {
+        self.counters.handler_rounds.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .pushes_applied
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut answers = Vec::with_capacity(batch.len());
         let mut failed_waiters = Vec::new();
         let mut disk_full = false;

@@ -45,6 +45,37 @@ const ROLE_QUEUE_MAX: usize = 1024;
 /// How often the state thread looks at its timers.
 const TICK_MS: u64 = 5;
 
+/// What one of a member's threads runs.
+type ThreadBody = Box<dyn FnOnce(&Arc<Member>) + Send>;
+
+/// Counters of one member's hot path, for tuning (`Group::counters`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Client appends accepted.
+    pub appends: u64,
+    /// Pushes sent by the dispatchers (heartbeats included).
+    pub pushes_sent: u64,
+    /// Entries carried by those pushes.
+    pub entries_pushed: u64,
+    /// Pushes applied by the EntryHandler, and the lock rounds that applied them.
+    pub pushes_applied: u64,
+    pub handler_rounds: u64,
+    /// Flush acknowledgements sent to the leader.
+    pub flush_acks_sent: u64,
+    /// Times the commit index moved.
+    pub commit_advances: u64,
+}
+
+#[derive(Default)]
+struct AtomicCounters {
+    pushes_sent: AtomicU64,
+    entries_pushed: AtomicU64,
+    pushes_applied: AtomicU64,
+    handler_rounds: AtomicU64,
+    flush_acks_sent: AtomicU64,
+    commit_advances: AtomicU64,
+}
+
 /// A client append waiting for its entry to commit.
 struct Waiter {
     meta: EntryMeta,
@@ -98,6 +129,8 @@ pub struct Member {
     state: Mutex<MemberState>,
     /// Wakes the dispatchers: new entries, new leader, reset.
     dispatch_cv: Condvar,
+    /// Dispatchers waiting on `dispatch_cv`.
+    dispatchers_idle: std::sync::atomic::AtomicUsize,
     /// Wakes waiters of role changes (leadership transfer).
     role_cv: Condvar,
     transport: Arc<Transport>,
@@ -110,6 +143,7 @@ pub struct Member {
     role_tx: Sender<(Role, u64, i32)>,
     role_listener: Mutex<Option<RoleListener>>,
     appends_total: AtomicU64,
+    counters: AtomicCounters,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
 }
@@ -212,6 +246,7 @@ impl Member {
             config,
             state: Mutex::new(state),
             dispatch_cv: Condvar::new(),
+            dispatchers_idle: Default::default(),
             role_cv: Condvar::new(),
             transport,
             epoch,
@@ -222,6 +257,7 @@ impl Member {
             role_tx,
             role_listener: Mutex::new(None),
             appends_total: AtomicU64::new(0),
+            counters: AtomicCounters::default(),
             threads: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         });
@@ -240,9 +276,7 @@ impl Member {
     ) -> Result<()> {
         let name = format!("{}-{}", self.config.group, self.config.self_id);
         let mut threads = self.threads.lock().map_err(|_| lock_err())?;
-        let spawn = |threads: &mut Vec<JoinHandle<()>>,
-                     role: String,
-                     body: Box<dyn FnOnce(&Arc<Member>) + Send>| {
+        let spawn = |threads: &mut Vec<JoinHandle<()>>, role: String, body: ThreadBody| {
             let member = Arc::clone(self);
             let thread_name = format!("{role}-{name}");
             let handle = std::thread::Builder::new()
@@ -337,6 +371,19 @@ impl Member {
         self.wake_all();
     }
 
+    pub fn counters(&self) -> Counters {
+        let c = &self.counters;
+        Counters {
+            appends: self.appends_total.load(Ordering::Relaxed),
+            pushes_sent: c.pushes_sent.load(Ordering::Relaxed),
+            entries_pushed: c.entries_pushed.load(Ordering::Relaxed),
+            pushes_applied: c.pushes_applied.load(Ordering::Relaxed),
+            handler_rounds: c.handler_rounds.load(Ordering::Relaxed),
+            flush_acks_sent: c.flush_acks_sent.load(Ordering::Relaxed),
+            commit_advances: c.commit_advances.load(Ordering::Relaxed),
+        }
+    }
+
     fn wake_all(&self) {
         self.dispatch_cv.notify_all();
         self.role_cv.notify_all();
@@ -393,6 +440,9 @@ impl Member {
             self.note_role(st);
         }
         if fx.commit_advanced {
+            self.counters
+                .commit_advances
+                .fetch_add(1, Ordering::Relaxed);
             let _ = self.ack_bell.0.try_send(());
         }
         if fx.wake_dispatchers || fx.append_noop {

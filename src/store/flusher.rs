@@ -110,6 +110,10 @@ struct WakeState {
 }
 
 pub(crate) struct FlusherInner {
+    /// Rounds that wrote and synced something (one group commit each).
+    pub rounds: AtomicU64,
+    /// Store jobs carried by those rounds (a round may carry several stores).
+    pub store_jobs: AtomicU64,
     stores: Mutex<Vec<Arc<StoreShared>>>,
     wake: Mutex<WakeState>,
     wake_cond: Condvar,
@@ -175,6 +179,8 @@ impl Flusher {
         let mode = backend.name();
         log::info!("flusher: running in {mode} mode");
         let inner = Arc::new(FlusherInner {
+            rounds: AtomicU64::new(0),
+            store_jobs: AtomicU64::new(0),
             stores: Mutex::new(Vec::new()),
             wake: Mutex::new(WakeState::default()),
             wake_cond: Condvar::new(),
@@ -189,6 +195,14 @@ impl Flusher {
             thread: Mutex::new(Some(thread)),
             mode,
         })
+    }
+
+    /// Group-commit rounds so far, and store jobs they carried.
+    pub fn rounds(&self) -> (u64, u64) {
+        (
+            self.inner.rounds.load(Ordering::Relaxed),
+            self.inner.store_jobs.load(Ordering::Relaxed),
+        )
     }
 
     /// Which path runs: "io_uring" or "pwrite".
@@ -480,6 +494,10 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
             continue;
         }
         backend.write_and_sync(&mut jobs);
+        inner.rounds.fetch_add(1, Ordering::Relaxed);
+        inner
+            .store_jobs
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let mut reports = Vec::with_capacity(jobs.len());
         for job in jobs {
             let store = job.store.clone();

@@ -1,0 +1,379 @@
+/*
+ * JNI glue between org.rmqraft (Java) and librmqraft (C ABI).
+ *
+ * Native library threads that call back into Java (role listeners, async-append
+ * completions) attach to the JVM lazily, as daemon threads named after the native thread
+ * ("rmqraft-cb:<name>"), and detach when the native thread ends, through the destructor of
+ * a pthread key set on attach.
+ *
+ * Handles cross as jlong. Strings arrive as UTF-8 byte arrays and are copied into
+ * NUL-terminated buffers. Every failure becomes an org.rmqraft.RmqraftException carrying
+ * the result code and rmqraft_last_error().
+ */
+#define _GNU_SOURCE
+#include <jni.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rmqraft.h"
+
+static JavaVM *g_vm;
+static pthread_key_t g_detach_key;
+static jclass g_group_class;          /* org.rmqraft.Group */
+static jclass g_exception_class;      /* org.rmqraft.RmqraftException */
+static jmethodID g_exception_ctor;    /* (ILjava/lang/String;)V */
+static jmethodID g_complete_append;   /* Group.completeAppend */
+static jmethodID g_dispatch_role;     /* Group.dispatchRole */
+
+static void detach_at_thread_exit(void *vm) {
+    JavaVM *jvm = vm;
+    (*jvm)->DetachCurrentThread(jvm);
+}
+
+/* The JNIEnv of the calling native thread, attaching it as a daemon on first use. */
+static JNIEnv *callback_env(void) {
+    JNIEnv *env = NULL;
+    char native_name[16] = "";
+    char java_name[32];
+    JavaVMAttachArgs args;
+    jint rc = (*g_vm)->GetEnv(g_vm, (void **)&env, JNI_VERSION_1_8);
+    if (rc == JNI_OK) return env;
+    if (rc != JNI_EDETACHED) return NULL;
+    pthread_getname_np(pthread_self(), native_name, sizeof native_name);
+    snprintf(java_name, sizeof java_name, "rmqraft-cb:%s", native_name);
+    args.version = JNI_VERSION_1_8;
+    args.name = java_name;
+    args.group = NULL;
+    if ((*g_vm)->AttachCurrentThreadAsDaemon(g_vm, (void **)&env, &args) != JNI_OK) return NULL;
+    if (pthread_setspecific(g_detach_key, g_vm) != 0) {
+        fprintf(stderr, "rmqraft_jni: cannot arrange detach at thread exit\n");
+    }
+    return env;
+}
+
+/* Reports and clears a Java exception thrown inside a callback: it has nowhere to go. */
+static void drop_pending_exception(JNIEnv *env) {
+    if ((*env)->ExceptionCheck(env)) {
+        (*env)->ExceptionDescribe(env);
+        (*env)->ExceptionClear(env);
+    }
+}
+
+static jclass global_class(JNIEnv *env, const char *name) {
+    jclass local = (*env)->FindClass(env, name);
+    jclass global;
+    if (!local) return NULL;
+    global = (*env)->NewGlobalRef(env, local);
+    (*env)->DeleteLocalRef(env, local);
+    return global;
+}
+
+JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
+    JNIEnv *env;
+    (void)reserved;
+    g_vm = vm;
+    if ((*vm)->GetEnv(vm, (void **)&env, JNI_VERSION_1_8) != JNI_OK) return JNI_ERR;
+    if (pthread_key_create(&g_detach_key, detach_at_thread_exit) != 0) return JNI_ERR;
+    g_group_class = global_class(env, "org/rmqraft/Group");
+    g_exception_class = global_class(env, "org/rmqraft/RmqraftException");
+    if (!g_group_class || !g_exception_class) return JNI_ERR;
+    g_exception_ctor = (*env)->GetMethodID(env, g_exception_class, "<init>", "(ILjava/lang/String;)V");
+    g_complete_append = (*env)->GetStaticMethodID(env, g_group_class, "completeAppend",
+                                                  "(Ljava/lang/Object;IJJJLjava/lang/String;)V");
+    g_dispatch_role =
+        (*env)->GetStaticMethodID(env, g_group_class, "dispatchRole", "(Lorg/rmqraft/RoleListener;IJI)V");
+    if (!g_exception_ctor || !g_complete_append || !g_dispatch_role) return JNI_ERR;
+    return JNI_VERSION_1_8;
+}
+
+/* Throws RmqraftException(code, detail of this thread's last failure). */
+static void throw_result(JNIEnv *env, rmqraft_result r) {
+    char detail[1024];
+    jstring message;
+    jobject ex;
+    rmqraft_last_error(detail, sizeof detail);
+    message = (*env)->NewStringUTF(env, detail);
+    if (!message) return; /* OutOfMemoryError pending */
+    ex = (*env)->NewObject(env, g_exception_class, g_exception_ctor, (jint)r, message);
+    if (ex) (*env)->Throw(env, ex);
+}
+
+static void throw_npe(JNIEnv *env, const char *what) {
+    jclass npe = (*env)->FindClass(env, "java/lang/NullPointerException");
+    if (npe) (*env)->ThrowNew(env, npe, what);
+}
+
+/* A NUL-terminated copy of a UTF-8 byte array; NULL (with an exception) on failure. */
+static char *c_string(JNIEnv *env, jbyteArray bytes, const char *what) {
+    jsize len;
+    char *s;
+    if (!bytes) {
+        throw_npe(env, what);
+        return NULL;
+    }
+    len = (*env)->GetArrayLength(env, bytes);
+    s = malloc((size_t)len + 1);
+    if (!s) {
+        throw_result(env, RMQRAFT_ERR_IO);
+        return NULL;
+    }
+    (*env)->GetByteArrayRegion(env, bytes, 0, len, (jbyte *)s);
+    s[len] = '\0';
+    return s;
+}
+
+/* A heap copy of a byte array (at least one byte allocated). */
+static uint8_t *c_bytes(JNIEnv *env, jbyteArray bytes, size_t *len) {
+    jsize n = (*env)->GetArrayLength(env, bytes);
+    uint8_t *data = malloc((size_t)n + 1);
+    if (!data) return NULL;
+    (*env)->GetByteArrayRegion(env, bytes, 0, n, (jbyte *)data);
+    *len = (size_t)n;
+    return data;
+}
+
+static uint32_t timeout_arg(jlong ms) {
+    if (ms < 0) return 0;
+    return ms > (jlong)UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
+static jlongArray long_array(JNIEnv *env, const jlong *values, jsize n) {
+    jlongArray a = (*env)->NewLongArray(env, n);
+    if (a) (*env)->SetLongArrayRegion(env, a, 0, n, values);
+    return a;
+}
+
+#define HANDLE(type, h) ((type *)(intptr_t)(h))
+
+JNIEXPORT jint JNICALL Java_org_rmqraft_Native_version(JNIEnv *env, jclass cls) {
+    (void)env;
+    (void)cls;
+    return (jint)rmqraft_version();
+}
+
+JNIEXPORT jstring JNICALL Java_org_rmqraft_Native_versionString(JNIEnv *env, jclass cls) {
+    (void)cls;
+    return (*env)->NewStringUTF(env, rmqraft_version_string());
+}
+
+JNIEXPORT jlong JNICALL Java_org_rmqraft_Native_engineOpen(JNIEnv *env, jclass cls, jbyteArray properties) {
+    rmqraft_engine *engine = NULL;
+    rmqraft_result r;
+    char *props = c_string(env, properties, "properties");
+    (void)cls;
+    if (!props) return 0;
+    r = rmqraft_engine_open(props, &engine);
+    free(props);
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return 0;
+    }
+    return (jlong)(intptr_t)engine;
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_engineClose(JNIEnv *env, jclass cls, jlong engine) {
+    (void)env;
+    (void)cls;
+    rmqraft_engine_close(HANDLE(rmqraft_engine, engine));
+}
+
+/* What a Java Group's handle points to: the C handle and the role listener it owns. */
+typedef struct jni_group {
+    rmqraft_group *group;
+    jobject role_listener; /* global reference, or NULL */
+} jni_group;
+
+JNIEXPORT jlong JNICALL Java_org_rmqraft_Native_groupOpen(JNIEnv *env, jclass cls, jlong engine, jbyteArray properties) {
+    jni_group *jg;
+    rmqraft_result r;
+    char *props = c_string(env, properties, "properties");
+    (void)cls;
+    if (!props) return 0;
+    jg = calloc(1, sizeof *jg);
+    if (!jg) {
+        free(props);
+        throw_result(env, RMQRAFT_ERR_IO);
+        return 0;
+    }
+    r = rmqraft_group_open(HANDLE(rmqraft_engine, engine), props, &jg->group);
+    free(props);
+    if (r != RMQRAFT_OK) {
+        free(jg);
+        throw_result(env, r);
+        return 0;
+    }
+    return (jlong)(intptr_t)jg;
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_groupClose(JNIEnv *env, jclass cls, jlong group) {
+    jni_group *jg = HANDLE(jni_group, group);
+    (void)cls;
+    if (!jg) return;
+    rmqraft_group_close(jg->group); /* no listener runs once this returns */
+    if (jg->role_listener) (*env)->DeleteGlobalRef(env, jg->role_listener);
+    free(jg);
+}
+
+JNIEXPORT jlongArray JNICALL Java_org_rmqraft_Native_append(JNIEnv *env, jclass cls, jlong group, jbyteArray data,
+                                                            jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_entry_meta meta;
+    rmqraft_result r;
+    size_t len = 0;
+    uint8_t *bytes = c_bytes(env, data, &len);
+    jlong out[3];
+    (void)cls;
+    if (!bytes) {
+        throw_result(env, RMQRAFT_ERR_IO);
+        return NULL;
+    }
+    r = rmqraft_group_append(jg->group, bytes, len, timeout_arg(timeout_ms), &meta);
+    free(bytes);
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return NULL;
+    }
+    out[0] = (jlong)meta.index;
+    out[1] = (jlong)meta.term;
+    out[2] = (jlong)meta.pos;
+    return long_array(env, out, 3);
+}
+
+/* Runs on the library thread that completes appends; userdata is a global ref to the future. */
+static void on_append_done(void *userdata, rmqraft_result result, const rmqraft_entry_meta *meta) {
+    jobject future = userdata;
+    JNIEnv *env = callback_env();
+    jstring name;
+    if (!env) {
+        fprintf(stderr, "rmqraft_jni: cannot attach a callback thread; an async append is lost\n");
+        return;
+    }
+    name = (*env)->NewStringUTF(env, rmqraft_result_name(result));
+    (*env)->CallStaticVoidMethod(env, g_group_class, g_complete_append, future, (jint)result, (jlong)meta->index,
+                                 (jlong)meta->term, (jlong)meta->pos, name);
+    drop_pending_exception(env);
+    if (name) (*env)->DeleteLocalRef(env, name);
+    (*env)->DeleteGlobalRef(env, future);
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_appendAsync(JNIEnv *env, jclass cls, jlong group, jbyteArray data,
+                                                           jobject future) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_result r;
+    size_t len = 0;
+    uint8_t *bytes;
+    jobject ref;
+    (void)cls;
+    bytes = c_bytes(env, data, &len);
+    ref = (*env)->NewGlobalRef(env, future);
+    if (!bytes || !ref) {
+        free(bytes);
+        if (ref) (*env)->DeleteGlobalRef(env, ref);
+        throw_result(env, RMQRAFT_ERR_IO);
+        return;
+    }
+    r = rmqraft_group_append_async(jg->group, bytes, len, on_append_done, ref);
+    free(bytes); /* the library copied it */
+    if (r != RMQRAFT_OK) {
+        (*env)->DeleteGlobalRef(env, ref); /* the callback never runs */
+        throw_result(env, r);
+    }
+}
+
+JNIEXPORT jbyteArray JNICALL Java_org_rmqraft_Native_read(JNIEnv *env, jclass cls, jlong group, jlong index) {
+    jni_group *jg = HANDLE(jni_group, group);
+    uint8_t small[4096];
+    uint8_t *buf = small;
+    size_t len = 0;
+    rmqraft_entry_meta meta;
+    rmqraft_result r;
+    jbyteArray out = NULL;
+    (void)cls;
+    r = rmqraft_group_read(jg->group, (uint64_t)index, small, sizeof small, &len, &meta);
+    if (r == RMQRAFT_ERR_BUFFER_TOO_SMALL) {
+        /* Committed entries never change: one retry at the size asked for suffices. */
+        buf = malloc(len);
+        if (!buf) {
+            throw_result(env, RMQRAFT_ERR_IO);
+            return NULL;
+        }
+        r = rmqraft_group_read(jg->group, (uint64_t)index, buf, len, &len, &meta);
+    }
+    if (r == RMQRAFT_OK) {
+        out = (*env)->NewByteArray(env, (jsize)len);
+        if (out) (*env)->SetByteArrayRegion(env, out, 0, (jsize)len, (const jbyte *)buf);
+    } else {
+        throw_result(env, r);
+    }
+    if (buf != small) free(buf);
+    return out;
+}
+
+JNIEXPORT jlongArray JNICALL Java_org_rmqraft_Native_status(JNIEnv *env, jclass cls, jlong group) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_group_state st;
+    jlong out[8];
+    rmqraft_result r = rmqraft_group_status(jg->group, &st);
+    (void)cls;
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return NULL;
+    }
+    out[0] = (jlong)st.role;
+    out[1] = (jlong)st.self_peer;
+    out[2] = (jlong)st.leader_peer;
+    out[3] = (jlong)st.term;
+    out[4] = (jlong)st.first_index;
+    out[5] = (jlong)st.last_index;
+    out[6] = (jlong)st.commit_index;
+    out[7] = (jlong)st.flushed_index;
+    return long_array(env, out, 8);
+}
+
+/* Runs on the member's role-notification thread; userdata is a global ref to the listener. */
+static void on_role(void *userdata, rmqraft_role role, uint64_t term, int32_t leader_peer) {
+    JNIEnv *env = callback_env();
+    if (!env) {
+        fprintf(stderr, "rmqraft_jni: cannot attach a callback thread; a role change is lost\n");
+        return;
+    }
+    (*env)->CallStaticVoidMethod(env, g_group_class, g_dispatch_role, (jobject)userdata, (jint)role, (jlong)term,
+                                 (jint)leader_peer);
+    drop_pending_exception(env);
+}
+
+/* Serialised by the Java caller (a synchronized method). */
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_setRoleListener(JNIEnv *env, jclass cls, jlong group, jobject listener) {
+    jni_group *jg = HANDLE(jni_group, group);
+    jobject ref = NULL;
+    rmqraft_result r;
+    (void)cls;
+    if (listener) {
+        ref = (*env)->NewGlobalRef(env, listener);
+        if (!ref) return; /* OutOfMemoryError pending */
+    }
+    r = rmqraft_group_set_role_callback(jg->group, ref ? on_role : NULL, ref);
+    if (r != RMQRAFT_OK) {
+        if (ref) (*env)->DeleteGlobalRef(env, ref);
+        throw_result(env, r);
+        return;
+    }
+    /* The previous listener is not running and will not run again. */
+    if (jg->role_listener) (*env)->DeleteGlobalRef(env, jg->role_listener);
+    jg->role_listener = ref;
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_transferLeadership(JNIEnv *env, jclass cls, jlong group,
+                                                                  jbyteArray peer_id, jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_result r;
+    char *peer = c_string(env, peer_id, "peerId");
+    (void)cls;
+    if (!peer) return;
+    r = rmqraft_group_transfer_leadership(jg->group, peer, timeout_arg(timeout_ms));
+    free(peer);
+    if (r != RMQRAFT_OK) throw_result(env, r);
+}

@@ -1,0 +1,43 @@
+package org.rmqraft;
+
+import java.nio.charset.StandardCharsets;
+
+/**
+ * The JNI entry points (librmqraft_jni.so). Strings cross as UTF-8 byte arrays (not JNI's
+ * modified UTF-8); failures throw {@link RmqraftException}.
+ */
+final class Native {
+    static {
+        String path = System.getProperty("rmqraft.jni.path");
+        if (path != null && !path.isEmpty()) {
+            System.load(path);
+        } else {
+            System.loadLibrary("rmqraft_jni");
+        }
+    }
+
+    private Native() {}
+
+    static byte[] utf8(String s) {
+        return s == null ? null : s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    static native int version();
+    static native String versionString();
+
+    static native long engineOpen(byte[] properties);
+    static native void engineClose(long engine);
+
+    static native long groupOpen(long engine, byte[] properties);
+    static native void groupClose(long group);
+
+    /** Returns {index, term, pos}. */
+    static native long[] append(long group, byte[] data, long timeoutMs);
+    /** On return without exception, {@link Group#completeAppend} runs exactly once for this future. */
+    static native void appendAsync(long group, byte[] data, Object future);
+    static native byte[] read(long group, long index);
+    /** Returns {role, selfPeer, leaderPeer, term, firstIndex, lastIndex, commitIndex, flushedIndex}. */
+    static native long[] status(long group);
+    static native void setRoleListener(long group, RoleListener listener);
+    static native void transferLeadership(long group, byte[] peerId, long timeoutMs);
+}

@@ -1,0 +1,270 @@
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.BooleanSupplier;
+import java.util.stream.Stream;
+
+import org.rmqraft.Engine;
+import org.rmqraft.EntryMeta;
+import org.rmqraft.Group;
+import org.rmqraft.GroupStatus;
+import org.rmqraft.RmqraftException;
+import org.rmqraft.Role;
+
+/**
+ * The Java wrapper as a broker would use it: one JVM, one engine, the three members of a
+ * group; appends, async appends, reads on every member, role changes seen in Java,
+ * leadership transfer, failover and close. Run with -ea; exits non-zero on failure.
+ */
+public final class RmqraftJniTest {
+    static final long TIME_SCALE = Long.getLong("rmqraft.test.timeScale", 1L);
+
+    /** A role change as a listener saw it, with the thread it arrived on. */
+    static final class Seen {
+        final int member;
+        final Role role;
+        final long term;
+        final int leader;
+        final String thread;
+        final boolean daemon;
+
+        Seen(int member, Role role, long term, int leader) {
+            this.member = member;
+            this.role = role;
+            this.term = term;
+            this.leader = leader;
+            this.thread = Thread.currentThread().getName();
+            this.daemon = Thread.currentThread().isDaemon();
+        }
+    }
+
+    static final List<Seen> seen = new CopyOnWriteArrayList<>();
+
+    static void waitUntil(String what, long timeoutMs, BooleanSupplier condition) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs * TIME_SCALE);
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() > deadline) throw new AssertionError("timed out waiting for " + what);
+            Thread.sleep(2); // between two polls of the condition
+        }
+    }
+
+    static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    static String props(String dir, int[] ports, int self) {
+        StringBuilder peers = new StringBuilder();
+        for (int i = 0; i < ports.length; i++) {
+            peers.append(i == 0 ? "" : ";").append("n").append(i).append("-127.0.0.1:").append(ports[i]);
+        }
+        return "# broker.conf of member n" + self + "\n"
+                + "brokerClusterName = JavaCluster\n"
+                + "dLegerGroup = JavaGroup\n"
+                + "dLegerPeers = " + peers + "\n"
+                + "dLegerSelfId = n" + self + "\n"
+                + "storePathRootDir = " + dir + "\n"
+                + "mappedFileSizeCommitLog = 4194304\n"
+                + "flushDiskType = SYNC_FLUSH\n";
+    }
+
+    static Group[] members = new Group[3];
+
+    static int leaderOf() {
+        for (int i = 0; i < 3; i++) {
+            if (members[i] == null) continue;
+            if (members[i].status().role() == Role.LEADER) return i;
+        }
+        return -1;
+    }
+
+    static int waitLeader(long timeoutMs) throws InterruptedException {
+        int[] found = {-1};
+        waitUntil("a leader", timeoutMs, () -> (found[0] = leaderOf()) >= 0);
+        return found[0];
+    }
+
+    static void waitCommitted(Group g, long index) throws InterruptedException {
+        waitUntil("commit of " + index, 10_000, () -> g.status().commitIndex() >= index);
+    }
+
+    static byte[] utf8(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    static int expectCode(Runnable call) {
+        try {
+            call.run();
+        } catch (RmqraftException e) {
+            return e.code();
+        }
+        throw new AssertionError("no RmqraftException thrown");
+    }
+
+    static void run(Path dir) throws Exception {
+        assert Engine.version().matches("\\d+\\.\\d+\\.\\d+") : Engine.version();
+        assert expectCode(() -> new Engine("rmqraftFlusher = mmap\n")) == RmqraftException.CONFIG;
+
+        Engine engine = new Engine("brokerClusterName = JavaCluster\n" + System.getProperty("rmqraft.test.engineProps", ""));
+        int[] ports = null;
+        for (int attempt = 0; ; attempt++) {
+            ports = new int[] {freePort(), freePort(), freePort()};
+            try {
+                for (int i = 0; i < 3; i++) members[i] = engine.openGroup(props(dir.toString(), ports, i));
+                break;
+            } catch (RmqraftException e) {
+                for (int i = 0; i < 3; i++) {
+                    if (members[i] != null) members[i].close();
+                    members[i] = null;
+                }
+                if (e.code() != RmqraftException.IO || attempt == 7) throw e;
+            }
+        }
+        for (int i = 0; i < 3; i++) {
+            final int member = i;
+            members[i].setRoleListener((role, term, leader) -> seen.add(new Seen(member, role, term, leader)));
+        }
+        int[] otherPorts = {freePort(), freePort(), freePort()};
+        assert expectCode(() -> engine.openGroup(props(dir.toString(), otherPorts, 0))) == RmqraftException.EXISTS;
+
+        int leader = waitLeader(15_000);
+        final int firstLeader = leader;
+        waitUntil("the leader's role seen in Java", 5_000,
+                () -> seen.stream().anyMatch(s -> s.member == firstLeader && s.role == Role.LEADER));
+
+        // Synchronous appends, read back on every member.
+        List<EntryMeta> metas = new ArrayList<>();
+        List<byte[]> payloads = new ArrayList<>();
+        for (int k = 0; k < 20; k++) {
+            byte[] data = utf8("java-entry-" + k + "-" + "y".repeat(k * 100));
+            EntryMeta m = members[leader].append(data);
+            assert m.index() >= 1;
+            assert metas.isEmpty() || m.index() > metas.get(metas.size() - 1).index();
+            metas.add(m);
+            payloads.add(data);
+        }
+        byte[] big = new byte[200_000];
+        for (int i = 0; i < big.length; i++) big[i] = (byte) (i * 13 + 1);
+        metas.add(members[leader].append(big));
+        payloads.add(big);
+        for (int i = 0; i < 3; i++) {
+            waitCommitted(members[i], metas.get(metas.size() - 1).index());
+            for (int k = 0; k < metas.size(); k++) {
+                assert Arrays.equals(members[i].read(metas.get(k).index()), payloads.get(k)) : "member " + i + " entry " + k;
+            }
+        }
+
+        // Async appends complete on native threads.
+        List<CompletableFuture<EntryMeta>> futures = new ArrayList<>();
+        Map<Long, String> asyncThreads = new ConcurrentHashMap<>();
+        for (int k = 0; k < 100; k++) {
+            futures.add(members[leader].appendAsync(utf8("async-" + k)).whenComplete(
+                    (m, e) -> { if (m != null) asyncThreads.put(m.index(), Thread.currentThread().getName()); }));
+        }
+        CompletableFuture.allOf(futures.toArray(new CompletableFuture<?>[0])).get(20 * TIME_SCALE, TimeUnit.SECONDS);
+        for (int k = 0; k < futures.size(); k++) {
+            EntryMeta m = futures.get(k).get();
+            assert new String(members[leader].read(m.index()), StandardCharsets.UTF_8).equals("async-" + k);
+        }
+        assert asyncThreads.values().stream().noneMatch("main"::equals) : asyncThreads;
+
+        // Failures carry their code.
+        int follower = (leader + 1) % 3;
+        assert expectCode(() -> members[follower].append(utf8("nope"))) == RmqraftException.NOT_LEADER;
+        Group lead = members[leader];
+        assert expectCode(() -> lead.append(new byte[0])) == RmqraftException.INVALID_ARGUMENT;
+        assert expectCode(() -> lead.read(1_000_000)) == RmqraftException.NOT_FOUND;
+        try {
+            members[follower].appendAsync(utf8("nope")).get(5, TimeUnit.SECONDS);
+            throw new AssertionError("a follower accepted an async append");
+        } catch (ExecutionException e) {
+            assert ((RmqraftException) e.getCause()).code() == RmqraftException.NOT_LEADER;
+        }
+        GroupStatus fs = members[follower].status();
+        assert fs.role() == Role.FOLLOWER && fs.leaderPeer() == leader && fs.selfPeer() == follower : fs;
+
+        // Leadership transfer, seen by the new leader's listener on a daemon thread.
+        members[leader].transferLeadership("n" + follower);
+        waitUntil("transfer seen in Java", 10_000,
+                () -> seen.stream().anyMatch(s -> s.member == follower && s.role == Role.LEADER));
+        assert members[follower].status().role() == Role.LEADER;
+        Seen transferSeen = seen.stream().filter(s -> s.member == follower && s.role == Role.LEADER).findFirst().get();
+        assert transferSeen.daemon && transferSeen.thread.startsWith("rmqraft-cb:") : transferSeen.thread;
+        leader = follower;
+
+        // Failover: close the leader's member; another takes over and accepts appends.
+        final int closed = leader;
+        members[closed].close();
+        members[closed].close(); // idempotent
+        assert expectCode(() -> members[closed].status()) == RmqraftException.CLOSED;
+        members[closed] = null;
+        int next = waitLeader(15_000);
+        assert next != closed;
+        waitUntil("failover seen in Java", 10_000,
+                () -> seen.stream().anyMatch(s -> s.member == next && s.role == Role.LEADER && s.term > transferSeen.term));
+        EntryMeta after = members[next].append(utf8("after failover"));
+        assert after.term() > metas.get(0).term();
+        for (int i = 0; i < 3; i++) {
+            if (members[i] == null) continue;
+            waitCommitted(members[i], after.index());
+            assert new String(members[i].read(after.index()), StandardCharsets.UTF_8).equals("after failover");
+            assert Arrays.equals(members[i].read(metas.get(0).index()), payloads.get(0));
+        }
+
+        // Removing a listener: no more events from that member.
+        members[next].setRoleListener(null);
+
+        // Closing the engine closes the members; the objects then say CLOSED.
+        engine.close();
+        engine.close();
+        for (int i = 0; i < 3; i++) {
+            if (members[i] == null) continue;
+            final Group g = members[i];
+            assert expectCode(g::status) == RmqraftException.CLOSED;
+            assert g.appendAsync(utf8("late")).isCompletedExceptionally();
+            g.close();
+        }
+        // Native callback threads ended with the engine and detached from the JVM.
+        waitUntil("callback threads to detach", 5_000, () -> Thread.getAllStackTraces().keySet().stream()
+                .noneMatch(t -> t.getName().startsWith("rmqraft-cb:")));
+    }
+
+    public static void main(String[] args) throws Exception {
+        boolean assertions = false;
+        assert assertions = true;
+        if (!assertions) {
+            System.err.println("run with -ea");
+            System.exit(2);
+        }
+        Path dir = Files.createTempDirectory("rmqraft-jtest-");
+        int status = 0;
+        try {
+            run(dir);
+            System.err.println("Java JNI test: ok (" + seen.size() + " role changes seen)");
+        } catch (Throwable t) {
+            t.printStackTrace();
+            System.err.println("Java JNI test: FAILED");
+            status = 1;
+        } finally {
+            try (Stream<Path> paths = Files.walk(dir)) {
+                paths.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            }
+        }
+        System.exit(status);
+    }
+}

@@ -1,0 +1,373 @@
+/*
+ * rmqraft: embeddable replicated commitlog groups (Raft over TCP), C ABI version 0.
+ *
+ * Generated from src/ffi/ by cbindgen (build.rs, cbindgen.toml). Do not edit: change the
+ * Rust source and run `RMQRAFT_UPDATE_HEADER=1 cargo build`.
+ *
+ * Conventions
+ * - Every `_open` has a `_close`; `_close(NULL)` is a no-op. A handle may be used from any
+ *   thread at once (the library locks inside), except that `_close` must not race with
+ *   other calls on the same handle.
+ * - Fallible calls return `rmqraft_result`. Outputs come last and are written only on
+ *   RMQRAFT_OK (one exception: rmqraft_group_read() sets *len_out to the size needed when
+ *   it returns RMQRAFT_ERR_BUFFER_TOO_SMALL). rmqraft_last_error() gives the detail of the
+ *   calling thread's last failure.
+ * - No call aborts the host: a panic inside the library is caught and returned as
+ *   RMQRAFT_ERR_PANIC.
+ * - Pointer arguments are required (NULL gives RMQRAFT_ERR_INVALID_ARGUMENT) unless the
+ *   function says otherwise; `userdata` is never looked at. Strings in are NUL-terminated
+ *   UTF-8 and are not retained after the call. Strings out are static.
+ * - Callbacks get `userdata` first and run on library threads, named in each callback
+ *   type's documentation. Their pointer arguments are valid only during the call. A
+ *   callback must return promptly, must not throw or longjmp out, and must not call
+ *   `_close` on the handle that called it (nor on its engine).
+ *   After rmqraft_group_close() or rmqraft_engine_close() returns, no callback of the
+ *   closed groups is running or will run.
+ */
+
+#ifndef RMQRAFT_H
+#define RMQRAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/** The version of the library this header belongs to (rmqraft_version() tells the loaded one). */
+#define RMQRAFT_VERSION_MAJOR 0
+/** See RMQRAFT_VERSION_MAJOR. */
+#define RMQRAFT_VERSION_MINOR 1
+/** See RMQRAFT_VERSION_MAJOR. */
+#define RMQRAFT_VERSION_PATCH 0
+
+
+/**
+ * The outcome of a fallible call. The numbers never change; retired numbers are never
+ * reused. `rmqraft_result_name()` gives the constant's name, `rmqraft_last_error()` the
+ * detail of this thread's last failure.
+ */
+enum rmqraft_result
+#ifdef __cplusplus
+  : uint32_t
+#endif // __cplusplus
+ {
+  /**
+   * Success: the call's outputs are written.
+   */
+  RMQRAFT_OK = 0,
+  /**
+   * A NULL pointer, a string that is not UTF-8, an empty entry, or another argument
+   * the call cannot accept.
+   */
+  RMQRAFT_ERR_INVALID_ARGUMENT = 1,
+  /**
+   * The properties were rejected; the message names the key and why.
+   */
+  RMQRAFT_ERR_CONFIG = 2,
+  /**
+   * This member is not the leader; `rmqraft_group_status()` tells who is.
+   */
+  RMQRAFT_ERR_NOT_LEADER = 3,
+  /**
+   * Not committed within the timeout; the outcome is unknown.
+   */
+  RMQRAFT_ERR_TIMEOUT = 4,
+  /**
+   * The disk or the network failed (including a listen address already in use).
+   */
+  RMQRAFT_ERR_IO = 5,
+  /**
+   * Stored data failed its checksum and could not be repaired.
+   */
+  RMQRAFT_ERR_CORRUPT = 6,
+  /**
+   * The index is not committed yet, or below the first retained index.
+   */
+  RMQRAFT_ERR_NOT_FOUND = 7,
+  /**
+   * The handle is closing or closed.
+   */
+  RMQRAFT_ERR_CLOSED = 8,
+  /**
+   * Too many appends in flight; retry later.
+   */
+  RMQRAFT_ERR_BUSY = 9,
+  /**
+   * The entry is larger than the group's maximum entry size (`maxEntrySize`).
+   */
+  RMQRAFT_ERR_TOO_LARGE = 10,
+  /**
+   * The caller's buffer is too small; `*len_out` holds the size needed.
+   */
+  RMQRAFT_ERR_BUFFER_TOO_SMALL = 11,
+  /**
+   * This (group, self id) or its store directory is already open.
+   */
+  RMQRAFT_ERR_EXISTS = 12,
+  /**
+   * An internal bug was caught at the boundary; the handle may be unusable.
+   */
+  RMQRAFT_ERR_PANIC = 13,
+  /**
+   * The store refused the write for lack of space.
+   */
+  RMQRAFT_ERR_DISK_FULL = 14,
+};
+#ifndef __cplusplus
+typedef uint32_t rmqraft_result;
+#endif // __cplusplus
+
+/**
+ * A member's role. Leader is RocketMQ's master, follower its slave.
+ */
+typedef enum rmqraft_role {
+  /**
+   * Campaigning: no leader is known to this member.
+   */
+  RMQRAFT_ROLE_CANDIDATE = 0,
+  /**
+   * Accepts appends (master).
+   */
+  RMQRAFT_ROLE_LEADER = 1,
+  /**
+   * Replicates from the leader (slave).
+   */
+  RMQRAFT_ROLE_FOLLOWER = 2,
+} rmqraft_role;
+
+/**
+ * An engine: owns the listeners, the flusher and the groups opened on it. Create with
+ * `rmqraft_engine_open()`, free with `rmqraft_engine_close()`.
+ */
+typedef struct rmqraft_engine rmqraft_engine;
+
+/**
+ * One member (replica) of one replicated commitlog group. Create with
+ * `rmqraft_group_open()`, free with `rmqraft_group_close()`.
+ */
+typedef struct rmqraft_group rmqraft_group;
+
+/**
+ * Where an entry sits in the group's log.
+ */
+typedef struct rmqraft_entry_meta {
+  /**
+   * The entry's index; indexes start at 1.
+   */
+  uint64_t index;
+  /**
+   * The term in which the entry was appended.
+   */
+  uint64_t term;
+  /**
+   * The entry's byte position in the log (the same on every member of the group).
+   */
+  uint64_t pos;
+} rmqraft_entry_meta;
+
+/**
+ * Completes one `rmqraft_group_append_async()`; called exactly once per accepted append.
+ *
+ * Runs on a library thread: the thread that completes appends on the leader (do not
+ * block it: it completes every other append of the engine too), or, for an append still
+ * pending when its group closes, on the thread calling `rmqraft_group_close()` or
+ * `rmqraft_engine_close()`, before that call returns, with `RMQRAFT_ERR_CLOSED`.
+ * `meta` is never NULL: it holds the entry's place when `result` is `RMQRAFT_OK` and
+ * zeros otherwise, and is valid only during the call.
+ */
+typedef void (*rmqraft_append_cb)(void *userdata,
+                                  rmqraft_result result,
+                                  const struct rmqraft_entry_meta *meta);
+
+/**
+ * A member's view of its group.
+ */
+typedef struct rmqraft_group_state {
+  /**
+   * This member's role.
+   */
+  enum rmqraft_role role;
+  /**
+   * Position of dLegerSelfId in dLegerPeers (0-based).
+   */
+  int32_t self_peer;
+  /**
+   * Position of the known leader in dLegerPeers, -1 when none is known.
+   */
+  int32_t leader_peer;
+  /**
+   * The current term.
+   */
+  uint64_t term;
+  /**
+   * First retained entry; 0 when the log is empty.
+   */
+  uint64_t first_index;
+  /**
+   * Last entry in the local log; 0 when empty. Indexes start at 1.
+   */
+  uint64_t last_index;
+  /**
+   * Highest entry known committed.
+   */
+  uint64_t commit_index;
+  /**
+   * Highest entry durable on this member's disk.
+   */
+  uint64_t flushed_index;
+} rmqraft_group_state;
+
+/**
+ * Told this member's role, the term and the leader's position in dLegerPeers (-1 when
+ * unknown): once at once when set, then on every change.
+ *
+ * Runs on the member's role-notification thread (a library thread; do not block it).
+ */
+typedef void (*rmqraft_role_cb)(void *userdata,
+                                enum rmqraft_role role,
+                                uint64_t term,
+                                int32_t leader_peer);
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The library's version: `RMQRAFT_VERSION_MAJOR << 16 | RMQRAFT_VERSION_MINOR << 8 |
+ * RMQRAFT_VERSION_PATCH` of the library actually loaded, which may be newer than the
+ * header a host was compiled with.
+ */
+uint32_t rmqraft_version(void);
+
+/**
+ * The library's version as a static string, e.g. "0.1.0".
+ */
+const char *rmqraft_version_string(void);
+
+/**
+ * The name of a result constant as a static string, e.g. "RMQRAFT_ERR_NOT_LEADER";
+ * "RMQRAFT_UNKNOWN_RESULT" for a number that is not a result code.
+ */
+const char *rmqraft_result_name(rmqraft_result r);
+
+/**
+ * Copies the detail of this thread's last failed call ("function: message") into `buf`:
+ * at most `cap - 1` bytes plus a NUL, nothing when `cap` is 0 or `buf` is NULL. Returns
+ * the detail's full length (0 when no call on this thread has failed), so a host can
+ * size its buffer. Successful calls leave the detail alone.
+ */
+size_t rmqraft_last_error(char *buf, size_t cap);
+
+/**
+ * Opens an engine. `properties` is broker.conf text (engine keys: brokerClusterName,
+ * rmqraftFlusher, rmqraftMaxFrameSize; other keys are ignored) and may be NULL or "".
+ * On RMQRAFT_OK, `*out` is a new engine; free it with `rmqraft_engine_close()`.
+ *
+ * When the environment variable RMQRAFT_LOG is set (e.g. "info" or
+ * "rmqraft=debug"), the first engine opened in the process sends the library's log to
+ * standard error with that filter; otherwise the library logs through the `log` facade
+ * only and a process without a logger sees nothing.
+ */
+rmqraft_result rmqraft_engine_open(const char *properties, struct rmqraft_engine **out);
+
+/**
+ * Closes every group still open on the engine (as `rmqraft_group_close()` would, except
+ * that their handles stay allocated: later calls on them return RMQRAFT_ERR_CLOSED and
+ * each must still be freed with `rmqraft_group_close()`), stops and joins the engine's
+ * threads, then frees the engine. On return no callback of any of its groups is running
+ * or will run. NULL is a no-op. Must not be called from a callback.
+ */
+void rmqraft_engine_close(struct rmqraft_engine *engine);
+
+/**
+ * Opens one member of a group on `engine` from broker.conf text (see ABI.md for the
+ * keys: dLegerGroup, dLegerPeers, dLegerSelfId and storePathRootDir are required).
+ * RMQRAFT_ERR_CONFIG names a bad key; RMQRAFT_ERR_EXISTS means this (group, self id) or
+ * its store directory is already open; RMQRAFT_ERR_IO covers a listen address in use.
+ * On RMQRAFT_OK, `*out` is a new group handle; free it with `rmqraft_group_close()`.
+ */
+rmqraft_result rmqraft_group_open(struct rmqraft_engine *engine,
+                                  const char *properties,
+                                  struct rmqraft_group **out);
+
+/**
+ * Closes the member: stops its threads, flushes its log, releases its store, and frees
+ * the handle. Async appends still pending are completed with RMQRAFT_ERR_CLOSED on the
+ * calling thread before it returns; on return no callback of this group is running or
+ * will run. NULL is a no-op. Must not be called from a callback, nor race with other
+ * calls on the same handle.
+ */
+void rmqraft_group_close(struct rmqraft_group *group);
+
+/**
+ * Appends `len` bytes (`len` > 0) on the leader and blocks until the entry is committed
+ * under the group's flush policy (SYNC_FLUSH: durable on a quorum; ASYNC_FLUSH: in memory
+ * on a quorum), at most `timeout_ms` milliseconds. On RMQRAFT_OK, `*out` tells where the
+ * entry sits. RMQRAFT_ERR_NOT_LEADER on a follower; RMQRAFT_ERR_TIMEOUT leaves the
+ * outcome unknown; RMQRAFT_ERR_TOO_LARGE above maxEntrySize; RMQRAFT_ERR_BUSY when
+ * maxPendingRequestsNum appends are in flight.
+ */
+rmqraft_result rmqraft_group_append(struct rmqraft_group *group,
+                                    const uint8_t *data,
+                                    size_t len,
+                                    uint32_t timeout_ms,
+                                    struct rmqraft_entry_meta *out);
+
+/**
+ * Starts appending `len` bytes (`len` > 0) on the leader and returns at once; the data
+ * is copied before it returns. On RMQRAFT_OK, `cb` runs exactly once later with the
+ * final result (see `rmqraft_append_cb` for the thread); on any other result `cb` never
+ * runs. RMQRAFT_ERR_BUSY when maxPendingRequestsNum appends are in flight.
+ */
+rmqraft_result rmqraft_group_append_async(struct rmqraft_group *group,
+                                          const uint8_t *data,
+                                          size_t len,
+                                          rmqraft_append_cb cb,
+                                          void *userdata);
+
+/**
+ * Reads the committed entry `index` held by this member (leader or follower) into `buf`
+ * (`cap` bytes; `buf` may be NULL when `cap` is 0). On RMQRAFT_OK, `*len_out` is the
+ * entry's length and `*meta_out` its place. When the entry is longer than `cap`, returns
+ * RMQRAFT_ERR_BUFFER_TOO_SMALL with `*len_out` set to the size needed (the one output
+ * written on failure). RMQRAFT_ERR_NOT_FOUND when `index` is not committed yet or below
+ * the first retained index. The no-op entry a new leader appends at the start of its term
+ * reads as 0 bytes.
+ */
+rmqraft_result rmqraft_group_read(struct rmqraft_group *group,
+                                  uint64_t index,
+                                  uint8_t *buf,
+                                  size_t cap,
+                                  size_t *len_out,
+                                  struct rmqraft_entry_meta *meta_out);
+
+/**
+ * Fills `*out` with this member's view of its group: role, positions of itself and of
+ * the known leader in dLegerPeers, term and log indexes.
+ */
+rmqraft_result rmqraft_group_status(const struct rmqraft_group *group,
+                                    struct rmqraft_group_state *out);
+
+/**
+ * Sets the role callback, replacing any previous one; NULL `cb` removes it. The new
+ * callback is called once at once with the current role (possibly before this call
+ * returns), then on every change. On return the previous callback is not running and
+ * will not run again, so its `userdata` may be freed.
+ */
+rmqraft_result rmqraft_group_set_role_callback(struct rmqraft_group *group,
+                                               rmqraft_role_cb cb,
+                                               void *userdata);
+
+/**
+ * On the leader: hands leadership to the member `peer_id` (e.g. "n1", one of
+ * dLegerPeers) and waits, at most `timeout_ms` milliseconds, until it leads.
+ * RMQRAFT_ERR_NOT_LEADER when this member does not lead; RMQRAFT_ERR_TIMEOUT when the
+ * transfer did not finish in time.
+ */
+rmqraft_result rmqraft_group_transfer_leadership(struct rmqraft_group *group,
+                                                 const char *peer_id,
+                                                 uint32_t timeout_ms);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* RMQRAFT_H */

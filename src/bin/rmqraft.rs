@@ -1,0 +1,134 @@
+//! The `rmqraft` command: run members (`node`), a three-member try-out group
+//! (`fast-try`), and talk to a group over TCP (`cluster-list`, `append`, `read`,
+//! `transfer-leader`). See docs/CLI.md.
+//!
+//! The crate root is a file in src/bin, so its modules are named by path: a crate root's
+//! `mod x;` would look beside it, in src/bin, where Cargo would take them for binaries.
+
+#[path = "rmqraft/args.rs"]
+mod args;
+#[path = "rmqraft/client.rs"]
+mod client;
+#[path = "rmqraft/fast_try.rs"]
+mod fast_try;
+#[path = "rmqraft/node.rs"]
+mod node;
+#[path = "rmqraft/output.rs"]
+mod output;
+#[path = "rmqraft/remote.rs"]
+mod remote;
+#[path = "rmqraft/target.rs"]
+mod target;
+
+use args::{Command, FastTryAction};
+use std::process::ExitCode;
+
+/// An internal error is still one line on stderr, not a trace.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        eprintln!(
+            "rmqraft: internal error in thread '{name}'{place}: {}",
+            what.replace('\n', " ")
+        );
+    }));
+}
+
+/// Client subcommands die quietly when their output pipe closes (`| head`), like other
+/// command-line tools; `node` keeps ignoring SIGPIPE for its sockets.
+fn default_sigpipe() {
+    // SAFETY: restores the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Help => {
+            print!("{}", args::USAGE);
+            Ok(())
+        }
+        Command::Version => {
+            println!("rmqraft {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Node { configs } => {
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+                .init();
+            node::run(&configs)
+        }
+        Command::FastTry { action, dir, ports } => match action {
+            FastTryAction::Start => fast_try::start(&dir, ports),
+            FastTryAction::Stop => fast_try::stop(&dir),
+        },
+        Command::ClusterList {
+            target,
+            json,
+            watch,
+        } => {
+            default_sigpipe();
+            if watch {
+                client::watch_leader(&target)
+            } else {
+                client::cluster_list(&target, json)
+            }
+        }
+        Command::Append {
+            target,
+            count,
+            size_bytes,
+            data,
+            timeout_ms,
+        } => {
+            default_sigpipe();
+            client::append(&target, count, size_bytes, data.as_deref(), timeout_ms)
+        }
+        Command::Read {
+            target,
+            index,
+            count,
+            peer,
+        } => {
+            default_sigpipe();
+            client::read(&target, index, count, peer.as_deref())
+        }
+        Command::TransferLeader {
+            target,
+            to,
+            timeout_ms,
+        } => {
+            default_sigpipe();
+            client::transfer_leader(&target, &to, timeout_ms)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(args::UsageError(message)) => {
+            eprintln!("rmqraft: {message} (see `rmqraft --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("rmqraft: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

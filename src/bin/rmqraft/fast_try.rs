@@ -1,0 +1,440 @@
+//! `rmqraft fast-try start|stop`: a three-member group in the background, like
+//! RocketMQ's `bin/dledger/fast-try.sh`, but stopping exactly the processes it started.
+
+use crate::output::{collect_rows, table};
+use crate::target::{broker_conf, generated_config_path, load_config, shipped_configs, Target};
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long start waits for the group to elect a leader.
+const ELECTION_WAIT: Duration = Duration::from_secs(30);
+/// How long stop waits after SIGTERM before it sends SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(15);
+/// Log lines shown for each member when start fails.
+const LOG_TAIL_LINES: usize = 15;
+
+const PID_FILE: &str = "pids";
+
+/// One started member: its peer id, process id and config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Started {
+    peer: String,
+    pid: i32,
+    config: PathBuf,
+}
+
+fn pid_file(dir: &Path) -> PathBuf {
+    dir.join(PID_FILE)
+}
+
+fn log_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("node0{i}.log"))
+}
+
+/// Lines `peer pid config`.
+fn read_pid_file(dir: &Path) -> Result<Option<Vec<Started>>, String> {
+    let path = pid_file(dir);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut started = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(peer), Some(pid), Some(config)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("{}: bad line '{line}'", path.display()));
+        };
+        let pid: i32 = pid
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{}: bad pid in '{line}'", path.display()))?;
+        started.push(Started {
+            peer: peer.to_string(),
+            pid,
+            config: PathBuf::from(config),
+        });
+    }
+    Ok(Some(started))
+}
+
+fn write_pid_file(dir: &Path, started: &[Started]) -> Result<(), String> {
+    let path = pid_file(dir);
+    let text: String = started
+        .iter()
+        .map(|s| format!("{} {} {}\n", s.peer, s.pid, s.config.display()))
+        .collect();
+    let tmp = dir.join(format!("{PID_FILE}.tmp"));
+    fs::write(&tmp, text)
+        .and_then(|_| fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Whether `pid` runs (a zombie does not count) and is an `rmqraft node` process.
+fn is_our_node(pid: i32) -> bool {
+    if !is_running(pid) {
+        return false;
+    }
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let exe_is_rmqraft = args
+        .first()
+        .map(|a| a.ends_with(b"rmqraft"))
+        .unwrap_or(false);
+    exe_is_rmqraft && args.get(1).map(|a| *a == b"node").unwrap_or(false)
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn is_running(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name, which may itself hold ')'.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+fn send_signal(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill() with a positive pid only sends a signal.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// SIGTERM to each pid, then SIGKILL to those still running after `STOP_WAIT`.
+/// Returns the pids that needed SIGKILL.
+fn terminate(pids: &[i32]) -> Vec<i32> {
+    for &pid in pids {
+        send_signal(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_WAIT;
+    while Instant::now() < deadline && pids.iter().any(|&p| is_running(p)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let leftovers: Vec<i32> = pids.iter().copied().filter(|&p| is_running(p)).collect();
+    for &pid in &leftovers {
+        send_signal(pid, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && leftovers.iter().any(|&p| is_running(p)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    leftovers
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+    lines[from..].join("\n")
+}
+
+/// The three config files to run: generated in `dir` for `ports`, or the shipped ones.
+fn prepare_configs(dir: &Path, ports: Option<[u16; 3]>) -> Result<Vec<PathBuf>, String> {
+    match ports {
+        Some(ports) => (0..3)
+            .map(|i| {
+                let path = generated_config_path(dir, i);
+                let store = dir.join("store").join(format!("node0{i}"));
+                fs::write(&path, broker_conf(i, ports, &store))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(path)
+            })
+            .collect(),
+        None => {
+            let shipped = shipped_configs()?;
+            // Clients look for generated configs first: drop those of an earlier run.
+            for i in 0..3 {
+                let _ = fs::remove_file(generated_config_path(dir, i));
+            }
+            Ok(shipped)
+        }
+    }
+}
+
+/// How long start keeps checking a taken port: another process's short-lived outbound
+/// connection may hold it for a moment (the shipped ports are in Linux's ephemeral range).
+const PORT_CHECK_WAIT: Duration = Duration::from_secs(3);
+
+fn check_ports_free(target: &Target) -> Result<(), String> {
+    let deadline = Instant::now() + PORT_CHECK_WAIT;
+    for peer in &target.peers {
+        loop {
+            let Err(e) = TcpListener::bind(peer.addr) else {
+                break;
+            };
+            if Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            return Err(format!(
+                "port {} ({}'s address {} in dLegerPeers) is taken: {e}; stop whatever uses \
+                 it (another fast-try? `rmqraft fast-try stop`), or pick free ones with \
+                 --ports P0,P1,P2",
+                peer.addr.port(),
+                peer.id,
+                peer.addr
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn start(dir: &Path, ports: Option<[u16; 3]>) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if let Some(previous) = read_pid_file(dir)? {
+        let live: Vec<String> = previous
+            .iter()
+            .filter(|s| is_our_node(s.pid))
+            .map(|s| format!("{} pid {}", s.peer, s.pid))
+            .collect();
+        if !live.is_empty() {
+            return Err(format!(
+                "fast-try is already running from {} ({}); run `rmqraft fast-try stop{}` first",
+                dir.display(),
+                live.join(", "),
+                dir_flag(dir)
+            ));
+        }
+        let _ = fs::remove_file(pid_file(dir));
+    }
+    let configs = prepare_configs(dir, ports)?;
+    let mut target = None;
+    for path in &configs {
+        let (engine, group) = load_config(path)?;
+        target.get_or_insert(Target {
+            cluster: engine.cluster_name,
+            group: group.group,
+            peers: group.peers,
+        });
+    }
+    let target = target.ok_or("no config")?;
+    check_ports_free(&target)?;
+
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mut started: Vec<Started> = Vec::new();
+    let result = spawn_and_wait(&exe, dir, &configs, &target, &mut started);
+    if let Err(why) = result {
+        let pids: Vec<i32> = started.iter().map(|s| s.pid).collect();
+        terminate(&pids);
+        let _ = fs::remove_file(pid_file(dir));
+        let mut message = format!("fast-try start failed: {why}");
+        for i in 0..started.len() {
+            let tail = log_tail(&log_path(dir, i));
+            if !tail.is_empty() {
+                message.push_str(&format!(
+                    "\n--- last lines of {}:\n{tail}",
+                    log_path(dir, i).display()
+                ));
+            }
+        }
+        message.push_str("\n(the processes it started were stopped)");
+        return Err(message);
+    }
+    let rows = collect_rows(std::slice::from_ref(&target));
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", table(&rows));
+    let me = invoked_as();
+    let d = dir_flag(dir);
+    let _ = writeln!(
+        out,
+        "\nfast-try: {} is up: pids {}; logs, pids{} in {}.\n\
+         Next steps:\n  \
+         {me} cluster-list{d}\n  \
+         {me} append{d} --count 1000\n  \
+         kill -9 <the LEADER's pid>, then {me} cluster-list{d}: a follower takes over\n  \
+         {me} fast-try stop{d}",
+        target.group,
+        started
+            .iter()
+            .map(|s| s.pid.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if ports.is_some() { ", configs" } else { "" },
+        dir.display(),
+    );
+    Ok(())
+}
+
+/// How the user ran us, for hints they can paste: `rmqraft` when found on PATH, else the
+/// path they typed (e.g. target/release/rmqraft under `cargo run`).
+fn invoked_as() -> String {
+    std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| a.contains('/'))
+        .unwrap_or_else(|| "rmqraft".to_string())
+}
+
+/// ` --dir DIR` when DIR is not the default, for the hints printed to the user.
+fn dir_flag(dir: &Path) -> String {
+    if dir == Path::new(crate::args::FAST_TRY_DIR) {
+        String::new()
+    } else {
+        format!(" --dir {}", dir.display())
+    }
+}
+
+fn spawn_and_wait(
+    exe: &Path,
+    dir: &Path,
+    configs: &[PathBuf],
+    target: &Target,
+    started: &mut Vec<Started>,
+) -> Result<(), String> {
+    let mut children = Vec::new();
+    for (i, config) in configs.iter().enumerate() {
+        let log = log_path(dir, i);
+        let stdout = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let stderr = stdout
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut command = Command::new(exe);
+        command
+            .arg("node")
+            .arg("-c")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        // SAFETY: setsid() is async-signal-safe; it detaches the node from our terminal
+        // and session so it outlives this command and ignores the terminal's Ctrl-C.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {} node: {e}", exe.display()))?;
+        started.push(Started {
+            peer: target
+                .peers
+                .get(i)
+                .map(|p| p.id.clone())
+                .unwrap_or_else(|| format!("n{i}")),
+            pid: child.id() as i32,
+            config: config.clone(),
+        });
+        write_pid_file(dir, started)?;
+        children.push(child);
+    }
+
+    let deadline = Instant::now() + ELECTION_WAIT;
+    let last_state = loop {
+        for (i, child) in children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "{} exited ({status}) before a leader was elected",
+                    started[i].peer
+                ));
+            }
+        }
+        let rows = collect_rows(std::slice::from_ref(target));
+        let all_answer = rows.iter().all(|r| r.report.is_ok());
+        if all_answer && rows.iter().any(|r| r.is_leader()) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            break rows
+                .iter()
+                .map(|r| format!("{} {}", r.peer, r.role()))
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Err(format!(
+        "no leader within {} s (last seen: {last_state})",
+        ELECTION_WAIT.as_secs()
+    ))
+}
+
+pub fn stop(dir: &Path) -> Result<(), String> {
+    let Some(started) = read_pid_file(dir)? else {
+        println!(
+            "fast-try: nothing to stop (no {} file)",
+            pid_file(dir).display()
+        );
+        return Ok(());
+    };
+    let mut ours = Vec::new();
+    for s in &started {
+        if is_our_node(s.pid) {
+            ours.push(s.clone());
+        } else if is_running(s.pid) {
+            println!(
+                "fast-try: pid {} (was {}) is no longer an rmqraft node; left alone",
+                s.pid, s.peer
+            );
+        } else {
+            println!("fast-try: {} (pid {}) was not running", s.peer, s.pid);
+        }
+    }
+    let pids: Vec<i32> = ours.iter().map(|s| s.pid).collect();
+    let killed = terminate(&pids);
+    for s in &ours {
+        if killed.contains(&s.pid) {
+            println!(
+                "fast-try: stopped {} (pid {}) with SIGKILL: it did not exit within {} s of SIGTERM",
+                s.peer,
+                s.pid,
+                STOP_WAIT.as_secs()
+            );
+        } else {
+            println!("fast-try: stopped {} (pid {})", s.peer, s.pid);
+        }
+    }
+    let still: Vec<String> = pids
+        .iter()
+        .filter(|&&p| is_running(p))
+        .map(|p| p.to_string())
+        .collect();
+    if !still.is_empty() {
+        return Err(format!("pids {} are still running", still.join(", ")));
+    }
+    fs::remove_file(pid_file(dir)).map_err(|e| format!("{}: {e}", pid_file(dir).display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_round_trip_and_liveness() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_pid_file(dir.path()).unwrap(), None);
+        let started = vec![
+            Started {
+                peer: "n0".into(),
+                pid: 12,
+                config: PathBuf::from("/a b/broker-n0.conf"),
+            },
+            Started {
+                peer: "n1".into(),
+                pid: 13,
+                config: PathBuf::from("c.conf"),
+            },
+        ];
+        write_pid_file(dir.path(), &started).unwrap();
+        assert_eq!(read_pid_file(dir.path()).unwrap(), Some(started));
+        let me = std::process::id() as i32;
+        assert!(is_running(me));
+        assert!(!is_our_node(me), "the test binary is not an rmqraft node");
+    }
+}

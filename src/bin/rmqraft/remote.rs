@@ -1,0 +1,312 @@
+//! Talking to the members of a group over TCP: status, leader discovery, appends that
+//! survive a failover, reads and leadership transfer.
+
+use crate::target::Target;
+use rmqraft::net::{Client, ClientResponse, Frame, Message, StatusReport, CLIENT_PEER};
+use rmqraft::types::EntryMeta;
+use rmqraft::{ErrorKind, Role};
+use std::time::{Duration, Instant};
+
+/// How long connecting to one member (TCP and handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a status, read or transfer answer may take beyond the operation itself.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(2000);
+/// How long an append answer may take: above the members' default maxWaitAckTimeMs (5 s),
+/// so the leader's own verdict usually arrives first.
+pub const APPEND_CALL_TIMEOUT: Duration = Duration::from_millis(10_000);
+
+/// Why a call to one member did not produce an answer we can use.
+#[derive(Debug)]
+pub enum CallError {
+    /// No answer: cannot connect, connection lost, no answer in time.
+    Unreachable(String),
+    /// The member answered with an error code.
+    Refused {
+        kind: Option<ErrorKind>,
+        message: String,
+        leader_peer: i32,
+    },
+}
+
+impl CallError {
+    pub fn describe(&self) -> String {
+        match self {
+            CallError::Unreachable(why) => why.clone(),
+            CallError::Refused { kind, message, .. } => match kind {
+                Some(k) => format!("{}: {message}", k.abi_name()),
+                None => format!("error: {message}"),
+            },
+        }
+    }
+
+    fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            CallError::Refused { kind, .. } => *kind,
+            CallError::Unreachable(_) => None,
+        }
+    }
+}
+
+/// One client per member, connected lazily and dropped on any transport error.
+pub struct Remote {
+    pub target: Target,
+    clients: Vec<Option<Client>>,
+    next_request_id: u64,
+}
+
+impl Remote {
+    pub fn new(target: Target) -> Remote {
+        let clients = target.peers.iter().map(|_| None).collect();
+        Remote {
+            target,
+            clients,
+            next_request_id: 1,
+        }
+    }
+
+    pub fn peer_name(&self, peer: usize) -> String {
+        let p = &self.target.peers[peer];
+        format!("{} ({})", p.id, p.addr)
+    }
+
+    /// Sends one client request to member `peer` and returns its answer.
+    pub fn call(
+        &mut self,
+        peer: usize,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<ClientResponse, CallError> {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let result = self.call_once(peer, request_id, message, timeout);
+        if matches!(result, Err(CallError::Unreachable(_))) {
+            self.clients[peer] = None;
+        }
+        result
+    }
+
+    fn call_once(
+        &mut self,
+        peer: usize,
+        request_id: u64,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<ClientResponse, CallError> {
+        let addr = self.target.peers[peer].addr;
+        if self.clients[peer].is_none() {
+            let client = Client::connect(addr, &self.target.cluster, CONNECT_TIMEOUT)
+                .map_err(|e| CallError::Unreachable(e.message().to_string()))?;
+            self.clients[peer] = Some(client);
+        }
+        let Some(client) = self.clients[peer].as_mut() else {
+            return Err(CallError::Unreachable(format!("{addr}: not connected")));
+        };
+        let frame = Frame {
+            group: self.target.group.clone(),
+            from: CLIENT_PEER,
+            to: peer as u8,
+            request_id,
+            message,
+        };
+        let answer = client
+            .call(frame, timeout)
+            .map_err(|e| CallError::Unreachable(e.message().to_string()))?;
+        let Message::ClientResp(response) = answer.message else {
+            return Err(CallError::Unreachable(format!(
+                "{addr}: answered with something other than a client response"
+            )));
+        };
+        if response.result != 0 {
+            return Err(CallError::Refused {
+                kind: ErrorKind::from_code(response.result),
+                message: response.message,
+                leader_peer: response.leader_peer,
+            });
+        }
+        Ok(response)
+    }
+
+    pub fn status(&mut self, peer: usize) -> Result<StatusReport, CallError> {
+        let response = self.call(peer, Message::ClientStatus, CALL_TIMEOUT)?;
+        response.status.ok_or_else(|| {
+            CallError::Unreachable(format!(
+                "{}: status answer without a status",
+                self.peer_name(peer)
+            ))
+        })
+    }
+
+    /// The member that leads now: the highest-term member reporting itself LEADER.
+    fn leader_now(&mut self) -> Result<usize, String> {
+        let reports = status_all(&self.target);
+        let mut best: Option<(u64, usize)> = None;
+        let mut reasons = Vec::new();
+        for (peer, report) in reports.iter().enumerate() {
+            match report {
+                Ok(r) if r.status.role == Role::Leader => match best {
+                    Some((term, _)) if term >= r.status.term => {}
+                    _ => best = Some((r.status.term, peer)),
+                },
+                Ok(r) => reasons.push(format!(
+                    "{} is {} in term {}",
+                    self.target.peers[peer].id,
+                    r.status.role.name(),
+                    r.status.term
+                )),
+                Err(e) => reasons.push(format!(
+                    "{} is unreachable ({})",
+                    self.target.peers[peer].id,
+                    e.describe()
+                )),
+            }
+        }
+        best.map(|(_, peer)| peer).ok_or_else(|| reasons.join("; "))
+    }
+
+    /// Waits until some member leads, at most until `deadline`.
+    pub fn find_leader(&mut self, deadline: Instant) -> Result<usize, String> {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.leader_now() {
+                Ok(peer) => return Ok(peer),
+                Err(why) => {
+                    if Instant::now() >= deadline {
+                        return Err(format!("{} has no leader: {why}", self.target.group));
+                    }
+                    backoff.sleep_until(deadline);
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps 20 ms, then twice as long each time up to 500 ms, never past a deadline.
+pub struct Backoff {
+    pause: Duration,
+}
+
+impl Backoff {
+    pub fn new() -> Backoff {
+        Backoff {
+            pause: Duration::from_millis(20),
+        }
+    }
+
+    pub fn sleep_until(&mut self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        std::thread::sleep(self.pause.min(left));
+        self.pause = (self.pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Asks every member for its status at once (one thread and connection each).
+pub fn status_all(target: &Target) -> Vec<Result<StatusReport, CallError>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..target.peers.len())
+            .map(|peer| {
+                scope.spawn(move || {
+                    let mut remote = Remote::new(target.clone());
+                    remote.status(peer)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(CallError::Unreachable("status thread failed".to_string()))
+                })
+            })
+            .collect()
+    })
+}
+
+/// Counts of what an append run went through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AppendStats {
+    /// NOT_LEADER answers followed to another member.
+    pub redirects: u64,
+    /// Attempts repeated after a lost connection, a timeout or a busy leader.
+    pub retries: u64,
+}
+
+/// Appends one entry on the leader, following redirects and waiting through a failover
+/// for at most `retry_window`.
+pub struct Appender {
+    pub remote: Remote,
+    leader: Option<usize>,
+    pub stats: AppendStats,
+}
+
+impl Appender {
+    pub fn new(remote: Remote) -> Appender {
+        Appender {
+            remote,
+            leader: None,
+            stats: AppendStats::default(),
+        }
+    }
+
+    pub fn append(&mut self, data: &[u8], retry_window: Duration) -> Result<EntryMeta, String> {
+        let deadline = Instant::now() + retry_window;
+        let mut backoff = Backoff::new();
+        let mut last_error: String;
+        loop {
+            let leader = match self.leader {
+                Some(l) => l,
+                None => {
+                    let l = self.remote.find_leader(deadline)?;
+                    self.leader = Some(l);
+                    l
+                }
+            };
+            let message = Message::ClientAppend {
+                data: bytes::Bytes::copy_from_slice(data),
+            };
+            match self.remote.call(leader, message, APPEND_CALL_TIMEOUT) {
+                Ok(response) => return Ok(response.meta),
+                Err(CallError::Refused {
+                    kind: Some(ErrorKind::NotLeader),
+                    message,
+                    leader_peer,
+                }) => {
+                    last_error = message;
+                    let n = self.remote.target.peers.len() as i32;
+                    if (0..n).contains(&leader_peer) && leader_peer as usize != leader {
+                        self.stats.redirects += 1;
+                        self.leader = Some(leader_peer as usize);
+                        continue;
+                    }
+                    self.leader = None;
+                    self.stats.retries += 1;
+                }
+                Err(e) => {
+                    let retryable = match e.kind() {
+                        None => true,
+                        Some(k) => matches!(
+                            k,
+                            ErrorKind::Timeout
+                                | ErrorKind::Busy
+                                | ErrorKind::Closed
+                                | ErrorKind::Io
+                        ),
+                    };
+                    let why = format!("{}: {}", self.remote.peer_name(leader), e.describe());
+                    if !retryable {
+                        return Err(why);
+                    }
+                    last_error = why;
+                    self.leader = None;
+                    self.stats.retries += 1;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "not appended within {} ms; last error: {last_error}",
+                    retry_window.as_millis()
+                ));
+            }
+            backoff.sleep_until(deadline);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The C types of the ABI: result codes, roles, plain structs, callback types and the
+//! opaque handles. Names are the C names, hence the lower-case types.
+#![allow(non_camel_case_types)]
+
+use crate::error::ErrorKind;
+use crate::types::{EntryMeta, GroupStatus, Role};
+use std::ffi::c_void;
+
+/// The outcome of a fallible call. The numbers never change; retired numbers are never
+/// reused. `rmqraft_result_name()` gives the constant's name, `rmqraft_last_error()` the
+/// detail of this thread's last failure.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rmqraft_result {
+    /// Success: the call's outputs are written.
+    RMQRAFT_OK = 0,
+    /// A NULL pointer, a string that is not UTF-8, an empty entry, or another argument
+    /// the call cannot accept.
+    RMQRAFT_ERR_INVALID_ARGUMENT = 1,
+    /// The properties were rejected; the message names the key and why.
+    RMQRAFT_ERR_CONFIG = 2,
+    /// This member is not the leader; `rmqraft_group_status()` tells who is.
+    RMQRAFT_ERR_NOT_LEADER = 3,
+    /// Not committed within the timeout; the outcome is unknown.
+    RMQRAFT_ERR_TIMEOUT = 4,
+    /// The disk or the network failed (including a listen address already in use).
+    RMQRAFT_ERR_IO = 5,
+    /// Stored data failed its checksum and could not be repaired.
+    RMQRAFT_ERR_CORRUPT = 6,
+    /// The index is not committed yet, or below the first retained index.
+    RMQRAFT_ERR_NOT_FOUND = 7,
+    /// The handle is closing or closed.
+    RMQRAFT_ERR_CLOSED = 8,
+    /// Too many appends in flight; retry later.
+    RMQRAFT_ERR_BUSY = 9,
+    /// The entry is larger than the group's maximum entry size (`maxEntrySize`).
+    RMQRAFT_ERR_TOO_LARGE = 10,
+    /// The caller's buffer is too small; `*len_out` holds the size needed.
+    RMQRAFT_ERR_BUFFER_TOO_SMALL = 11,
+    /// This (group, self id) or its store directory is already open.
+    RMQRAFT_ERR_EXISTS = 12,
+    /// An internal bug was caught at the boundary; the handle may be unusable.
+    RMQRAFT_ERR_PANIC = 13,
+    /// The store refused the write for lack of space.
+    RMQRAFT_ERR_DISK_FULL = 14,
+}
+
+impl From<ErrorKind> for rmqraft_result {
+    fn from(kind: ErrorKind) -> rmqraft_result {
+        match kind {
+            ErrorKind::InvalidArgument => rmqraft_result::RMQRAFT_ERR_INVALID_ARGUMENT,
+            ErrorKind::Config => rmqraft_result::RMQRAFT_ERR_CONFIG,
+            ErrorKind::NotLeader => rmqraft_result::RMQRAFT_ERR_NOT_LEADER,
+            ErrorKind::Timeout => rmqraft_result::RMQRAFT_ERR_TIMEOUT,
+            ErrorKind::Io => rmqraft_result::RMQRAFT_ERR_IO,
+            ErrorKind::Corrupt => rmqraft_result::RMQRAFT_ERR_CORRUPT,
+            ErrorKind::NotFound => rmqraft_result::RMQRAFT_ERR_NOT_FOUND,
+            ErrorKind::Closed => rmqraft_result::RMQRAFT_ERR_CLOSED,
+            ErrorKind::Busy => rmqraft_result::RMQRAFT_ERR_BUSY,
+            ErrorKind::TooLarge => rmqraft_result::RMQRAFT_ERR_TOO_LARGE,
+            ErrorKind::BufferTooSmall => rmqraft_result::RMQRAFT_ERR_BUFFER_TOO_SMALL,
+            ErrorKind::Exists => rmqraft_result::RMQRAFT_ERR_EXISTS,
+            ErrorKind::Panic => rmqraft_result::RMQRAFT_ERR_PANIC,
+            ErrorKind::DiskFull => rmqraft_result::RMQRAFT_ERR_DISK_FULL,
+        }
+    }
+}
+
+/// A result code as C passes it in: any 32-bit value, so that a stray number is a
+/// defined input rather than an invalid Rust enum. It has the layout of `rmqraft_result`
+/// and the header spells it so (see `cbindgen.toml`).
+///
+/// cbindgen:no-export
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy)]
+pub struct rmqraft_result_arg(pub u32);
+
+/// A member's role. Leader is RocketMQ's master, follower its slave.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rmqraft_role {
+    /// Campaigning: no leader is known to this member.
+    RMQRAFT_ROLE_CANDIDATE = 0,
+    /// Accepts appends (master).
+    RMQRAFT_ROLE_LEADER = 1,
+    /// Replicates from the leader (slave).
+    RMQRAFT_ROLE_FOLLOWER = 2,
+}
+
+impl From<Role> for rmqraft_role {
+    fn from(role: Role) -> rmqraft_role {
+        match role {
+            Role::Candidate => rmqraft_role::RMQRAFT_ROLE_CANDIDATE,
+            Role::Leader => rmqraft_role::RMQRAFT_ROLE_LEADER,
+            Role::Follower => rmqraft_role::RMQRAFT_ROLE_FOLLOWER,
+        }
+    }
+}
+
+/// Where an entry sits in the group's log.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct rmqraft_entry_meta {
+    /// The entry's index; indexes start at 1.
+    pub index: u64,
+    /// The term in which the entry was appended.
+    pub term: u64,
+    /// The entry's byte position in the log (the same on every member of the group).
+    pub pos: u64,
+}
+
+impl From<EntryMeta> for rmqraft_entry_meta {
+    fn from(meta: EntryMeta) -> rmqraft_entry_meta {
+        rmqraft_entry_meta {
+            index: meta.index,
+            term: meta.term,
+            pos: meta.pos,
+        }
+    }
+}
+
+/// A member's view of its group.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct rmqraft_group_state {
+    /// This member's role.
+    pub role: rmqraft_role,
+    /// Position of dLegerSelfId in dLegerPeers (0-based).
+    pub self_peer: i32,
+    /// Position of the known leader in dLegerPeers, -1 when none is known.
+    pub leader_peer: i32,
+    /// The current term.
+    pub term: u64,
+    /// First retained entry; 0 when the log is empty.
+    pub first_index: u64,
+    /// Last entry in the local log; 0 when empty. Indexes start at 1.
+    pub last_index: u64,
+    /// Highest entry known committed.
+    pub commit_index: u64,
+    /// Highest entry durable on this member's disk.
+    pub flushed_index: u64,
+}
+
+impl From<GroupStatus> for rmqraft_group_state {
+    fn from(s: GroupStatus) -> rmqraft_group_state {
+        rmqraft_group_state {
+            role: s.role.into(),
+            self_peer: s.self_peer,
+            leader_peer: s.leader_peer,
+            term: s.term,
+            first_index: s.first_index,
+            last_index: s.last_index,
+            commit_index: s.commit_index,
+            flushed_index: s.flushed_index,
+        }
+    }
+}
+
+/// Completes one `rmqraft_group_append_async()`; called exactly once per accepted append.
+///
+/// Runs on a library thread: the thread that completes appends on the leader (do not
+/// block it: it completes every other append of the engine too), or, for an append still
+/// pending when its group closes, on the thread calling `rmqraft_group_close()` or
+/// `rmqraft_engine_close()`, before that call returns, with `RMQRAFT_ERR_CLOSED`.
+/// `meta` is never NULL: it holds the entry's place when `result` is `RMQRAFT_OK` and
+/// zeros otherwise, and is valid only during the call.
+pub type rmqraft_append_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        result: rmqraft_result,
+        meta: *const rmqraft_entry_meta,
+    ),
+>;
+
+/// Told this member's role, the term and the leader's position in dLegerPeers (-1 when
+/// unknown): once at once when set, then on every change.
+///
+/// Runs on the member's role-notification thread (a library thread; do not block it).
+pub type rmqraft_role_cb = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, role: rmqraft_role, term: u64, leader_peer: i32),
+>;
+
+/// An engine: owns the listeners, the flusher and the groups opened on it. Create with
+/// `rmqraft_engine_open()`, free with `rmqraft_engine_close()`.
+pub struct rmqraft_engine {
+    _private: [u8; 0],
+}
+
+/// One member (replica) of one replicated commitlog group. Create with
+/// `rmqraft_group_open()`, free with `rmqraft_group_close()`.
+pub struct rmqraft_group {
+    _private: [u8; 0],
+}

@@ -1,0 +1,417 @@
+//! The `rmqraft` binary end to end, on loopback: fast-try start, cluster-list, append,
+//! kill -9 of the leader, failover, reads, stop; and its errors.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rmqraft");
+/// Generous: the machine is small and tests run in parallel.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the binary, killing it if it has not exited within `DEADLINE`.
+fn rmqraft(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rmqraft");
+    let mut stdout_pipe = child.stdout.take().expect("stdout");
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rmqraft {args:?} did not exit within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        code: status.code(),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// `n` distinct ports that were free a moment ago.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn is_running(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next());
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// The pids fast-try recorded in `dir`.
+fn recorded_pids(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
+        .collect()
+}
+
+/// Kills, even when the test fails, every node fast-try started from `dir` (by the pids it
+/// recorded, and by those the test saw).
+struct NodesGuard {
+    dir: PathBuf,
+    seen: Vec<i32>,
+}
+
+impl Drop for NodesGuard {
+    fn drop(&mut self) {
+        let mut pids = recorded_pids(&self.dir);
+        pids.extend(&self.seen);
+        for pid in pids {
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("rmqraft"))
+                .unwrap_or(false);
+            if ours && is_running(pid) {
+                // SAFETY: sends a signal to a process this test started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// The value of `key` in one of cluster-list's flat JSON lines.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let tag = format!("\"{key}\":");
+    let start = line
+        .find(&tag)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + tag.len();
+    let rest = &line[start..];
+    if let Some(s) = rest.strip_prefix('"') {
+        &s[..s.find('"').expect("closing quote")]
+    } else {
+        &rest[..rest.find([',', '}']).expect("end of value")]
+    }
+}
+
+struct Member {
+    peer: String,
+    role: String,
+    term: u64,
+    last_index: u64,
+    pid: i32,
+}
+
+fn cluster_list(dir: &str) -> (Vec<Member>, Output) {
+    let out = rmqraft(&["cluster-list", "--dir", dir, "--json"]);
+    let members = out
+        .stdout
+        .lines()
+        .map(|line| Member {
+            peer: field(line, "peer").to_string(),
+            role: field(line, "role").to_string(),
+            term: field(line, "term").parse().unwrap_or(0),
+            last_index: field(line, "last_index").parse().unwrap_or(0),
+            pid: field(line, "pid").parse().unwrap_or(0),
+        })
+        .collect();
+    (members, out)
+}
+
+/// Polls until `f` gives a value, at most `DEADLINE`.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `appended 1000 entries to G: index A..B, ...` -> (A, B).
+fn summary_range(stdout: &str) -> (u64, u64) {
+    let after = stdout.split("index ").nth(1).expect("index range");
+    let range = after.split(',').next().expect("range");
+    let (a, b) = range.split_once("..").expect("a..b");
+    (a.parse().expect("first"), b.parse().expect("last"))
+}
+
+#[test]
+fn fast_try_failover_and_stop() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir_path = tmp.path().join("fast-try");
+    let dir = dir_path.to_str().expect("utf-8 path").to_string();
+    let mut guard = NodesGuard {
+        dir: dir_path.clone(),
+        seen: Vec::new(),
+    };
+
+    // A port taken between choosing and binding is retried with fresh ports.
+    let mut started = None;
+    for _attempt in 0..4 {
+        let ports = free_ports(3);
+        let ports = format!("{},{},{}", ports[0], ports[1], ports[2]);
+        let out = rmqraft(&["fast-try", "start", "--dir", &dir, "--ports", &ports]);
+        if out.ok() {
+            started = Some(out);
+            break;
+        }
+        assert!(
+            out.stderr.contains("taken") || out.stderr.contains("in use"),
+            "fast-try start failed: {out:?}"
+        );
+    }
+    let started = started.expect("fast-try start kept finding its ports taken");
+    assert!(started.stdout.contains("LEADER"), "{started:?}");
+    let pids = recorded_pids(&dir_path);
+    assert_eq!(pids.len(), 3, "{started:?}");
+    guard.seen.extend(&pids);
+
+    // A second start refuses while the first runs.
+    let again = rmqraft(&["fast-try", "start", "--dir", &dir]);
+    assert!(
+        !again.ok() && again.stderr.contains("already running"),
+        "{again:?}"
+    );
+
+    let (members, out) = cluster_list(&dir);
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(members.len(), 3, "{out:?}");
+    let leaders: Vec<&Member> = members.iter().filter(|m| m.role == "LEADER").collect();
+    assert_eq!(leaders.len(), 1, "{out:?}");
+    let old_leader = leaders[0].peer.clone();
+    let old_leader_pid = leaders[0].pid;
+    let old_term = leaders[0].term;
+    assert!(pids.contains(&old_leader_pid), "{out:?} vs {pids:?}");
+
+    let out = rmqraft(&["append", "--dir", &dir, "--count", "1000"]);
+    assert!(out.ok(), "{out:?}");
+    let (first, last) = summary_range(&out.stdout);
+    assert_eq!(last - first + 1, 1000, "{out:?}");
+
+    // The leader dies while a second client appends: that client has to find the new
+    // leader and go on.
+    let leader_last = |members: &[Member]| {
+        members
+            .iter()
+            .find(|m| m.peer == old_leader)
+            .map(|m| m.last_index)
+    };
+    let before = leader_last(&cluster_list(&dir).0).expect("leader's row");
+    let background_dir = dir.clone();
+    let background = std::thread::spawn(move || {
+        rmqraft(&["append", "--dir", &background_dir, "--count", "2000"])
+    });
+    wait_for("the second append to be under way", || {
+        let (members, _) = cluster_list(&dir);
+        let under_way = leader_last(&members).is_some_and(|l| l >= before + 200);
+        (under_way || background.is_finished()).then_some(())
+    });
+    // SAFETY: kills the leader's node process, which this test started.
+    assert_eq!(unsafe { libc::kill(old_leader_pid, libc::SIGKILL) }, 0);
+    let killed_at = Instant::now();
+    let new_leader = wait_for("a new leader", || {
+        let (members, _) = cluster_list(&dir);
+        members
+            .into_iter()
+            .find(|m| m.role == "LEADER" && m.peer != old_leader)
+    });
+    let failover = killed_at.elapsed();
+    println!(
+        "failover after kill -9 of {old_leader} (pid {old_leader_pid}): {} ms, {} leads in term {}",
+        failover.as_millis(),
+        new_leader.peer,
+        new_leader.term
+    );
+    assert!(new_leader.term > old_term);
+    assert!(
+        failover < Duration::from_secs(20),
+        "failover took {failover:?}"
+    );
+
+    let through = background.join().expect("append thread");
+    assert!(through.ok(), "append through the failover: {through:?}");
+    // At least once: the entry in flight when the leader died may be in the log twice,
+    // and the new leader adds its no-op entry.
+    let (through_first, through_last) = summary_range(&through.stdout);
+    assert!(through_last - through_first + 1 >= 2000, "{through:?}");
+    println!("append through the failover: {}", through.stdout.trim_end());
+
+    let (members, out) = cluster_list(&dir);
+    assert!(out.ok(), "{out:?}");
+    let dead = members
+        .iter()
+        .find(|m| m.peer == old_leader)
+        .expect("row of the killed member");
+    assert_eq!(dead.role, "UNREACHABLE", "{out:?}");
+    let survivors: Vec<String> = ["n0", "n1", "n2"]
+        .iter()
+        .filter(|p| **p != old_leader)
+        .map(|p| p.to_string())
+        .collect();
+
+    // Every surviving member serves the entries appended before the kill, and the last
+    // one appended through it.
+    let middle = (first + last) / 2;
+    let expected = [
+        (first, "rmqraft entry 0 of run".to_string()),
+        (middle, format!("rmqraft entry {} of run", middle - first)),
+        (last, "rmqraft entry 999 of run".to_string()),
+        (through_last, "rmqraft entry 1999 of run".to_string()),
+    ];
+    for peer in &survivors {
+        for (index, text) in &expected {
+            let index_text = index.to_string();
+            let out = wait_for(&format!("entry {index} on {peer}"), || {
+                let out = rmqraft(&[
+                    "read",
+                    "--dir",
+                    &dir,
+                    "--peer",
+                    peer,
+                    "--index",
+                    &index_text,
+                ]);
+                out.ok().then_some(out)
+            });
+            assert!(
+                out.stdout.starts_with(&format!("index={index} ")) && out.stdout.contains(text),
+                "{out:?}"
+            );
+        }
+    }
+
+    let out = rmqraft(&["append", "--dir", &dir, "--count", "10"]);
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.stdout.matches("appended index=").count(), 10, "{out:?}");
+    assert!(
+        !out.stdout.contains(&format!("term={old_term} ")),
+        "{out:?}"
+    );
+
+    let out = rmqraft(&["fast-try", "stop", "--dir", &dir]);
+    assert!(out.ok(), "{out:?}");
+    for peer in &survivors {
+        assert!(out.stdout.contains(&format!("stopped {peer} ")), "{out:?}");
+    }
+    assert!(!dir_path.join("pids").exists());
+    let left: Vec<i32> = pids.iter().copied().filter(|&p| is_running(p)).collect();
+    assert!(left.is_empty(), "still running: {left:?}");
+
+    let out = rmqraft(&["fast-try", "stop", "--dir", &dir]);
+    assert!(
+        out.ok() && out.stdout.contains("nothing to stop"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn fast_try_names_a_taken_port() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_str().expect("utf-8 path");
+    let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("addr").port();
+    let free = free_ports(2);
+    let ports = format!("{},{taken},{}", free[0], free[1]);
+    let out = rmqraft(&["fast-try", "start", "--dir", dir, "--ports", &ports]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("port {taken} ")) && out.stderr.contains("taken"),
+        "{out:?}"
+    );
+    assert!(recorded_pids(tmp.path()).is_empty());
+}
+
+fn one_line_error(out: &Output) -> &str {
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+    out.stderr.trim_end()
+}
+
+#[test]
+fn bad_config_is_one_line_naming_the_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("bad.conf");
+    std::fs::write(
+        &bad,
+        format!(
+            "brokerClusterName=RaftCluster\ndLegerGroup=G\n\
+             dLegerPeers=n0-127.0.0.1:1;n1-127.0.0.1:2;n2-127.0.0.1:3\ndLegerSelfId=n0\n\
+             storePathRootDir={}\nflushDiskType=SOMETIMES\n",
+            tmp.path().display()
+        ),
+    )
+    .expect("write config");
+    let bad = bad.to_str().expect("utf-8 path");
+    for args in [vec!["node", "-c", bad], vec!["cluster-list", "-c", bad]] {
+        let out = rmqraft(&args);
+        let line = one_line_error(&out);
+        assert!(
+            line.contains("flushDiskType") && line.contains("SOMETIMES"),
+            "{out:?}"
+        );
+        assert!(line.contains("bad.conf"), "{out:?}");
+    }
+
+    let missing = tmp.path().join("missing-self.conf");
+    std::fs::write(&missing, "dLegerGroup=G\ndLegerPeers=n0-127.0.0.1:1\n").expect("write");
+    let out = rmqraft(&["node", "-c", missing.to_str().expect("utf-8 path")]);
+    assert!(one_line_error(&out).contains("dLegerSelfId"), "{out:?}");
+
+    let out = rmqraft(&["append", "--count", "0"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+}
