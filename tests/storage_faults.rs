@@ -67,7 +67,10 @@ fn load(cluster: &Cluster, history: &Arc<History>, tag: &str, count: u64, stop: 
     let start = Instant::now();
     let mut seq = 0;
     while seq < count && !stop.load(Ordering::Acquire) {
-        assert!(start.elapsed() < DEADLINE * 2, "load '{tag}' made no progress");
+        assert!(
+            start.elapsed() < DEADLINE * 2,
+            "load '{tag}' made no progress"
+        );
         if in_flight.load(Ordering::Acquire) >= WINDOW {
             std::thread::sleep(Duration::from_millis(1));
             continue;
@@ -351,7 +354,9 @@ fn damaged_member_is_repaired(file: File) {
             let (_, meta) = cluster.group(victim).read(target).unwrap();
             let last_before = cluster.status(victim).unwrap().last_index;
             cluster.stop(victim);
-            history.note(&format!("n{victim}: {file:?} {how:?} around entry {target}"));
+            history.note(&format!(
+                "n{victim}: {file:?} {how:?} around entry {target}"
+            ));
             damage(&cluster, victim, file, how, target, meta.pos);
 
             // What recovery makes of it.
@@ -381,7 +386,10 @@ fn damaged_member_is_repaired(file: File) {
                 File::Checkpoint => {
                     let (rec, last_after) = dry.unwrap();
                     assert_eq!(last_after, last_before, "{how:?}: no entry is lost");
-                    assert_eq!(rec.commit_checkpoint, 0, "{how:?}: the bad slots are ignored");
+                    assert_eq!(
+                        rec.commit_checkpoint, 0,
+                        "{how:?}: the bad slots are ignored"
+                    );
                     if matches!(how, Damage::FlipBit) {
                         assert!(
                             rec.notes.iter().any(|n| n.contains("no valid slot")),
@@ -391,7 +399,7 @@ fn damaged_member_is_repaired(file: File) {
                     }
                 }
                 File::Term => {
-                    let err = dry.err().expect("a corrupt term file stops the open");
+                    let err = dry.expect_err("a corrupt term file stops the open");
                     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
                 }
             }
@@ -481,7 +489,14 @@ fn every_member_corrupt_at_one_index_refuses_rather_than_guesses() {
         cluster.stop(i);
     }
     for (i, meta) in metas.iter().enumerate() {
-        damage(&cluster, i, File::Segment, Damage::FlipBit, target, meta.pos);
+        damage(
+            &cluster,
+            i,
+            File::Segment,
+            Damage::FlipBit,
+            target,
+            meta.pos,
+        );
     }
     for i in 0..3 {
         cluster.restart(i);
@@ -494,7 +509,11 @@ fn every_member_corrupt_at_one_index_refuses_rather_than_guesses() {
     while start.elapsed() < watch_for {
         for i in 0..3 {
             let s = cluster.status(i).unwrap();
-            assert_ne!(s.role, Role::Leader, "n{i} leads with a log cut at {target}: {s:?}");
+            assert_ne!(
+                s.role,
+                Role::Leader,
+                "n{i} leads with a log cut at {target}: {s:?}"
+            );
             assert!(s.last_index < target, "{s:?}");
             for index in [target, target + 1, last] {
                 match cluster.group(i).read(index) {
@@ -662,7 +681,11 @@ fn disk_full(on_leader: bool) {
     assert!(domain.enospc_count() > 0);
     assert_eq!(
         cluster.status(victim).unwrap().role,
-        if on_leader { Role::Leader } else { Role::Follower },
+        if on_leader {
+            Role::Leader
+        } else {
+            Role::Follower
+        },
         "the member survived the full disk"
     );
     // Space returns: service resumes without a restart.

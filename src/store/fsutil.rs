@@ -36,8 +36,12 @@ pub fn lock_file(path: &Path, dir: &Path) -> Result<File> {
 
 /// Reserves `len` bytes for `file` so later writes do not allocate blocks one by one.
 pub fn preallocate(file: &File, len: u64, path: &Path) -> Result<()> {
-    super::testing::on_allocate(file.as_raw_fd(), len)
-        .map_err(|e| Error::io(format!("preallocate {} bytes for {}", len, path.display()), e))?;
+    super::testing::on_allocate(file.as_raw_fd(), len).map_err(|e| {
+        Error::io(
+            format!("preallocate {} bytes for {}", len, path.display()),
+            e,
+        )
+    })?;
     // SAFETY: fallocate on a file descriptor we own.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
     if rc == 0 {

@@ -76,14 +76,20 @@ fn a_good_history_passes_and_a_member_missing_an_ack_does_not() {
         ],
     )
     .unwrap();
-    assert_eq!((s.acked, s.failed, s.unknown, s.unknown_present), (3, 1, 1, 1));
+    assert_eq!(
+        (s.acked, s.failed, s.unknown, s.unknown_present),
+        (3, 1, 1, 1)
+    );
 }
 
 #[test]
 fn a_lost_acked_entry_is_caught() {
     let h = base();
     assert_eq!(
-        kind(check(&h, &[log("n0", &["", "a", "c"]), log("n1", &["", "a", "c"])])),
+        kind(check(
+            &h,
+            &[log("n0", &["", "a", "c"]), log("n1", &["", "a", "c"])]
+        )),
         ViolationKind::AckedLost
     );
     assert_eq!(
@@ -102,7 +108,10 @@ fn divergent_prefixes_are_caught() {
     assert_eq!(
         kind(check(
             &h,
-            &[log("n0", &["", "a", "b", "c"]), log("n1", &["", "a", "b", "e"])]
+            &[
+                log("n0", &["", "a", "b", "c"]),
+                log("n1", &["", "a", "b", "e"])
+            ]
         )),
         ViolationKind::PrefixDiverges
     );
@@ -141,7 +150,8 @@ fn a_gap_or_unreadable_entry_is_caught() {
     gap.entries.remove(&2);
     assert_eq!(kind(check(&h, &[gap])), ViolationKind::NotContiguous);
     let mut bad = log("n0", &["", "a", "b", "c"]);
-    bad.entries.insert(3, Err("RMQRAFT_ERR_CORRUPT: bad CRC".into()));
+    bad.entries
+        .insert(3, Err("RMQRAFT_ERR_CORRUPT: bad CRC".into()));
     assert_eq!(kind(check(&h, &[bad])), ViolationKind::NotContiguous);
 }
 
