@@ -440,7 +440,8 @@ impl Member {
                 // Under SYNC_FLUSH an answer before the flush cannot move the commit
                 // index: the flush acknowledgement answers this push (by its request id)
                 // instead, one message per flush round rather than two per push.
-                let defer = resp.success && self.sync_flush() && resp.flushed_index < resp.last_index;
+                let defer =
+                    resp.success && self.sync_flush() && resp.flushed_index < resp.last_index;
                 if defer {
                     st.deferred_request = Some((from, request_id));
                     continue;

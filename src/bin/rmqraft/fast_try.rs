@@ -2,7 +2,9 @@
 //! RocketMQ's `bin/dledger/fast-try.sh`, but stopping exactly the processes it started.
 
 use crate::output::{collect_rows, table};
-use crate::target::{broker_conf, generated_config_path, load_config, shipped_configs, Target};
+use crate::target::{
+    broker_conf, generated_config_path, load_config, shipped_configs, target_of, Target,
+};
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
@@ -213,11 +215,7 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>) -> Result<(), String> {
     let mut target = None;
     for path in &configs {
         let (engine, group) = load_config(path)?;
-        target.get_or_insert(Target {
-            cluster: engine.cluster_name,
-            group: group.group,
-            peers: group.peers,
-        });
+        target.get_or_insert(target_of(&engine, &group));
     }
     let target = target.ok_or("no config")?;
     check_ports_free(&target)?;

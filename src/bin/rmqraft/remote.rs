@@ -94,8 +94,13 @@ impl Remote {
     ) -> Result<ClientResponse, CallError> {
         let addr = self.target.peers[peer].addr;
         if self.clients[peer].is_none() {
-            let client = Client::connect(addr, &self.target.cluster, CONNECT_TIMEOUT)
-                .map_err(|e| CallError::Unreachable(e.message().to_string()))?;
+            let client = Client::connect_with(
+                addr,
+                &self.target.cluster,
+                self.target.secret.as_ref(),
+                CONNECT_TIMEOUT,
+            )
+            .map_err(|e| CallError::Unreachable(e.message().to_string()))?;
             self.clients[peer] = Some(client);
         }
         let Some(client) = self.clients[peer].as_mut() else {

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Target {
     pub cluster: String,
+    /// `dLegerSecret` of the config, or `RMQRAFT_SECRET` with `-p`: clients authenticate
+    /// like peers when the cluster has one.
+    pub secret: Option<rmqraft::config::Secret>,
     pub group: String,
     pub peers: Vec<Peer>,
 }
@@ -40,9 +43,10 @@ pub fn load_config(path: &Path) -> Result<(EngineConfig, GroupConfig), String> {
     Ok((engine, group))
 }
 
-fn target_of(engine: &EngineConfig, group: &GroupConfig) -> Target {
+pub fn target_of(engine: &EngineConfig, group: &GroupConfig) -> Target {
     Target {
         cluster: engine.cluster_name.clone(),
+        secret: engine.secret.clone(),
         group: group.group.clone(),
         peers: group.peers.clone(),
     }
@@ -92,6 +96,10 @@ fn from_peers(peers: &str, group: &str, cluster: Option<&str>) -> Result<Target,
         cluster: cluster
             .map(str::to_string)
             .unwrap_or_else(|| EngineConfig::default().cluster_name),
+        secret: std::env::var("RMQRAFT_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(|s| rmqraft::config::Secret::new(s.into_bytes())),
         group: config.group,
         peers: config.peers,
     })
