@@ -144,6 +144,9 @@ pub struct GroupConfig {
     pub transfer_lag_entries_max: u64,
     /// `maxWaitAckTimeMs`: an async append not committed by then completes with `Timeout`.
     pub append_wait_ms_max: u64,
+    /// `rmqraftPrewriteSegments`: write segment files full of zeros before use (a
+    /// background spare), since fdatasync into already-written blocks is much cheaper.
+    pub prewrite_segments: bool,
 }
 
 impl GroupConfig {
@@ -216,6 +219,7 @@ const GROUP_KEYS: &[&str] = &[
     "fileReservedTime",
     "maxLeadershipTransferWaitIndex",
     "maxWaitAckTimeMs",
+    "rmqraftPrewriteSegments",
 ];
 
 struct Props {
@@ -473,6 +477,17 @@ impl GroupConfig {
                 u64::MAX,
             )?,
             append_wait_ms_max: props.number("maxWaitAckTimeMs", 5000, 1, 3_600_000)?,
+            prewrite_segments: match props.get("rmqraftPrewriteSegments").unwrap_or("true") {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(bad(
+                        "rmqraftPrewriteSegments",
+                        other,
+                        "is not true or false",
+                    ))
+                }
+            },
         };
         if u64::from(config.entry_size_bytes_max) + 4096 > config.segment_size_bytes {
             return Err(Error::config(format!(

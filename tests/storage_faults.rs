@@ -247,6 +247,7 @@ fn dry_run_recovery(cluster: &Cluster, member: usize) -> rmqraft::Result<(Recove
         flush: rmqraft::FlushDiskType::SyncFlush,
         async_flush_interval_ms: 10,
         entry_size_bytes_max: 1024 * 1024 - 64,
+        prewrite_segments: false,
     };
     let result = LogStore::open(opts, &flusher, Arc::new(|_| {}));
     let out = result.map(|(store, recovery)| {

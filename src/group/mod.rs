@@ -176,6 +176,7 @@ impl Member {
             flush: config.flush,
             async_flush_interval_ms: config.async_flush_interval_ms,
             entry_size_bytes_max: config.entry_size_bytes_max,
+            prewrite_segments: config.prewrite_segments,
         };
         let (store, recovery) = LogStore::open(opts, flusher, on_flushed)?;
         for note in &recovery.notes {

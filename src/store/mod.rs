@@ -23,6 +23,7 @@ mod flusher;
 mod format;
 mod fsutil;
 mod recovery;
+mod spare;
 #[doc(hidden)]
 pub mod testing;
 
@@ -91,6 +92,8 @@ pub struct StoreOptions {
     pub flush: FlushDiskType,
     pub async_flush_interval_ms: u64,
     pub entry_size_bytes_max: u32,
+    /// Zero-fill segment files before use (see [`spare`]).
+    pub prewrite_segments: bool,
 }
 
 /// Term and vote, persisted before they are acted on.
@@ -149,6 +152,8 @@ pub struct LogStore {
     cache: VecDeque<Bytes>,
     cache_first: u64,
     cache_bytes: usize,
+    /// The next segment file, being written full of zeros in the background.
+    spare: spare::Spare,
 }
 
 impl LogStore {
@@ -215,6 +220,11 @@ impl LogStore {
             last_index,
             r.segments.len()
         );
+        let (dir, segment_size, prewrite) = (
+            opts.dir.clone(),
+            opts.segment_size_bytes,
+            opts.prewrite_segments,
+        );
         let store = LogStore {
             opts,
             shared,
@@ -229,6 +239,7 @@ impl LogStore {
             cache: VecDeque::new(),
             cache_first: last_index + 1,
             cache_bytes: 0,
+            spare: spare::Spare::new(&dir, segment_size, prewrite),
         };
         Ok((store, recovery))
     }
@@ -274,12 +285,24 @@ impl LogStore {
     }
 
     /// Creates the segment starting at `start` whose first entry is `first_index`.
-    fn create_segment(&self, start: u64, first_index: u64, prev_term: u64) -> Result<Arc<Segment>> {
+    fn create_segment(
+        &mut self,
+        start: u64,
+        first_index: u64,
+        prev_term: u64,
+    ) -> Result<Arc<Segment>> {
         let name = format::segment_name(start);
         let data_path = self.opts.dir.join("data").join(&name);
         let index_path = self.opts.dir.join("index").join(&name);
-        let data = fsutil::open_rw(&data_path, true)?;
-        fsutil::preallocate(&data, self.opts.segment_size_bytes, &data_path)?;
+        let first_of_new_store = self.segments.is_empty();
+        let data = match self.spare.take(&data_path, first_of_new_store) {
+            Some(file) => file,
+            None => {
+                let data = fsutil::open_rw(&data_path, true)?;
+                fsutil::preallocate(&data, self.opts.segment_size_bytes, &data_path)?;
+                data
+            }
+        };
         let index = fsutil::open_rw(&index_path, true)?;
         index
             .set_len(0)
@@ -702,6 +725,7 @@ impl LogStore {
             return;
         }
         self.shared.closed.store(true, Ordering::Release);
+        self.spare.stop();
         self.flusher.deregister(&self.shared);
         // A round already taken finishes before the lock (and the right to recover this
         // directory) is given up.
