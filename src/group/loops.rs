@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 const IDLE_WAIT_MS: u64 = 50;
 /// Pushes the EntryHandler applies under one lock.
 const HANDLER_BATCH_MAX: usize = 256;
+/// How long the EntryHandler waits after a push found the disk full.
+const DISK_FULL_PAUSE: Duration = Duration::from_millis(100);
 
 impl Member {
     pub(super) fn state_loop(&self, rx: Receiver<StateInput>) {
@@ -331,9 +333,13 @@ impl Member {
                 }
             }
             match self.apply_pushes(batch) {
-                Ok(answers) => {
+                Ok((answers, disk_full)) => {
                     for (to, request_id, resp) in answers {
                         self.send(to, request_id, Message::PushResp(resp));
+                    }
+                    if disk_full {
+                        // The leader resends at once; pace it until space returns.
+                        std::thread::sleep(DISK_FULL_PAUSE);
                     }
                 }
                 Err(err) => {
@@ -349,22 +355,26 @@ impl Member {
         }
     }
 
+    /// Applies pushes and returns their answers, and whether the disk was full.
+    #[allow(clippy::type_complexity)]
     fn apply_pushes(
         &self,
         batch: Vec<(usize, u64, PushRequest)>,
-    ) -> Result<Vec<(usize, u64, PushResponse)>, Error> {
+    ) -> Result<(Vec<(usize, u64, PushResponse)>, bool), Error> {
         self.counters.handler_rounds.fetch_add(1, Ordering::Relaxed);
         self.counters
             .pushes_applied
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut answers = Vec::with_capacity(batch.len());
         let mut failed_waiters = Vec::new();
+        let mut disk_full = false;
         let messages = {
             let mut st = self.lock()?;
             let mut messages = Vec::new();
             for (from, request_id, req) in batch {
                 let now = self.now_ms();
-                let (fx, outcome) = {
+                let commit_before = st.core.commit_index;
+                let (fx, mut outcome) = {
                     let MemberState { core, store, .. } = &mut *st;
                     core.on_push(from, &req, now, &StoreView(store))
                 };
@@ -381,7 +391,29 @@ impl Member {
                 }
                 if let Some(first) = outcome.append_from {
                     for entry in &req.entries[first..] {
-                        st.store.append(entry)?;
+                        match st.store.append(entry) {
+                            Ok(_) => {}
+                            Err(err) if err.kind() == ErrorKind::DiskFull => {
+                                if !disk_full {
+                                    log::warn!(
+                                        "{}/{}: cannot append entry {}: {err}",
+                                        self.config.group,
+                                        self.config.self_id,
+                                        entry.index
+                                    );
+                                }
+                                disk_full = true;
+                                // Claim (and commit) only what this member holds.
+                                let last = st.store.last_index();
+                                st.core.commit_index =
+                                    st.core.commit_index.min(last).max(commit_before);
+                                if let Some(resp) = outcome.response.as_mut() {
+                                    resp.match_index = resp.match_index.min(last);
+                                }
+                                break;
+                            }
+                            Err(err) => return Err(err),
+                        }
                     }
                 }
                 let Some(mut resp) = outcome.response else {
@@ -419,7 +451,7 @@ impl Member {
                 format!("entry {index} was replaced by a new leader's entries; not committed"),
             )));
         }
-        Ok(answers)
+        Ok((answers, disk_full))
     }
 
     /// Calls the host's role listener, in order, outside every engine lock.

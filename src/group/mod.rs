@@ -418,11 +418,22 @@ impl Member {
                 kind: EntryKind::Noop,
                 body: Bytes::new(),
             };
-            st.store.append(&entry)?;
-            let flushed = st.store.flushed_index();
-            let more = st.core.on_local_progress(flushed, &StoreView(&st.store));
-            if more.commit_advanced {
-                let _ = self.ack_bell.0.try_send(());
+            match st.store.append(&entry) {
+                Ok(_) => {
+                    let flushed = st.store.flushed_index();
+                    let more = st.core.on_local_progress(flushed, &StoreView(&st.store));
+                    if more.commit_advanced {
+                        let _ = self.ack_bell.0.try_send(());
+                    }
+                }
+                // A full disk passes: lead without the no-op; earlier terms' entries
+                // commit with the first client append that fits.
+                Err(err) if err.kind() == ErrorKind::DiskFull => log::warn!(
+                    "{}/{}: cannot append the leader's no-op: {err}",
+                    self.config.group,
+                    self.config.self_id
+                ),
+                Err(err) => return Err(err),
             }
         }
         if fx.role_changed {

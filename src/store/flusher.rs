@@ -9,7 +9,7 @@ use super::format::{
 use super::fsutil;
 use super::FlushedCallback;
 use crate::config::FlusherKind;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use bytes::{Bytes, BytesMut};
 use std::fs::File;
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Longest the flusher sleeps when no store asks for anything.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How often a store whose disk was full tries its pending flush again.
+pub(crate) const DISK_FULL_RETRY: Duration = Duration::from_millis(100);
 /// io_uring submission queue size; larger rounds go in several waves.
 const RING_ENTRIES: u32 = 512;
 /// iovecs in one writev (the kernel's IOV_MAX).
@@ -60,6 +62,10 @@ pub(crate) struct Pending {
     pub in_flight: bool,
     /// The first write or sync error; every later append fails with it.
     pub failed: Option<Error>,
+    /// Set when `failed` is a full disk met by a flush: the unwritten data went back to
+    /// `data`/`index_buf`, and the flusher tries again at this time; a round that then
+    /// succeeds clears `failed`. `None` with `failed` set: failed until reopen.
+    pub disk_full_retry_at: Option<Instant>,
     pub last_flush: Instant,
 }
 
@@ -254,6 +260,75 @@ struct Job {
     last_index: u64,
     files: Vec<FileWrites>,
     error: Option<Error>,
+    /// What was taken from `Pending`, to put back if the disk is full.
+    taken: Taken,
+}
+
+struct Taken {
+    data: Vec<(u64, Bytes)>,
+    index_first: u64,
+    index: Bytes,
+    checkpoint: bool,
+}
+
+impl Job {
+    /// Ends a round: on success the flushed index moves (and a full disk is over); on
+    /// ENOSPC what was taken goes back to be retried; any other error fails the store.
+    fn finish(self, p: &mut Pending) -> std::result::Result<(), Error> {
+        p.in_flight = false;
+        let result = match self.error {
+            None => {
+                self.store
+                    .flushed_index
+                    .fetch_max(self.last_index.min(p.last_index), Ordering::AcqRel);
+                if p.disk_full_retry_at.take().is_some() {
+                    log::warn!(
+                        "store {}: disk space is back; appends resume",
+                        self.store.dir.display()
+                    );
+                    p.failed = None;
+                }
+                Ok(())
+            }
+            Some(err)
+                if err.kind() == ErrorKind::DiskFull
+                    && (p.failed.is_none() || p.disk_full_retry_at.is_some()) =>
+            {
+                if p.disk_full_retry_at.is_none() {
+                    log::error!(
+                        "store {}: {err}; appends fail with DISK_FULL until a flush succeeds (retried every {} ms)",
+                        self.store.dir.display(),
+                        DISK_FULL_RETRY.as_millis()
+                    );
+                }
+                let taken = self.taken;
+                // Records appended (or truncated) since the round began stay after it.
+                let mut data = taken.data;
+                data.retain(|(pos, _)| p.data.first().map_or(true, |(first, _)| pos < first));
+                data.append(&mut p.data);
+                p.data = data;
+                if !taken.index.is_empty() && taken.index_first < p.index_first {
+                    let keep = ((p.index_first - taken.index_first) as usize * INDEX_RECORD_SIZE)
+                        .min(taken.index.len());
+                    let mut index = BytesMut::from(&taken.index[..keep]);
+                    index.extend_from_slice(&p.index_buf);
+                    p.index_buf = index;
+                    p.index_first = taken.index_first;
+                }
+                p.checkpoint_dirty |= taken.checkpoint;
+                p.failed = Some(err.clone());
+                p.disk_full_retry_at = Some(Instant::now() + DISK_FULL_RETRY);
+                Err(err)
+            }
+            Some(err) => {
+                p.failed.get_or_insert(err.clone());
+                p.disk_full_retry_at = None;
+                Err(err)
+            }
+        };
+        self.store.round_done.notify_all();
+        result
+    }
 }
 
 /// Takes everything pending from `p` into a job. Called with the pending lock held.
@@ -285,6 +360,12 @@ fn take_job(store: &Arc<StoreShared>, p: &mut Pending) -> Job {
         });
         files.last_mut().expect("just pushed")
     }
+    let mut taken = Taken {
+        data: p.data.clone(),
+        index_first: p.index_first,
+        index: Bytes::new(),
+        checkpoint: p.checkpoint_dirty,
+    };
     for (pos, buf) in p.data.drain(..) {
         let seg = StoreShared::segment_for(&p.segments, pos)
             .expect("pending data lies in a known segment");
@@ -293,6 +374,7 @@ fn take_job(store: &Arc<StoreShared>, p: &mut Pending) -> Job {
     }
     if !p.index_buf.is_empty() {
         let mut buf = p.index_buf.split().freeze();
+        taken.index = buf.clone();
         let mut index = p.index_first;
         while !buf.is_empty() {
             let i = p.segments.partition_point(|s| s.first_index <= index);
@@ -326,6 +408,7 @@ fn take_job(store: &Arc<StoreShared>, p: &mut Pending) -> Job {
         last_index: p.last_index,
         files,
         error: None,
+        taken,
     }
 }
 
@@ -359,11 +442,25 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
                     continue;
                 }
             };
-            if p.in_flight || p.failed.is_some() {
+            if p.in_flight {
                 continue;
+            }
+            if p.failed.is_some() {
+                match p.disk_full_retry_at {
+                    Some(at) if now >= at => {}
+                    Some(at) => {
+                        wait = wait.min(at - now);
+                        continue;
+                    }
+                    None => continue,
+                }
             }
             let ready = !p.data.is_empty() || !p.index_buf.is_empty() || p.checkpoint_dirty;
             if !ready {
+                if p.disk_full_retry_at.take().is_some() {
+                    // A truncation dropped everything that was waiting for space.
+                    p.failed = None;
+                }
                 continue;
             }
             let due_at = p.last_flush + store.async_interval;
@@ -403,21 +500,14 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let mut reports = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let mut p = job.store.lock();
-            p.in_flight = false;
-            match job.error {
-                None => {
-                    job.store
-                        .flushed_index
-                        .fetch_max(job.last_index.min(p.last_index), Ordering::AcqRel);
-                    reports.push(job.store.clone());
-                }
-                Some(err) => {
-                    log::error!("flusher: store {}: {err}", job.store.dir.display());
-                    p.failed.get_or_insert(err);
-                }
+            let store = job.store.clone();
+            let mut p = store.lock();
+            let retrying = p.disk_full_retry_at.is_some();
+            match job.finish(&mut p) {
+                Ok(()) => reports.push(store.clone()),
+                Err(err) if err.kind() == ErrorKind::DiskFull && retrying => {}
+                Err(err) => log::error!("flusher: store {}: {err}", store.dir.display()),
             }
-            job.store.round_done.notify_all();
         }
         for store in reports {
             if store.closed.load(Ordering::Acquire) {
@@ -476,6 +566,8 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
     for (offset, bufs) in &f.runs {
         let mut offset = *offset;
         for group in bufs.chunks(IOVECS_PER_WRITE_MAX) {
+            let len = group.iter().map(|b| b.len() as u64).sum();
+            super::testing::on_write(f.fd, offset, len).map_err(|e| Error::io(ctx(), e))?;
             let mut iov = iovecs(group);
             let mut first = 0;
             while first < iov.len() {
@@ -519,6 +611,7 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
             }
         }
     }
+    let mark = super::testing::sync_mark(f.fd);
     // SAFETY: fdatasync on an open descriptor.
     if unsafe { libc::fdatasync(f.fd) } != 0 {
         return Err(Error::io(
@@ -526,6 +619,7 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
             std::io::Error::last_os_error(),
         ));
     }
+    super::testing::synced(f.fd, mark);
     Ok(())
 }
 
@@ -556,7 +650,8 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 file: i,
                 iovecs: iov_groups,
                 expected,
-                failed: false,
+                // Files under fault injection take the pwritev path below.
+                failed: super::testing::intercepts(&f.path),
             });
         }
     }
@@ -682,23 +777,14 @@ pub(crate) fn flush_now(store: &Arc<StoreShared>) -> Result<()> {
     }
     p.in_flight = true;
     p.last_flush = Instant::now();
-    let job = take_job(store, &mut p);
+    let mut job = take_job(store, &mut p);
     drop(p);
-    let result = job.files.iter().try_for_each(write_file_sync);
+    job.error = job.files.iter().try_for_each(write_file_sync).err();
     let mut p = store.lock();
-    p.in_flight = false;
-    match &result {
-        Ok(()) => {
-            store
-                .flushed_index
-                .fetch_max(job.last_index.min(p.last_index), Ordering::AcqRel);
-        }
-        Err(err) => {
-            log::error!("store {}: flush failed: {err}", store.dir.display());
-            p.failed.get_or_insert(err.clone());
-        }
+    let result = job.finish(&mut p);
+    if let Err(err) = &result {
+        log::error!("store {}: flush failed: {err}", store.dir.display());
     }
-    store.round_done.notify_all();
     result
 }
 

@@ -36,6 +36,12 @@ pub fn lock_file(path: &Path, dir: &Path) -> Result<File> {
 
 /// Reserves `len` bytes for `file` so later writes do not allocate blocks one by one.
 pub fn preallocate(file: &File, len: u64, path: &Path) -> Result<()> {
+    super::testing::on_allocate(file.as_raw_fd(), len).map_err(|e| {
+        Error::io(
+            format!("preallocate {} bytes for {}", len, path.display()),
+            e,
+        )
+    })?;
     // SAFETY: fallocate on a file descriptor we own.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
     if rc == 0 {
@@ -84,7 +90,16 @@ pub fn zero_range(file: &File, offset: u64, len: u64, path: &Path) -> Result<()>
 }
 
 pub fn pwrite_all(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    super::testing::on_write(file.as_raw_fd(), offset, buf.len() as u64)?;
     file.write_all_at(buf, offset)
+}
+
+/// `file.sync_data()`, seen by the fault-injection layer.
+pub fn sync_data(file: &File) -> io::Result<()> {
+    let mark = super::testing::sync_mark(file.as_raw_fd());
+    file.sync_data()?;
+    super::testing::synced(file.as_raw_fd(), mark);
+    Ok(())
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
@@ -103,8 +118,10 @@ pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
             File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
         pwrite_all(&file, bytes, 0)
             .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+        let mark = super::testing::sync_mark(file.as_raw_fd());
         file.sync_all()
             .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
+        super::testing::synced(file.as_raw_fd(), mark);
     }
     std::fs::rename(&tmp, &path)
         .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), path.display()), e))?;

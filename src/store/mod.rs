@@ -23,6 +23,8 @@ mod flusher;
 mod format;
 mod fsutil;
 mod recovery;
+#[doc(hidden)]
+pub mod testing;
 
 pub use flusher::Flusher;
 
@@ -42,6 +44,43 @@ use crate::config::FlushDiskType;
 
 /// Called on the flusher thread with the new flushed index of one store.
 pub type FlushedCallback = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Operator recovery for a member whose term file is corrupt or missing (its open fails
+/// with `Corrupt`): writes a term file with `term` and no vote, keeping the log. Run it
+/// only with the member stopped (the store's lock is taken, so an open store gives
+/// `Exists`), and only with a `term` above every term the group has reached (for example
+/// the highest term any live member reports, plus one): the lost vote may have been cast
+/// in any term up to that, and a member must never vote twice in one term. Refuses
+/// (`InvalidArgument`) while the existing term file is valid.
+pub fn rewrite_lost_term_file(dir: &std::path::Path, term: u64) -> Result<()> {
+    let _lock = fsutil::lock_file(&dir.join("lock"), dir)?;
+    match recovery::read_hard_state(dir) {
+        Ok(Some(h)) => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "term file in {} is valid (term {}); not rewriting it",
+                    dir.display(),
+                    h.term
+                ),
+            ))
+        }
+        Ok(None) => {}
+        Err(e) if e.kind() == ErrorKind::Corrupt => {}
+        Err(e) => return Err(e),
+    }
+    log::warn!(
+        "store {}: term file rewritten by operator recovery: term {term}, no vote",
+        dir.display()
+    );
+    recovery::write_hard_state(
+        dir,
+        &HardState {
+            term,
+            voted_for: None,
+        },
+    )
+}
 
 /// Options of one member's store.
 #[derive(Debug, Clone)]
@@ -66,7 +105,8 @@ pub struct HardState {
 #[derive(Debug, Clone, Default)]
 pub struct Recovery {
     pub hard_state: HardState,
-    /// Last commit index checkpointed before the previous close or crash.
+    /// Last commit index checkpointed before the previous close or crash. It may exceed
+    /// the recovered last index when recovery cut entries that were durable and committed.
     pub commit_checkpoint: u64,
     /// Entries cut from the tail because they failed their checksum or were torn.
     pub truncated_entries: u64,
@@ -150,6 +190,7 @@ impl LogStore {
                 checkpoint_dirty: false,
                 in_flight: false,
                 failed: None,
+                disk_full_retry_at: None,
                 last_flush: Instant::now(),
             }),
             round_done: std::sync::Condvar::new(),
@@ -161,7 +202,9 @@ impl LogStore {
         flusher.inner.register(shared.clone());
         let recovery = Recovery {
             hard_state: r.hard_state.clone(),
-            commit_checkpoint: r.checkpoint.commit_index.min(last_index),
+            // Not clamped to the recovered log: a checkpoint above it says this member
+            // lost entries it knew committed, which the group layer must see.
+            commit_checkpoint: r.checkpoint.commit_index,
             truncated_entries: r.truncated_entries,
             notes: r.notes,
         };
@@ -449,11 +492,9 @@ impl LogStore {
                         Error::io(format!("truncate {}", seg.index_path.display()), e)
                     })?;
                 }
-                seg.data
-                    .sync_data()
+                fsutil::sync_data(&seg.data)
                     .map_err(|e| Error::io(format!("fdatasync {}", seg.data_path.display()), e))?;
-                seg.index
-                    .sync_data()
+                fsutil::sync_data(&seg.index)
                     .map_err(|e| Error::io(format!("fdatasync {}", seg.index_path.display()), e))
             })();
         }
@@ -471,7 +512,8 @@ impl LogStore {
         }
         if let Err(e) = &result {
             // The disk may still hold the cut entries: refuse further writes until reopen.
-            p.failed.get_or_insert(e.clone());
+            p.failed = Some(e.clone());
+            p.disk_full_retry_at = None;
         }
         drop(p);
         result
@@ -603,7 +645,7 @@ impl LogStore {
             &format::encode_checkpoint(&c),
             slot,
         )
-        .and_then(|_| shared.checkpoint_file.sync_data())
+        .and_then(|_| fsutil::sync_data(&shared.checkpoint_file))
         .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         p.checkpoint.seq = c.seq;
         p.checkpoint.base_index = new_base;

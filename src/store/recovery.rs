@@ -433,8 +433,7 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
                 fsutil::zero_range(&f.data, off, seg_size - off, &f.data_path)?;
             }
         }
-        f.data
-            .sync_data()
+        fsutil::sync_data(&f.data)
             .map_err(|e| Error::io(format!("fdatasync {}", f.data_path.display()), e))?;
     }
 
@@ -475,8 +474,7 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
                 f.index
                     .set_len(want.len() as u64)
                     .map_err(|e| Error::io(format!("truncate {}", f.index_path.display()), e))?;
-                f.index
-                    .sync_data()
+                fsutil::sync_data(&f.index)
                     .map_err(|e| Error::io(format!("fdatasync {}", f.index_path.display()), e))?;
             }
         } else {
@@ -504,8 +502,7 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
             f.index
                 .set_len(want.len() as u64)
                 .map_err(|e| Error::io(format!("truncate {}", f.index_path.display()), e))?;
-            f.index
-                .sync_data()
+            fsutil::sync_data(&f.index)
                 .map_err(|e| Error::io(format!("fdatasync {}", f.index_path.display()), e))?;
         }
         segments.push(Arc::new(Segment {
