@@ -267,7 +267,7 @@ pub fn converged(remote: &mut Remote) -> Option<(usize, GroupStatus)> {
                 && s.commit_index == leader.commit_index
                 && s.last_index == leader.last_index
         })
-        .then(|| (leader.self_peer as usize, leader.clone()))
+        .then_some((leader.self_peer as usize, *leader))
 }
 
 /// Appends `data` through whichever member leads within `limit`, recording it.
