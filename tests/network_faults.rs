@@ -353,8 +353,9 @@ fn corrupted_bytes_and_resets_are_survived() {
 }
 
 /// The leader's link to a follower goes half-open: the follower's side is closed while
-/// the leader's writes keep succeeding into nowhere. The majority goes on; once the dead
-/// connection is finally reset (as a TCP timeout would), the follower catches up.
+/// the leader's writes keep succeeding into nowhere. The majority goes on, and the leader,
+/// hearing nothing from the follower for an election timeout, re-dials it: the follower
+/// catches up while the old connection is still half-open.
 #[test]
 fn half_open_link_is_survived() {
     let cluster = NetCluster::start(3);
@@ -379,7 +380,7 @@ fn half_open_link_is_survived() {
         MAJORITY_PROGRESS_LIMIT,
         "progress with a half-open link",
     );
-    // Does the engine notice on its own? Reported, not required.
+    // The leader notices the silent follower and re-dials it (Transport::reset_link).
     let behind_at = cluster.status(follower).last_index;
     let lead_last = cluster
         .status(cluster.leader().unwrap_or(leader))
@@ -405,6 +406,10 @@ fn half_open_link_is_survived() {
          caught up by itself while the link stayed half-open: {noticed}"
     );
     report("half-open link", start, &notes, &verdict);
+    assert!(
+        noticed,
+        "the follower stayed behind a half-open link: {notes}"
+    );
     assert!(verdict.summary.acked >= 50, "{verdict:?}");
 }
 

@@ -143,11 +143,22 @@ impl Member {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        let silence_ms = self.config.election_timeout_ms();
+        let mut last_link_reset_ms = 0u64;
         loop {
             if self.is_closing() || st.failed.is_some() {
                 return;
             }
             let now = self.now_ms();
+            // A follower silent for an election timeout may sit behind a half-open
+            // connection that writes still succeed on: re-dial it, at most once per timeout.
+            if st.core.is_leader()
+                && now >= st.core.progress[peer].last_ack_ms + silence_ms
+                && now >= last_link_reset_ms + silence_ms
+            {
+                last_link_reset_ms = now;
+                self.transport.reset_link(self.config.peers[peer].addr);
+            }
             let plan = {
                 let MemberState { core, store, .. } = &mut *st;
                 core.next_push(peer, now, &StoreView(store))

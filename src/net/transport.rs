@@ -331,6 +331,20 @@ impl Transport {
         }
     }
 
+    /// Drops the connection of the link to `addr`, if any; the next frame reconnects.
+    /// For a peer that stopped answering: a connection whose far end is gone while this
+    /// side still accepts writes (half-open) is otherwise never noticed, since peer links
+    /// only write.
+    pub fn reset_link(&self, addr: SocketAddr) {
+        let links = self.inner.links.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = links.get(&addr) {
+            if let Some(stream) = lock(&link.shared.stream).as_ref() {
+                debug!("link to {addr}: reset on request");
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
     pub fn send(&self, addr: SocketAddr, frame: Frame) -> bool {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {

@@ -184,10 +184,16 @@ fn fill_tmp(dir: &Path, size: u64, cancel: &AtomicBool) -> Result<()> {
     let aligned = size % 4096 == 0;
     let (file, direct) = match open_tmp(&tmp, aligned) {
         Ok(f) => (f, aligned),
-        Err(_) => (open_tmp(&tmp, false).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?, false),
+        Err(_) => (
+            open_tmp(&tmp, false).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?,
+            false,
+        ),
     };
     let Some(zeros) = AlignedZeros::new(CHUNK_BYTES) else {
-        return Err(Error::new(crate::error::ErrorKind::Io, "cannot allocate the spare's zero buffer"));
+        return Err(Error::new(
+            crate::error::ErrorKind::Io,
+            "cannot allocate the spare's zero buffer",
+        ));
     };
     let zeros = zeros.as_slice();
     let mut file = file;
