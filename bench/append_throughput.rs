@@ -17,13 +17,17 @@ use rmqraft::{Engine, ErrorKind, Group, GroupConfig, Role};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: append_throughput [--replicas 1|3|5] [--groups G] [--clients C] \
 [--entry-size BYTES] [--seconds S] [--warmup S] [--flush sync|async] [--dir PATH] [--json] \
-[--flusher auto|io_uring|pwrite] [--remote -c FILE]";
+[--flusher auto|io_uring|pwrite] [--blocking] [--remote -c FILE]
+
+By default each in-process client is a closed loop driven by append_async: it issues its
+next append from the completion of the previous one, as an asynchronous broker pipeline
+does. --blocking runs one thread per client calling the blocking append instead.";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -38,6 +42,7 @@ struct Options {
     json: bool,
     remote: Option<PathBuf>,
     flusher: String,
+    blocking: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -53,6 +58,7 @@ fn parse_options() -> Result<Options, String> {
         json: false,
         remote: None,
         flusher: "auto".to_string(),
+        blocking: false,
     };
     let mut args = std::env::args().skip(1);
     let mut remote = false;
@@ -83,6 +89,7 @@ fn parse_options() -> Result<Options, String> {
             "--flusher" => o.flusher = value("--flusher")?,
             "--dir" => o.dir = Some(PathBuf::from(value("--dir")?)),
             "--json" => o.json = true,
+            "--blocking" => o.blocking = true,
             "--remote" => remote = true,
             "-c" => o.remote = Some(PathBuf::from(value("-c")?)),
             "-h" | "--help" => return Err(USAGE.to_string()),
@@ -248,6 +255,60 @@ fn run_local_client(
     }
 }
 
+/// Closed-loop clients driven by completions: one append in flight per client.
+struct Loops {
+    cluster: Arc<LocalCluster>,
+    shared: Arc<Shared>,
+    data: Arc<Vec<u8>>,
+    groups: usize,
+    leaders: Vec<AtomicUsize>,
+    outstanding: AtomicU64,
+    retry: crossbeam_channel::Sender<usize>,
+}
+
+impl Loops {
+    fn issue(self: &Arc<Self>, client: usize) {
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let group = client % self.groups;
+        let members = &self.cluster.groups[group];
+        let leader = self.leaders[group].load(Ordering::Relaxed);
+        let started = Instant::now();
+        let me = Arc::clone(self);
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let accepted = members[leader].append_async(
+            &self.data,
+            Box::new(move |result| {
+                match result {
+                    Ok(_) => {
+                        me.shared.record(client, started);
+                        me.issue(client);
+                    }
+                    Err(e) => me.failed(client, e),
+                }
+                me.outstanding.fetch_sub(1, Ordering::AcqRel);
+            }),
+        );
+        if let Err(e) = accepted {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.failed(client, e);
+        }
+    }
+
+    fn failed(&self, client: usize, e: rmqraft::Error) {
+        self.shared.error(e.kind().abi_name().to_string());
+        let group = client % self.groups;
+        if matches!(e.kind(), ErrorKind::NotLeader | ErrorKind::Closed) {
+            let members = &self.cluster.groups[group];
+            let now = self.leaders[group].load(Ordering::Relaxed);
+            let next = leader_of(members).unwrap_or((now + 1) % members.len());
+            self.leaders[group].store(next, Ordering::Relaxed);
+        }
+        let _ = self.retry.send(client);
+    }
+}
+
 struct Remote {
     config: GroupConfig,
     cluster: String,
@@ -364,17 +425,52 @@ fn main() {
         }
     }
     let mut threads = Vec::new();
-    for client in 0..o.clients {
-        let shared = Arc::clone(&shared);
-        let data = Arc::clone(&data);
-        let local = local.clone();
-        let remote = remote.clone();
-        let groups = o.groups;
-        threads.push(std::thread::spawn(move || match (&local, &remote) {
-            (Some(c), _) => run_local_client(c, client % groups, client, &data, &shared),
-            (_, Some(r)) => run_remote_client(r, client, &data, &shared),
-            _ => {}
-        }));
+    let mut loops: Option<Arc<Loops>> = None;
+    match (&local, o.blocking || remote.is_some()) {
+        (Some(cluster), false) => {
+            let (retry_tx, retry_rx) = crossbeam_channel::unbounded::<usize>();
+            let driver = Arc::new(Loops {
+                cluster: Arc::clone(cluster),
+                shared: Arc::clone(&shared),
+                data: Arc::clone(&data),
+                groups: o.groups,
+                leaders: cluster.groups.iter().map(|m| AtomicUsize::new(leader_of(m).unwrap_or(0))).collect(),
+                outstanding: AtomicU64::new(0),
+                retry: retry_tx,
+            });
+            // Clients whose append failed come back here and retry after a pause.
+            let retrier = Arc::downgrade(&driver);
+            let stop = Arc::clone(&shared);
+            threads.push(std::thread::spawn(move || {
+                while !stop.stop.load(Ordering::Relaxed) {
+                    if let Ok(client) = retry_rx.recv_timeout(Duration::from_millis(50)) {
+                        std::thread::sleep(Duration::from_millis(1));
+                        match retrier.upgrade() {
+                            Some(d) => d.issue(client),
+                            None => break,
+                        }
+                    }
+                }
+            }));
+            for client in 0..o.clients {
+                driver.issue(client);
+            }
+            loops = Some(driver);
+        }
+        _ => {
+            for client in 0..o.clients {
+                let shared = Arc::clone(&shared);
+                let data = Arc::clone(&data);
+                let local = local.clone();
+                let remote = remote.clone();
+                let groups = o.groups;
+                threads.push(std::thread::spawn(move || match (&local, &remote) {
+                    (Some(c), _) => run_local_client(c, client % groups, client, &data, &shared),
+                    (_, Some(r)) => run_remote_client(r, client, &data, &shared),
+                    _ => {}
+                }));
+            }
+        }
     }
     std::thread::sleep(Duration::from_secs(o.warmup));
     shared.measuring.store(true, Ordering::Release);
@@ -396,6 +492,13 @@ fn main() {
     shared.stop.store(true, Ordering::Release);
     for t in threads {
         let _ = t.join();
+    }
+    if let Some(driver) = loops.take() {
+        // Appends still in flight complete (or time out) before the cluster closes.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while driver.outstanding.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     let hist = shared.merged();
     let acked = hist.len();
