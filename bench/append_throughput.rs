@@ -434,7 +434,11 @@ fn main() {
                 shared: Arc::clone(&shared),
                 data: Arc::clone(&data),
                 groups: o.groups,
-                leaders: cluster.groups.iter().map(|m| AtomicUsize::new(leader_of(m).unwrap_or(0))).collect(),
+                leaders: cluster
+                    .groups
+                    .iter()
+                    .map(|m| AtomicUsize::new(leader_of(m).unwrap_or(0)))
+                    .collect(),
                 outstanding: AtomicU64::new(0),
                 retry: retry_tx,
             });

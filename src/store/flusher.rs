@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How often a store whose disk was full tries its pending flush again.
 pub(crate) const DISK_FULL_RETRY: Duration = Duration::from_millis(100);
+/// How long index records may wait after their data was flushed.
+const INDEX_LAG_MAX: Duration = Duration::from_millis(1000);
+/// Pending index bytes that make the index due at once.
+const INDEX_PENDING_BYTES_MAX: usize = 1 << 20;
+
 /// io_uring submission queue size; larger rounds go in several waves.
 const RING_ENTRIES: u32 = 512;
 /// iovecs in one writev (the kernel's IOV_MAX).
@@ -67,6 +72,8 @@ pub(crate) struct Pending {
     /// succeeds clears `failed`. `None` with `failed` set: failed until reopen.
     pub disk_full_retry_at: Option<Instant>,
     pub last_flush: Instant,
+    /// When index records were last written (they may lag the data, see `INDEX_LAG_MAX`).
+    pub last_index_flush: Instant,
 }
 
 pub(crate) struct StoreShared {
@@ -332,7 +339,7 @@ impl Job {
 }
 
 /// Takes everything pending from `p` into a job. Called with the pending lock held.
-fn take_job(store: &Arc<StoreShared>, p: &mut Pending) -> Job {
+fn take_job(store: &Arc<StoreShared>, p: &mut Pending, include_index: bool) -> Job {
     let mut files: Vec<FileWrites> = Vec::new();
     fn file_for<'a>(
         files: &'a mut Vec<FileWrites>,
@@ -372,7 +379,8 @@ fn take_job(store: &Arc<StoreShared>, p: &mut Pending) -> Job {
         debug_assert!(pos + buf.len() as u64 <= seg.start + store.segment_size_bytes);
         file_for(&mut files, seg, false).push(pos - seg.start, buf);
     }
-    if !p.index_buf.is_empty() {
+    if include_index && !p.index_buf.is_empty() {
+        p.last_index_flush = Instant::now();
         let mut buf = p.index_buf.split().freeze();
         taken.index = buf.clone();
         let mut index = p.index_first;
@@ -455,8 +463,27 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
                     None => continue,
                 }
             }
-            let ready = !p.data.is_empty() || !p.index_buf.is_empty() || p.checkpoint_dirty;
+            // Index records are derived from the data (recovery rebuilds them), so they
+            // need not be synced with every group commit: each fdatasync of a growing
+            // index file costs a journal commit. They follow within INDEX_LAG_MAX, at a
+            // segment roll-over, at close, or when many are pending.
+            let index_due_at = p.last_index_flush + INDEX_LAG_MAX;
+            let index_due = closing
+                || now >= index_due_at
+                || p.index_buf.len() >= INDEX_PENDING_BYTES_MAX
+                || p.segments
+                    .last()
+                    .is_some_and(|s| p.index_first < s.first_index);
+            let index_pending = !p.index_buf.is_empty();
+            let ready = !p.data.is_empty() || (index_due && index_pending) || p.checkpoint_dirty;
             if !ready {
+                if index_pending {
+                    wait = wait.min(
+                        index_due_at
+                            .saturating_duration_since(now)
+                            .max(Duration::from_millis(1)),
+                    );
+                }
                 if p.disk_full_retry_at.take().is_some() {
                     // A truncation dropped everything that was waiting for space.
                     p.failed = None;
@@ -467,7 +494,7 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
             if store.sync_flush || closing || now >= due_at {
                 p.in_flight = true;
                 p.last_flush = now;
-                jobs.push(take_job(store, &mut p));
+                jobs.push(take_job(store, &mut p, index_due));
             } else {
                 wait = wait.min(due_at - now);
             }
@@ -777,7 +804,7 @@ pub(crate) fn flush_now(store: &Arc<StoreShared>) -> Result<()> {
     }
     p.in_flight = true;
     p.last_flush = Instant::now();
-    let mut job = take_job(store, &mut p);
+    let mut job = take_job(store, &mut p, true);
     drop(p);
     job.error = job.files.iter().try_for_each(write_file_sync).err();
     let mut p = store.lock();

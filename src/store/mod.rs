@@ -197,6 +197,7 @@ impl LogStore {
                 failed: None,
                 disk_full_retry_at: None,
                 last_flush: Instant::now(),
+                last_index_flush: Instant::now(),
             }),
             round_done: std::sync::Condvar::new(),
             flushed_index: std::sync::atomic::AtomicU64::new(last_index),
@@ -631,10 +632,15 @@ impl LogStore {
             file_reserved_hours.saturating_mul(3600),
         ));
         let flushed = self.flushed_index();
+        // Index records lag the data a little; a segment goes only once they are written.
+        let index_written_below = self.shared.lock().index_first;
         let mut n = 0;
         while n + 1 < self.segments.len() {
             let next_first = self.segments[n + 1].first_index;
-            if next_first > keep_from_index || next_first - 1 > flushed {
+            if next_first > keep_from_index
+                || next_first - 1 > flushed
+                || next_first > index_written_below
+            {
                 break;
             }
             let seg = &self.segments[n];
