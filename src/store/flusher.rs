@@ -244,20 +244,24 @@ struct FileWrites {
     fd: RawFd,
     path: PathBuf,
     runs: Vec<(u64, Vec<Bytes>)>,
+    /// Where the last run ends, so adding to it is O(1).
+    end: u64,
     /// Keeps the file open while the round runs.
     _keep: Option<Arc<Segment>>,
 }
 
 impl FileWrites {
     fn push(&mut self, offset: u64, buf: Bytes) {
-        if let Some((start, bufs)) = self.runs.last_mut() {
-            let end = *start + bufs.iter().map(|b| b.len() as u64).sum::<u64>();
-            if end == offset {
+        let len = buf.len() as u64;
+        if let Some((_, bufs)) = self.runs.last_mut() {
+            if self.end == offset {
                 bufs.push(buf);
+                self.end += len;
                 return;
             }
         }
         self.runs.push((offset, vec![buf]));
+        self.end = offset + len;
     }
 }
 
@@ -363,6 +367,7 @@ fn take_job(store: &Arc<StoreShared>, p: &mut Pending, include_index: bool) -> J
             fd,
             path,
             runs: Vec::new(),
+            end: 0,
             _keep: Some(seg.clone()),
         });
         files.last_mut().expect("just pushed")
@@ -407,6 +412,7 @@ fn take_job(store: &Arc<StoreShared>, p: &mut Pending, include_index: bool) -> J
         files.push(FileWrites {
             fd: store.checkpoint_file.as_raw_fd(),
             path: store.dir.join("checkpoint"),
+            end: slot + bytes.len() as u64,
             runs: vec![(slot, vec![bytes])],
             _keep: None,
         });

@@ -558,7 +558,7 @@ impl LogStore {
         };
         if index >= self.cache_first {
             let record = self.cache[(index - self.cache_first) as usize].clone();
-            return format::decode_entry(record, index, m.pos);
+            return format::decode_cached_entry(record, index, m.pos);
         }
         let seg =
             StoreShared::segment_for(&self.segments, m.pos).expect("every entry lies in a segment");
