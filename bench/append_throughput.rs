@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: append_throughput [--replicas 1|3|5] [--groups G] [--clients C] \
 [--entry-size BYTES] [--seconds S] [--warmup S] [--flush sync|async] [--dir PATH] [--json] \
-[--flusher auto|io_uring|pwrite] [--blocking] [--remote -c FILE]
+[--flusher auto|io_uring|pwrite] [--sync-mode auto|fdatasync|syncfs] [--blocking] [--remote -c FILE]
 
 By default each in-process client is a closed loop driven by append_async: it issues its
 next append from the completion of the previous one, as an asynchronous broker pipeline
@@ -43,6 +43,7 @@ struct Options {
     remote: Option<PathBuf>,
     flusher: String,
     blocking: bool,
+    sync_mode: String,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -59,6 +60,7 @@ fn parse_options() -> Result<Options, String> {
         remote: None,
         flusher: "auto".to_string(),
         blocking: false,
+        sync_mode: "auto".to_string(),
     };
     let mut args = std::env::args().skip(1);
     let mut remote = false;
@@ -90,6 +92,7 @@ fn parse_options() -> Result<Options, String> {
             "--dir" => o.dir = Some(PathBuf::from(value("--dir")?)),
             "--json" => o.json = true,
             "--blocking" => o.blocking = true,
+            "--sync-mode" => o.sync_mode = value("--sync-mode")?,
             "--remote" => remote = true,
             "-c" => o.remote = Some(PathBuf::from(value("-c")?)),
             "-h" | "--help" => return Err(USAGE.to_string()),
@@ -200,7 +203,12 @@ fn start_local(o: &Options) -> Result<LocalCluster, String> {
         .collect();
     let peers = peers.join(";");
     let engines: Vec<Engine> = (0..o.replicas)
-        .map(|_| Engine::open("brokerClusterName=Bench"))
+        .map(|_| {
+            Engine::open(&format!(
+                "brokerClusterName=Bench\nrmqraftFlusher={}\nrmqraftSyncMode={}",
+                o.flusher, o.sync_mode
+            ))
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let mut groups = Vec::new();
@@ -211,7 +219,7 @@ fn start_local(o: &Options) -> Result<LocalCluster, String> {
                 "dLegerGroup=bench{g}\ndLegerPeers={peers}\ndLegerSelfId=n{i}\nstorePathRootDir={}\n\
                  mappedFileSizeCommitLog={}\nflushDiskType={}\nmaxPendingRequestsNum=100000\n",
                 root.join(format!("bench{g}")).display(),
-                256u64 << 20,
+                (256u64 << 20).checked_div(o.groups as u64).unwrap_or(0).max(16 << 20),
                 if o.flush_sync { "SYNC_FLUSH" } else { "ASYNC_FLUSH" }
             );
             members.push(engine.open_group(&props).map_err(|e| e.to_string())?);

@@ -28,6 +28,19 @@ pub enum FlusherKind {
     Pwrite,
 }
 
+/// How a flush round is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fdatasync when a round touches at most two files, one syncfs per file system
+    /// when it touches more (many groups in one engine).
+    Auto,
+    /// Always one fdatasync per file.
+    Fdatasync,
+    /// Always one syncfs(2) per file system: cheapest with many groups, but it also
+    /// flushes whatever else is dirty on that file system.
+    Syncfs,
+}
+
 /// One member of a group, as `dLegerPeers` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -84,6 +97,8 @@ pub struct EngineConfig {
     pub flusher: FlusherKind,
     /// `rmqraftMaxFrameSize`: frames larger than this are refused before their body is read.
     pub frame_size_bytes_max: u32,
+    /// `rmqraftSyncMode`: `auto` (default), `fdatasync` or `syncfs`.
+    pub sync_mode: SyncMode,
     /// `dLegerSecret`: when set, every peer and client connection to or from this engine
     /// proves knowledge of it (HMAC-SHA256 challenge-response, docs/PROTOCOL.md). It is an
     /// engine key because the transport, and so the handshake, is shared by every group of
@@ -97,6 +112,7 @@ impl Default for EngineConfig {
             cluster_name: "DefaultCluster".to_string(),
             flusher: FlusherKind::Auto,
             frame_size_bytes_max: 64 << 20,
+            sync_mode: SyncMode::Auto,
             secret: None,
         }
     }
@@ -194,6 +210,7 @@ pub fn parse_properties(text: &str) -> Result<HashMap<String, String>> {
 }
 
 const ENGINE_KEYS: &[&str] = &[
+    "rmqraftSyncMode",
     "brokerClusterName",
     "rmqraftFlusher",
     "rmqraftMaxFrameSize",
@@ -294,6 +311,20 @@ impl EngineConfig {
                         "rmqraftFlusher",
                         kind,
                         "is not one of auto, io_uring, pwrite",
+                    ))
+                }
+            };
+        }
+        if let Some(mode) = props.get("rmqraftSyncMode") {
+            config.sync_mode = match mode {
+                "auto" => SyncMode::Auto,
+                "fdatasync" => SyncMode::Fdatasync,
+                "syncfs" => SyncMode::Syncfs,
+                _ => {
+                    return Err(bad(
+                        "rmqraftSyncMode",
+                        mode,
+                        "is not one of auto, fdatasync, syncfs",
                     ))
                 }
             };

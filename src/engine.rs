@@ -32,7 +32,7 @@ impl Engine {
     /// Opens an engine. `properties` is broker.conf text (may be empty).
     pub fn open(properties: &str) -> Result<Engine> {
         let config = EngineConfig::from_properties(properties)?;
-        let flusher = Flusher::start(config.flusher)?;
+        let flusher = Flusher::start_with(config.flusher, config.sync_mode)?;
         log::info!(
             "engine for cluster '{}': flusher uses {}",
             config.cluster_name,

@@ -43,7 +43,7 @@ const STATE_QUEUE_MAX: usize = 1024;
 /// Role events queued for the listener thread.
 const ROLE_QUEUE_MAX: usize = 1024;
 /// How often the state thread looks at its timers.
-const TICK_MS: u64 = 5;
+const TICK_MS: u64 = 10;
 
 /// What one of a member's threads runs.
 type ThreadBody = Box<dyn FnOnce(&Arc<Member>) + Send>;

@@ -8,7 +8,7 @@ use super::format::{
 };
 use super::fsutil;
 use super::FlushedCallback;
-use crate::config::FlusherKind;
+use crate::config::{FlusherKind, SyncMode};
 use crate::error::{Error, ErrorKind, Result};
 use bytes::{Bytes, BytesMut};
 use std::fs::File;
@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How often a store whose disk was full tries its pending flush again.
 pub(crate) const DISK_FULL_RETRY: Duration = Duration::from_millis(100);
+/// Files in one round above which `SyncMode::Auto` uses syncfs.
+const AUTO_SYNCFS_FILES_MIN: usize = 2;
+
 /// How long index records may wait after their data was flushed.
 const INDEX_LAG_MAX: Duration = Duration::from_millis(1000);
 /// Pending index bytes that make the index due at once.
@@ -164,6 +167,11 @@ pub struct Flusher {
 
 impl Flusher {
     pub fn start(kind: FlusherKind) -> Result<Flusher> {
+        Flusher::start_with(kind, SyncMode::Auto)
+    }
+
+    /// [`Flusher::start`] with a choice of how a round is made durable.
+    pub fn start_with(kind: FlusherKind, sync_mode: SyncMode) -> Result<Flusher> {
         let backend = match kind {
             FlusherKind::Pwrite => Backend::Pwrite,
             FlusherKind::IoUring => match io_uring::IoUring::new(RING_ENTRIES) {
@@ -195,7 +203,7 @@ impl Flusher {
         let thread_inner = inner.clone();
         let thread = std::thread::Builder::new()
             .name("rmqraft-flusher".to_string())
-            .spawn(move || run(thread_inner, backend))
+            .spawn(move || run(thread_inner, backend, sync_mode))
             .map_err(|e| Error::io("spawn the flusher thread", e))?;
         Ok(Flusher {
             inner,
@@ -426,7 +434,7 @@ fn take_job(store: &Arc<StoreShared>, p: &mut Pending, include_index: bool) -> J
     }
 }
 
-fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
+fn run(inner: Arc<FlusherInner>, mut backend: Backend, sync_mode: SyncMode) {
     let mut closing = false;
     loop {
         {
@@ -526,7 +534,7 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend) {
             }
             continue;
         }
-        backend.write_and_sync(&mut jobs);
+        backend.write_and_sync(&mut jobs, sync_mode);
         inner.rounds.fetch_add(1, Ordering::Relaxed);
         inner
             .store_jobs
@@ -567,7 +575,16 @@ impl Backend {
         }
     }
 
-    fn write_and_sync(&mut self, jobs: &mut [Job]) {
+    fn write_and_sync(&mut self, jobs: &mut [Job], sync_mode: SyncMode) {
+        let files: usize = jobs.iter().map(|j| j.files.len()).sum();
+        let syncfs = match sync_mode {
+            SyncMode::Fdatasync => false,
+            SyncMode::Syncfs => true,
+            SyncMode::Auto => files > AUTO_SYNCFS_FILES_MIN,
+        };
+        if syncfs {
+            return write_all_syncfs(jobs);
+        }
         match self {
             Backend::Pwrite => {
                 for job in jobs.iter_mut() {
@@ -595,6 +612,69 @@ fn iovecs(bufs: &[Bytes]) -> Vec<libc::iovec> {
 
 /// pwritev all runs of `f` (resuming short writes), then fdatasync it.
 fn write_file_sync(f: &FileWrites) -> Result<()> {
+    write_file(f)?;
+    let mark = super::testing::sync_mark(f.fd);
+    // SAFETY: fdatasync on an open descriptor.
+    if unsafe { libc::fdatasync(f.fd) } != 0 {
+        return Err(Error::io(
+            format!("fdatasync {}", f.path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    super::testing::synced(f.fd, mark);
+    Ok(())
+}
+
+/// One round in syncfs mode: every file written with pwritev, then one syncfs(2) per
+/// file system touched instead of one fdatasync per file. With many groups an engine
+/// touches many files per round, and their fdatasyncs each pay a device cache flush;
+/// syncfs pays one for all.
+fn write_all_syncfs(jobs: &mut [Job]) {
+    let mut devices: Vec<(u64, RawFd)> = Vec::new();
+    let mut marks: Vec<(usize, usize, u64)> = Vec::new();
+    for (j, job) in jobs.iter_mut().enumerate() {
+        for (i, f) in job.files.iter().enumerate() {
+            if let Err(e) = write_file(f) {
+                job.error = Some(e);
+                break;
+            }
+            // SAFETY: fstat on an open descriptor into a local buffer.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            if unsafe { libc::fstat(f.fd, &mut st) } == 0
+                && !devices.iter().any(|(d, _)| *d == st.st_dev)
+            {
+                devices.push((st.st_dev, f.fd));
+            }
+            marks.push((j, i, super::testing::sync_mark(f.fd)));
+        }
+    }
+    let mut failure = None;
+    for (_, fd) in &devices {
+        // SAFETY: syncfs on an open descriptor.
+        if unsafe { libc::syncfs(*fd) } != 0 {
+            failure = Some(std::io::Error::last_os_error());
+        }
+    }
+    for (j, i, mark) in marks {
+        let job = &mut jobs[j];
+        if job.error.is_some() {
+            continue;
+        }
+        match &failure {
+            None => super::testing::synced(job.files[i].fd, mark),
+            Some(e) => {
+                let path = job.files[i].path.display().to_string();
+                job.error = Some(Error::io(
+                    format!("syncfs for {path}"),
+                    std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
+                ));
+            }
+        }
+    }
+}
+
+/// pwritev all runs of `f`, resuming short writes.
+fn write_file(f: &FileWrites) -> Result<()> {
     let ctx = || format!("write {}", f.path.display());
     for (offset, bufs) in &f.runs {
         let mut offset = *offset;
@@ -644,15 +724,6 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
             }
         }
     }
-    let mark = super::testing::sync_mark(f.fd);
-    // SAFETY: fdatasync on an open descriptor.
-    if unsafe { libc::fdatasync(f.fd) } != 0 {
-        return Err(Error::io(
-            format!("fdatasync {}", f.path.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    super::testing::synced(f.fd, mark);
     Ok(())
 }
 
