@@ -531,3 +531,23 @@ fn closed_handles_refuse_and_the_store_lock_is_released() {
     drop(again);
     engine.close();
 }
+
+#[test]
+fn the_preferred_leader_takes_over_when_healthy() {
+    let cluster = Cluster::start(3, "preferredLeaderIds=n2");
+    cluster.wait_leader();
+    // Whoever won the first election hands over to n2 once n2 has every entry.
+    let leader = wait_for("n2 to lead", || {
+        let l = cluster.wait_leader();
+        (l == 2).then_some(l)
+    });
+    assert_eq!(leader, 2);
+    let meta = cluster
+        .group(2)
+        .append(b"on the preferred leader", Duration::from_secs(5))
+        .unwrap();
+    cluster.wait_committed(meta.index);
+    for i in 0..3 {
+        assert_eq!(cluster.status(i).unwrap().leader_peer, 2);
+    }
+}
