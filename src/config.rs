@@ -209,14 +209,16 @@ pub fn parse_properties(text: &str) -> Result<HashMap<String, String>> {
     Ok(map)
 }
 
-const ENGINE_KEYS: &[&str] = &[
+/// The keys `EngineConfig::from_properties` reads.
+pub const ENGINE_KEYS: &[&str] = &[
     "rmqraftSyncMode",
     "brokerClusterName",
     "rmqraftFlusher",
     "rmqraftMaxFrameSize",
     "dLegerSecret",
 ];
-const GROUP_KEYS: &[&str] = &[
+/// The keys `GroupConfig::from_properties` reads.
+pub const GROUP_KEYS: &[&str] = &[
     "dLegerGroup",
     "dLegerPeers",
     "dLegerSelfId",

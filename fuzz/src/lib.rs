@@ -242,36 +242,14 @@ pub fn index_recovery(dir: &Path, flusher: &Flusher, image: &StoreImage, index: 
     );
 }
 
-const CONFIG_KEYS: &[&str] = &[
-    "brokerClusterName",
-    "rmqraftFlusher",
-    "rmqraftMaxFrameSize",
-    "dLegerSecret",
-    "dLegerGroup",
-    "dLegerPeers",
-    "dLegerSelfId",
-    "storePathRootDir",
-    "mappedFileSizeCommitLog",
-    "flushDiskType",
-    "flushIntervalCommitLog",
-    "heartBeatTimeIntervalMs",
-    "maxHeartBeatLeak",
-    "preferredLeaderIds",
-    "maxEntrySize",
-    "maxPendingRequestsNum",
-    "maxPushWindow",
-    "maxPushBatchSize",
-    "deleteWhen",
-    "fileReservedTime",
-    "maxLeadershipTransferWaitIndex",
-    "maxWaitAckTimeMs",
-];
-
 fn check_config_error(e: &rmqraft::Error, text: &str) {
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     let m = e.message();
     let names_line = m.starts_with("line ");
-    let names_key = CONFIG_KEYS.iter().any(|k| m.starts_with(&format!("{k}:")));
+    let names_key = rmqraft::config::ENGINE_KEYS
+        .iter()
+        .chain(rmqraft::config::GROUP_KEYS)
+        .any(|k| m.starts_with(&format!("{k}:")));
     assert!(
         names_line || names_key,
         "config error names no key or line: {m:?} for {text:?}"
