@@ -319,6 +319,18 @@ fn forward_reader(shared: &Shared, conn: &Conn, tx: crossbeam_channel::Sender<(I
             }
             Err(_) => break,
         };
+        // The mode may have changed while the read blocked: bytes that arrive after a cut
+        // must obey it (held until the cut ends, or dropped), or a partition would leak
+        // what was sent after it began.
+        let mut mode = mode;
+        while live(shared, conn) {
+            mode = shared.mode();
+            if mode != Mode::Hold || conn.half_open.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        let half_open = conn.half_open.load(Ordering::Acquire);
         if half_open || mode == Mode::Drop {
             conn.lost_bytes.store(true, Ordering::Release);
             continue;
@@ -365,6 +377,17 @@ fn forward_writer(
         };
         while Instant::now() < due && live(shared, conn) {
             std::thread::sleep((due - Instant::now()).min(POLL));
+        }
+        // A cut that began while the chunk waited holds or drops it too.
+        while shared.mode() == Mode::Hold
+            && live(shared, conn)
+            && !conn.half_open.load(Ordering::Acquire)
+        {
+            std::thread::sleep(POLL);
+        }
+        if shared.mode() == Mode::Drop {
+            conn.lost_bytes.store(true, Ordering::Release);
+            continue;
         }
         if conn.half_open.load(Ordering::Acquire) {
             continue;
