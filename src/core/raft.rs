@@ -676,7 +676,10 @@ impl RaftCore {
                         progress.next_index,
                         last.min(progress.next_index + batch - 1),
                     )
-                } else if heartbeat_due || commit > progress.commit_sent {
+                } else if heartbeat_due || (commit > progress.commit_sent && progress.inflight.is_empty()) {
+                    // A new commit index alone goes out only when nothing is in flight:
+                    // under load every push carries it anyway, and one push per commit
+                    // move per follower would double the traffic.
                     (progress.next_index, progress.next_index - 1)
                 } else {
                     return None;
@@ -757,6 +760,8 @@ impl RaftCore {
             }
             if self.advance_commit(log) {
                 fx.commit_advanced = true;
+                // An idle pipeline tells the followers the new commit index.
+                fx.wake_dispatchers = true;
             }
             self.maybe_send_timeout_now(log, &mut fx);
         } else if request_id >= progress.reset_request_id {
@@ -785,6 +790,7 @@ impl RaftCore {
             self.progress[me].flushed_index = flushed_index.min(last);
             if self.advance_commit(log) {
                 fx.commit_advanced = true;
+                fx.wake_dispatchers = true;
             }
         }
         fx
