@@ -11,54 +11,13 @@ use proptest::prelude::*;
 use rmqraft::config::FlusherKind;
 use rmqraft::net::handshake::{AuthMessage, ConnKind, Hello, Status, FLAG_AUTH};
 use rmqraft::store::Flusher;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-/// Records the largest single allocation made by a thread that asked to be watched.
-struct Watching;
-
-static LARGEST_ALLOC_BYTES: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note(size: usize) {
-    if WATCHED.try_with(|w| w.get()).unwrap_or(false) {
-        LARGEST_ALLOC_BYTES.fetch_max(size, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Watching {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Watching = Watching;
-
-/// Tests run in parallel threads; the watch is per thread, the maximum is shared.
-static WATCH: Mutex<()> = Mutex::new(());
-
-fn largest_alloc_in(f: impl FnOnce()) -> usize {
-    let _one_at_a_time = WATCH.lock().unwrap_or_else(|p| p.into_inner());
-    LARGEST_ALLOC_BYTES.store(0, Ordering::Relaxed);
-    WATCHED.with(|w| w.set(true));
-    f();
-    WATCHED.with(|w| w.set(false));
-    LARGEST_ALLOC_BYTES.load(Ordering::Relaxed)
-}
+#[path = "common/alloc_watch.rs"]
+mod alloc_watch;
+use alloc_watch::largest_alloc_in;
 
 fn cases() -> u32 {
     std::env::var("RMQRAFT_FUZZ_CASES")

@@ -5,53 +5,14 @@ use proptest::prelude::*;
 use rmqraft::net::frame::{decode, encode, Decoder, FrameError, FRAME_MAGIC, HEADER_SIZE_BYTES};
 use rmqraft::net::{Frame, Message, PushRequest, VoteResponse};
 use rmqraft::{Entry, EntryKind};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Records the largest single allocation made by a thread that asked to be watched.
-struct Watching;
-
-static LARGEST_ALLOC_BYTES: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note(size: usize) {
-    if WATCHED.try_with(|w| w.get()).unwrap_or(false) {
-        LARGEST_ALLOC_BYTES.fetch_max(size, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Watching {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Watching = Watching;
+#[path = "common/alloc_watch.rs"]
+mod alloc_watch;
+use alloc_watch::largest_alloc_in;
 
 const LIMIT: u32 = 4096;
 /// One read chunk of the decoder plus the frame limit.
 const ALLOC_BOUND_BYTES: usize = 64 * 1024 + LIMIT as usize;
-
-/// Runs `f` and returns the largest allocation it made on this thread.
-fn largest_alloc_in(f: impl FnOnce()) -> usize {
-    LARGEST_ALLOC_BYTES.store(0, Ordering::Relaxed);
-    WATCHED.with(|w| w.set(true));
-    f();
-    WATCHED.with(|w| w.set(false));
-    LARGEST_ALLOC_BYTES.load(Ordering::Relaxed)
-}
 
 /// Feeds `input` to a fresh decoder in `chunk`-sized pieces until it errors or runs dry.
 fn drain(input: &[u8], chunk: usize) -> Vec<Result<Frame, FrameError>> {

@@ -676,7 +676,9 @@ impl RaftCore {
                         progress.next_index,
                         last.min(progress.next_index + batch - 1),
                     )
-                } else if heartbeat_due || (commit > progress.commit_sent && progress.inflight.is_empty()) {
+                } else if heartbeat_due
+                    || (commit > progress.commit_sent && progress.inflight.is_empty())
+                {
                     // A new commit index alone goes out only when nothing is in flight:
                     // under load every push carries it anyway, and one push per commit
                     // move per follower would double the traffic.

@@ -453,7 +453,9 @@ impl Member {
                 .fetch_add(1, Ordering::Relaxed);
             let _ = self.ack_bell.0.try_send(());
         }
-        if fx.append_noop || (fx.wake_dispatchers && self.dispatchers_idle.load(Ordering::Acquire) > 0) {
+        if fx.append_noop
+            || (fx.wake_dispatchers && self.dispatchers_idle.load(Ordering::Acquire) > 0)
+        {
             self.dispatch_cv.notify_all();
         }
         Ok(fx.messages)
