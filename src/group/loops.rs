@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 /// How long an idle thread sleeps before it looks at the closing flag again.
 const IDLE_WAIT_MS: u64 = 50;
+/// Election timeouts of silence after which a leader re-dials a follower.
+const LINK_SILENCE_TIMEOUTS: u64 = 4;
 /// Pushes the EntryHandler applies under one lock.
 const HANDLER_BATCH_MAX: usize = 256;
 /// How long the EntryHandler waits after a push found the disk full.
@@ -143,15 +145,17 @@ impl Member {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        let silence_ms = self.config.election_timeout_ms();
+        // Long enough that a busy follower is not re-dialled (a reconnect drops frames in
+        // flight), short enough to bring a half-open link back in about a second.
+        let silence_ms = self.config.election_timeout_ms() * LINK_SILENCE_TIMEOUTS;
         let mut last_link_reset_ms = 0u64;
         loop {
             if self.is_closing() || st.failed.is_some() {
                 return;
             }
             let now = self.now_ms();
-            // A follower silent for an election timeout may sit behind a half-open
-            // connection that writes still succeed on: re-dial it, at most once per timeout.
+            // A follower silent for several election timeouts may sit behind a half-open
+            // connection that writes still succeed on: re-dial it, at most once per period.
             if st.core.is_leader()
                 && now >= st.core.progress[peer].last_ack_ms + silence_ms
                 && now >= last_link_reset_ms + silence_ms
