@@ -360,7 +360,7 @@ fn corrupted_bytes_and_resets_are_survived() {
 
 /// The leader's link to a follower goes half-open: the follower's side is closed while
 /// the leader's writes keep succeeding into nowhere. The majority goes on, and the leader,
-/// hearing nothing from the follower for an election timeout, re-dials it: the follower
+/// hearing nothing from the follower for four election timeouts, re-dials it: the follower
 /// catches up while the old connection is still half-open.
 #[test]
 fn half_open_link_is_survived() {
