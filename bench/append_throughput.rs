@@ -10,12 +10,14 @@
 //! `append_throughput entries_per_s=N mib_per_s=F p50_us=N p99_us=N p999_us=N replicas=R
 //! groups=G clients=C entry_size=B flush=sync|async seconds=S`
 
+#[path = "common.rs"]
+mod common;
+use common::free_ports;
 use hdrhistogram::Histogram;
 use rmqraft::net::msg::{Frame, Message, CLIENT_PEER};
 use rmqraft::net::Client;
 use rmqraft::{Engine, ErrorKind, Group, GroupConfig, Role};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,16 +167,6 @@ impl Shared {
         }
         all
     }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
 }
 
 /// The in-process cluster: one engine per replica, each hosting one member of every group.

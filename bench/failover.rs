@@ -5,21 +5,13 @@
 //! append, and the time from closing that leader to a new leader accepting an append.
 //! Prints each trial, then median and max of both.
 
+#[path = "common.rs"]
+mod common;
+use common::free_ports;
 use rmqraft::{Engine, ErrorKind, Group, Role};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
 
 /// Appends on whichever member leads until one accepts; returns its position.
 fn append_on_leader(groups: &[Option<(Engine, Group)>], start: Instant) -> Option<usize> {
