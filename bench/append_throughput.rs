@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: append_throughput [--replicas 1|3|5] [--groups G] [--clients C] \
 [--entry-size BYTES] [--seconds S] [--warmup S] [--flush sync|async] [--dir PATH] [--json] \
-[--flusher auto|io_uring|pwrite] [--sync-mode auto|fdatasync|syncfs] [--blocking] [--remote -c FILE]
+[--flusher auto|io_uring|pwrite] [--sync-mode auto|fdatasync|syncfs] [--set KEY=VALUE]... [--blocking] [--remote -c FILE]
 
 By default each in-process client is a closed loop driven by append_async: it issues its
 next append from the completion of the previous one, as an asynchronous broker pipeline
@@ -46,6 +46,8 @@ struct Options {
     flusher: String,
     blocking: bool,
     sync_mode: String,
+    /// `--set KEY=VALUE`: more broker.conf lines for every group member.
+    extra: Vec<String>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -63,6 +65,7 @@ fn parse_options() -> Result<Options, String> {
         flusher: "auto".to_string(),
         blocking: false,
         sync_mode: "auto".to_string(),
+        extra: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     let mut remote = false;
@@ -95,6 +98,13 @@ fn parse_options() -> Result<Options, String> {
             "--json" => o.json = true,
             "--blocking" => o.blocking = true,
             "--sync-mode" => o.sync_mode = value("--sync-mode")?,
+            "--set" => {
+                let line = value("--set")?;
+                if !line.contains('=') {
+                    return Err(format!("--set: '{line}' is not KEY=VALUE"));
+                }
+                o.extra.push(line);
+            }
             "--remote" => remote = true,
             "-c" => o.remote = Some(PathBuf::from(value("-c")?)),
             "-h" | "--help" => return Err(USAGE.to_string()),
@@ -209,10 +219,11 @@ fn start_local(o: &Options) -> Result<LocalCluster, String> {
         for (i, engine) in engines.iter().enumerate() {
             let props = format!(
                 "dLegerGroup=bench{g}\ndLegerPeers={peers}\ndLegerSelfId=n{i}\nstorePathRootDir={}\n\
-                 mappedFileSizeCommitLog={}\nflushDiskType={}\nmaxPendingRequestsNum=100000\n",
+                 mappedFileSizeCommitLog={}\nflushDiskType={}\nmaxPendingRequestsNum=100000\n{}",
                 root.join(format!("bench{g}")).display(),
                 (256u64 << 20).checked_div(o.groups as u64).unwrap_or(0).max(16 << 20),
-                if o.flush_sync { "SYNC_FLUSH" } else { "ASYNC_FLUSH" }
+                if o.flush_sync { "SYNC_FLUSH" } else { "ASYNC_FLUSH" },
+                o.extra.join("\n")
             );
             members.push(engine.open_group(&props).map_err(|e| e.to_string())?);
         }
