@@ -14,8 +14,7 @@
 mod common;
 use common::free_ports;
 use hdrhistogram::Histogram;
-use rmqraft::net::msg::{Frame, Message, CLIENT_PEER};
-use rmqraft::net::Client;
+use rmqraft::net::{CallError, MembersClient, Message};
 use rmqraft::{Engine, ErrorKind, Group, GroupConfig, Role};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -322,75 +321,50 @@ impl Loops {
 
 struct Remote {
     config: GroupConfig,
-    cluster: String,
+    engine: rmqraft::EngineConfig,
 }
 
 fn load_remote(path: &PathBuf) -> Result<Remote, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let config = GroupConfig::from_properties(&text).map_err(|e| e.to_string())?;
-    let props = rmqraft::config::parse_properties(&text).map_err(|e| e.to_string())?;
-    let cluster = props
-        .get("brokerClusterName")
-        .cloned()
-        .unwrap_or_else(|| "DefaultCluster".to_string());
-    Ok(Remote { config, cluster })
+    let engine = rmqraft::EngineConfig::from_properties(&text).map_err(|e| e.to_string())?;
+    Ok(Remote { config, engine })
 }
 
 fn run_remote_client(remote: &Remote, client: usize, data: &[u8], shared: &Shared) {
     let peers = &remote.config.peers;
+    let mut members = MembersClient::new(
+        &remote.engine.cluster_name,
+        &remote.config.group,
+        peers.iter().map(|p| p.addr).collect(),
+        remote.engine.secret.clone(),
+        Duration::from_secs(2),
+    );
     let mut target = client % peers.len();
-    let mut conn: Option<Client> = None;
-    let mut request_id = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
-        if conn.is_none() {
-            match Client::connect(peers[target].addr, &remote.cluster, Duration::from_secs(2)) {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    shared.error(e.kind().abi_name().to_string());
-                    target = (target + 1) % peers.len();
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            }
-        }
-        request_id += 1;
-        let frame = Frame {
-            group: remote.config.group.clone(),
-            from: CLIENT_PEER,
-            to: target as u8,
-            request_id,
-            message: Message::ClientAppend {
-                data: bytes::Bytes::copy_from_slice(data),
-            },
+        let message = Message::ClientAppend {
+            data: bytes::Bytes::copy_from_slice(data),
         };
         let started = Instant::now();
-        match conn.as_mut().unwrap().call(frame, Duration::from_secs(10)) {
-            Ok(Frame {
-                message: Message::ClientResp(resp),
-                ..
-            }) if resp.result == 0 => shared.record(client, started),
-            Ok(Frame {
-                message: Message::ClientResp(resp),
-                ..
+        match members.call(target, message, Duration::from_secs(10)) {
+            Ok(_) => shared.record(client, started),
+            Err(CallError::Refused {
+                kind, leader_peer, ..
             }) => {
-                let kind = ErrorKind::from_code(resp.result)
-                    .map(|k| k.abi_name())
-                    .unwrap_or("UNKNOWN");
-                shared.error(kind.to_string());
-                if resp.result == ErrorKind::NotLeader.code() {
-                    if resp.leader_peer >= 0 && (resp.leader_peer as usize) < peers.len() {
-                        target = resp.leader_peer as usize;
+                shared.error(kind.map_or("UNKNOWN", |k| k.abi_name()).to_string());
+                if kind == Some(ErrorKind::NotLeader) {
+                    if leader_peer >= 0 && (leader_peer as usize) < peers.len() {
+                        target = leader_peer as usize;
                     } else {
                         target = (target + 1) % peers.len();
                         std::thread::sleep(Duration::from_millis(20));
                     }
-                    conn = None;
                 }
             }
-            Ok(_) => shared.error("unexpected answer".into()),
-            Err(e) => {
-                shared.error(e.kind().abi_name().to_string());
-                conn = None;
+            Err(CallError::Unreachable(_)) => {
+                shared.error("unreachable".to_string());
+                target = (target + 1) % peers.len();
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }

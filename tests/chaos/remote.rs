@@ -1,8 +1,9 @@
 //! A blocking client of every member of one group, over the members' client protocol
 //! (ClientAppend / ClientRead / ClientStatus answered by ClientResp).
 
-use rmqraft::net::{Client, ClientResponse, Frame, Message, CLIENT_PEER};
-use rmqraft::{EntryMeta, ErrorKind, GroupStatus, Role};
+pub use rmqraft::net::CallError;
+use rmqraft::net::{ClientResponse, MembersClient, Message};
+use rmqraft::{EntryMeta, GroupStatus, Role};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,49 +13,20 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 pub const APPEND_TIMEOUT: Duration = Duration::from_secs(8);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Debug)]
-pub enum CallError {
-    /// No usable answer: cannot connect, connection lost, no answer in time.
-    Unreachable(String),
-    /// The member answered with an error code.
-    Refused {
-        kind: Option<ErrorKind>,
-        message: String,
-        leader_peer: i32,
-    },
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Unreachable(why) => write!(f, "unreachable: {why}"),
-            CallError::Refused { kind, message, .. } => write!(f, "{kind:?}: {message}"),
-        }
-    }
-}
-
-/// One connection per member, opened lazily and dropped after any transport error.
+/// The members of one group, over the library's per-member client.
 pub struct Remote {
-    pub cluster: String,
-    pub group: String,
-    pub addrs: Vec<SocketAddr>,
-    clients: Vec<Option<Client>>,
-    next_request_id: u64,
+    members: MembersClient,
 }
 
 impl Remote {
     pub fn new(cluster: &str, group: &str, addrs: &[SocketAddr]) -> Remote {
         Remote {
-            cluster: cluster.to_string(),
-            group: group.to_string(),
-            addrs: addrs.to_vec(),
-            clients: addrs.iter().map(|_| None).collect(),
-            next_request_id: 1,
+            members: MembersClient::new(cluster, group, addrs.to_vec(), None, CONNECT_TIMEOUT),
         }
     }
 
     pub fn members(&self) -> usize {
-        self.addrs.len()
+        self.members.members()
     }
 
     pub fn call(
@@ -63,51 +35,7 @@ impl Remote {
         message: Message,
         timeout: Duration,
     ) -> Result<ClientResponse, CallError> {
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
-        let result = self.call_once(peer, request_id, message, timeout);
-        if matches!(result, Err(CallError::Unreachable(_))) {
-            self.clients[peer] = None;
-        }
-        result
-    }
-
-    fn call_once(
-        &mut self,
-        peer: usize,
-        request_id: u64,
-        message: Message,
-        timeout: Duration,
-    ) -> Result<ClientResponse, CallError> {
-        if self.clients[peer].is_none() {
-            let client = Client::connect(self.addrs[peer], &self.cluster, CONNECT_TIMEOUT)
-                .map_err(|e| CallError::Unreachable(e.to_string()))?;
-            self.clients[peer] = Some(client);
-        }
-        let client = self.clients[peer].as_mut().expect("connected above");
-        let frame = Frame {
-            group: self.group.clone(),
-            from: CLIENT_PEER,
-            to: peer as u8,
-            request_id,
-            message,
-        };
-        let answer = client
-            .call(frame, timeout)
-            .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let Message::ClientResp(response) = answer.message else {
-            return Err(CallError::Unreachable(
-                "answered with something other than a client response".into(),
-            ));
-        };
-        if response.result != 0 {
-            return Err(CallError::Refused {
-                kind: ErrorKind::from_code(response.result),
-                message: response.message,
-                leader_peer: response.leader_peer,
-            });
-        }
-        Ok(response)
+        self.members.call(peer, message, timeout)
     }
 
     pub fn status(&mut self, peer: usize) -> Option<GroupStatus> {

@@ -252,11 +252,7 @@ pub fn read(args: &TargetArgs, index: u64, count: u64, peer: Option<&str>) -> Re
                 );
             }
             Err(e) => {
-                let why = format!(
-                    "index {i} on {}: {}",
-                    remote.peer_name(member),
-                    e.describe()
-                );
+                let why = format!("index {i} on {}: {}", remote.peer_name(member), e);
                 if count == 1 {
                     return Err(why);
                 }
@@ -333,7 +329,7 @@ pub fn transfer_leader(args: &TargetArgs, to: &str, timeout_ms: u64) -> Result<(
                 return Err(format!(
                     "transfer to {to} via {}: {}",
                     remote.peer_name(leader),
-                    e.describe()
+                    e
                 ))
             }
         }

@@ -123,10 +123,7 @@ pub fn unreachable_notes(rows: &[MemberRow]) -> Vec<String> {
         .filter_map(|row| match &row.report {
             Err(e) => Some(format!(
                 "{}/{} ({}) did not answer: {}",
-                row.group,
-                row.peer,
-                row.addr,
-                e.describe()
+                row.group, row.peer, row.addr, e
             )),
             Ok(_) => None,
         })

@@ -2,7 +2,8 @@
 //! survive a failover, reads and leadership transfer.
 
 use crate::target::Target;
-use rmqraft::net::{Client, ClientResponse, Frame, Message, StatusReport, CLIENT_PEER};
+pub use rmqraft::net::CallError;
+use rmqraft::net::{ClientResponse, MembersClient, Message, StatusReport};
 use rmqraft::types::EntryMeta;
 use rmqraft::{ErrorKind, Role};
 use std::time::{Duration, Instant};
@@ -15,53 +16,22 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(2000);
 /// so the leader's own verdict usually arrives first.
 pub const APPEND_CALL_TIMEOUT: Duration = Duration::from_millis(10_000);
 
-/// Why a call to one member did not produce an answer we can use.
-#[derive(Debug)]
-pub enum CallError {
-    /// No answer: cannot connect, connection lost, no answer in time.
-    Unreachable(String),
-    /// The member answered with an error code.
-    Refused {
-        kind: Option<ErrorKind>,
-        message: String,
-        leader_peer: i32,
-    },
-}
-
-impl CallError {
-    pub fn describe(&self) -> String {
-        match self {
-            CallError::Unreachable(why) => why.clone(),
-            CallError::Refused { kind, message, .. } => match kind {
-                Some(k) => format!("{}: {message}", k.abi_name()),
-                None => format!("error: {message}"),
-            },
-        }
-    }
-
-    fn kind(&self) -> Option<ErrorKind> {
-        match self {
-            CallError::Refused { kind, .. } => *kind,
-            CallError::Unreachable(_) => None,
-        }
-    }
-}
-
-/// One client per member, connected lazily and dropped on any transport error.
+/// A group's members, with the target they were named by.
 pub struct Remote {
     pub target: Target,
-    clients: Vec<Option<Client>>,
-    next_request_id: u64,
+    members: MembersClient,
 }
 
 impl Remote {
     pub fn new(target: Target) -> Remote {
-        let clients = target.peers.iter().map(|_| None).collect();
-        Remote {
-            target,
-            clients,
-            next_request_id: 1,
-        }
+        let members = MembersClient::new(
+            &target.cluster,
+            &target.group,
+            target.peers.iter().map(|p| p.addr).collect(),
+            target.secret.clone(),
+            CONNECT_TIMEOUT,
+        );
+        Remote { target, members }
     }
 
     pub fn peer_name(&self, peer: usize) -> String {
@@ -76,59 +46,7 @@ impl Remote {
         message: Message,
         timeout: Duration,
     ) -> Result<ClientResponse, CallError> {
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
-        let result = self.call_once(peer, request_id, message, timeout);
-        if matches!(result, Err(CallError::Unreachable(_))) {
-            self.clients[peer] = None;
-        }
-        result
-    }
-
-    fn call_once(
-        &mut self,
-        peer: usize,
-        request_id: u64,
-        message: Message,
-        timeout: Duration,
-    ) -> Result<ClientResponse, CallError> {
-        let addr = self.target.peers[peer].addr;
-        if self.clients[peer].is_none() {
-            let client = Client::connect_with(
-                addr,
-                &self.target.cluster,
-                self.target.secret.as_ref(),
-                CONNECT_TIMEOUT,
-            )
-            .map_err(|e| CallError::Unreachable(e.message().to_string()))?;
-            self.clients[peer] = Some(client);
-        }
-        let Some(client) = self.clients[peer].as_mut() else {
-            return Err(CallError::Unreachable(format!("{addr}: not connected")));
-        };
-        let frame = Frame {
-            group: self.target.group.clone(),
-            from: CLIENT_PEER,
-            to: peer as u8,
-            request_id,
-            message,
-        };
-        let answer = client
-            .call(frame, timeout)
-            .map_err(|e| CallError::Unreachable(e.message().to_string()))?;
-        let Message::ClientResp(response) = answer.message else {
-            return Err(CallError::Unreachable(format!(
-                "{addr}: answered with something other than a client response"
-            )));
-        };
-        if response.result != 0 {
-            return Err(CallError::Refused {
-                kind: ErrorKind::from_code(response.result),
-                message: response.message,
-                leader_peer: response.leader_peer,
-            });
-        }
-        Ok(response)
+        self.members.call(peer, message, timeout)
     }
 
     pub fn status(&mut self, peer: usize) -> Result<StatusReport, CallError> {
@@ -160,8 +78,7 @@ impl Remote {
                 )),
                 Err(e) => reasons.push(format!(
                     "{} is unreachable ({})",
-                    self.target.peers[peer].id,
-                    e.describe()
+                    self.target.peers[peer].id, e
                 )),
             }
         }
@@ -296,7 +213,7 @@ impl Appender {
                                 | ErrorKind::Io
                         ),
                     };
-                    let why = format!("{}: {}", self.remote.peer_name(leader), e.describe());
+                    let why = format!("{}: {}", self.remote.peer_name(leader), e);
                     if !retryable {
                         return Err(why);
                     }
