@@ -499,3 +499,39 @@ fn responder_answers_from_another_thread() {
     // The other client was untouched.
     drop(client.call(append_request("g", 9, 3, b"x"), WAIT).unwrap());
 }
+
+#[test]
+fn a_client_connection_may_not_carry_raft_messages() {
+    let server = Transport::new(CLUSTER, FRAME_MAX);
+    let addr = server.bind(loopback()).unwrap();
+    let (handler, got) = collecting();
+    server.register("g", 0, handler).unwrap();
+
+    // A vote claiming to come from member 1, sent on a client connection: refused, the
+    // connection closed, and the member never sees it.
+    let mut forged = raw_connect(addr, ConnKind::Client);
+    let mut bytes = Vec::new();
+    encode(&vote("g", 1, 0, 9), &mut bytes).unwrap();
+    forged.write_all(&bytes).unwrap();
+    assert!(closed_by_server(&mut forged));
+
+    // A peer connection carries the same vote, and client requests still work.
+    let mut peer = raw_connect(addr, ConnKind::Peer);
+    let mut bytes = Vec::new();
+    encode(&vote("g", 1, 0, 10), &mut bytes).unwrap();
+    peer.write_all(&bytes).unwrap();
+    let (frame, via_client) = got.recv_timeout(WAIT).expect("the peer's vote arrives");
+    assert!(!via_client);
+    assert_eq!(
+        frame.request_id, 10,
+        "the forged vote (request 9) was dispatched"
+    );
+    assert!(got.try_recv().is_err());
+
+    // A client request on a peer connection is refused the same way.
+    let mut bytes = Vec::new();
+    encode(&append_request("g", 0, 11, b"x"), &mut bytes).unwrap();
+    peer.write_all(&bytes).unwrap();
+    assert!(closed_by_server(&mut peer));
+    assert!(got.recv_timeout(Duration::from_millis(200)).is_err());
+}

@@ -658,7 +658,14 @@ fn serve(inner: &Inner, mut stream: TcpStream, peer: SocketAddr) {
         }
         loop {
             match decoder.next_frame() {
-                Ok(Some(frame)) => dispatch(inner, frame, responder.as_ref(), peer),
+                Ok(Some(frame)) => {
+                    if let Err(why) = admits(hello.kind, &frame.message) {
+                        warn!("connection from {peer}: {why}; closing it");
+                        let _ = stream.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    dispatch(inner, frame, responder.as_ref(), peer)
+                }
                 Ok(None) => break,
                 Err(e) => {
                     refuse_corrupt(&stream, peer, &e);
@@ -681,6 +688,47 @@ fn log_refusal(inner: &Inner, peer: SocketAddr, e: &HandshakeError, context: &st
         error!("peer {peer} {e}{note}");
     } else {
         warn!("{context} peer {peer}: {e}{note}");
+    }
+}
+
+/// Which messages a connection of each kind may carry. A client connection that sent
+/// Raft messages could speak for any member (`from` is only a byte in the frame): only
+/// an authenticated peer connection carries votes and pushes, and only a client
+/// connection carries client requests.
+fn admits(kind: ConnKind, message: &Message) -> std::result::Result<(), String> {
+    let raft = matches!(
+        message,
+        Message::Vote(_)
+            | Message::VoteResp(_)
+            | Message::Push(_)
+            | Message::PushResp(_)
+            | Message::TimeoutNow { .. }
+    );
+    match kind {
+        ConnKind::Peer if !raft => Err(format!(
+            "a peer connection sent a client message ({})",
+            message_name(message)
+        )),
+        ConnKind::Client if raft => Err(format!(
+            "a client connection sent a Raft message ({}), which only peer connections may carry",
+            message_name(message)
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn message_name(message: &Message) -> &'static str {
+    match message {
+        Message::Vote(_) => "Vote",
+        Message::VoteResp(_) => "VoteResp",
+        Message::Push(_) => "Push",
+        Message::PushResp(_) => "PushResp",
+        Message::TimeoutNow { .. } => "TimeoutNow",
+        Message::ClientAppend { .. } => "ClientAppend",
+        Message::ClientRead { .. } => "ClientRead",
+        Message::ClientStatus => "ClientStatus",
+        Message::ClientTransfer { .. } => "ClientTransfer",
+        Message::ClientResp(_) => "ClientResp",
     }
 }
 
