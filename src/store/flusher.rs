@@ -192,7 +192,8 @@ impl Flusher {
             },
         };
         let mode = backend.name();
-        log::info!("flusher: running in {mode} mode");
+        let sync_mode = effective_sync_mode(sync_mode, &kernel_release());
+        log::info!("flusher: running in {mode} mode ({sync_mode:?} rounds)");
         let inner = Arc::new(FlusherInner {
             rounds: AtomicU64::new(0),
             store_jobs: AtomicU64::new(0),
@@ -625,6 +626,53 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
     Ok(())
 }
 
+/// The running kernel's release string (`uname -r`), empty if unknown.
+fn kernel_release() -> String {
+    // SAFETY: uname fills a local, zeroed utsname.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::new();
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// syncfs(2) reports writeback errors only since Linux 5.8; before, it returns 0 even
+/// when the data never reached the disk. True when `release` is at least 5.8. An
+/// unparsable release counts as old: trusting a sync that may lie loses acknowledged data.
+fn syncfs_reports_errors(release: &str) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
+    let major: u32 = match parts.next().and_then(|p| p.parse().ok()) {
+        Some(v) => v,
+        None => return false,
+    };
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (5, 8)
+}
+
+/// The sync mode rounds really use: syncfs only where the kernel reports its errors.
+fn effective_sync_mode(asked: SyncMode, release: &str) -> SyncMode {
+    if asked == SyncMode::Fdatasync || syncfs_reports_errors(release) {
+        return asked;
+    }
+    if asked == SyncMode::Syncfs {
+        log::warn!(
+            "rmqraftSyncMode=syncfs: kernel {release:?} is older than 5.8, whose syncfs does \
+             not report write errors; using one fdatasync per file instead"
+        );
+    } else {
+        log::info!("kernel {release:?} is older than 5.8: flush rounds use fdatasync per file");
+    }
+    SyncMode::Fdatasync
+}
+
 /// One round in syncfs mode: every file written with pwritev, then one syncfs(2) per
 /// file system touched instead of one fdatasync per file. With many groups an engine
 /// touches many files per round, and their fdatasyncs each pay a device cache flush;
@@ -905,4 +953,39 @@ pub(crate) fn write_index_header(
     });
     fsutil::pwrite_all(seg_index, &h, 0)
         .map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncfs_is_trusted_from_linux_5_8_only() {
+        for old in [
+            "5.7.19",
+            "4.19.0-25-amd64",
+            "3.10.0-1160.el7.x86_64",
+            "",
+            "weird",
+        ] {
+            assert!(!syncfs_reports_errors(old), "{old:?}");
+            assert_eq!(
+                effective_sync_mode(SyncMode::Syncfs, old),
+                SyncMode::Fdatasync
+            );
+            assert_eq!(
+                effective_sync_mode(SyncMode::Auto, old),
+                SyncMode::Fdatasync
+            );
+        }
+        for new in ["5.8.0", "5.10.0-28-amd64", "6.18.44-fc-v857", "10.0"] {
+            assert!(syncfs_reports_errors(new), "{new:?}");
+            assert_eq!(effective_sync_mode(SyncMode::Syncfs, new), SyncMode::Syncfs);
+            assert_eq!(effective_sync_mode(SyncMode::Auto, new), SyncMode::Auto);
+        }
+        assert_eq!(
+            effective_sync_mode(SyncMode::Fdatasync, "6.1"),
+            SyncMode::Fdatasync
+        );
+    }
 }
