@@ -50,7 +50,7 @@ stray="$(grep -v '^rmqraft_' <<<"$exports" || true)"
 for fn in rmqraft_version rmqraft_version_string rmqraft_result_name rmqraft_last_error \
   rmqraft_engine_open rmqraft_engine_close rmqraft_group_open rmqraft_group_close \
   rmqraft_group_append rmqraft_group_append_async rmqraft_group_read rmqraft_group_status \
-  rmqraft_group_set_role_callback rmqraft_group_transfer_leadership; do
+  rmqraft_group_set_role_callback rmqraft_group_transfer_leadership rmqraft_group_wait_leader; do
   grep -qx "$fn" <<<"$exports" || die "$fn is not exported"
 done
 echo "$(wc -l <<<"$exports") symbols, all rmqraft_*" >&2
@@ -58,6 +58,11 @@ echo "$(wc -l <<<"$exports") symbols, all rmqraft_*" >&2
 step "header compiles as C99/C11 and C++11/C++17, included twice"
 for std in c99 c11; do gcc -std=$std "${warn[@]}" -Iinclude -fsyntax-only ffi-tests/header/twice.c; done
 for std in c++11 c++17; do g++ -std=$std "${warn[@]}" -Iinclude -fsyntax-only ffi-tests/header/twice.cpp; done
+step "rmqraft.hpp as C++14 fails with a clear message"
+if cxx14="$(printf '#include "rmqraft.hpp"\n' | g++ -std=c++14 -Iinclude -fsyntax-only -x c++ - 2>&1)"; then
+  die "rmqraft.hpp compiled as C++14"
+fi
+grep -q "rmqraft.hpp needs C++17" <<<"$cxx14" || die "C++14 error does not say 'rmqraft.hpp needs C++17': $cxx14"
 
 if wants c; then
   step "C suite"

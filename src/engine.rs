@@ -166,6 +166,12 @@ impl Group {
         self.member.set_role_listener(listener)
     }
 
+    /// Waits until this member knows a leader (itself or a peer), at most `timeout`
+    /// (`Timeout` then); returns the leader's position in dLegerPeers.
+    pub fn wait_leader(&self, timeout: Duration) -> Result<i32> {
+        self.member.wait_leader(timeout)
+    }
+
     /// On the leader: hands leadership to `peer_id` and waits until it leads.
     pub fn transfer_leadership(&self, peer_id: &str, timeout: Duration) -> Result<()> {
         self.member.transfer_leadership(peer_id, timeout)
