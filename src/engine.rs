@@ -92,6 +92,12 @@ impl Engine {
             inner.epoch,
         )?;
         members.push(Arc::clone(&member));
+        log::info!(
+            "{}/{}: opened with {}",
+            member.config.group,
+            member.config.self_id,
+            member.config.effective_summary()
+        );
         Ok(Group {
             member,
             engine: Arc::downgrade(inner),

@@ -214,13 +214,17 @@ impl LogStore {
             truncated_entries: r.truncated_entries,
             notes: r.notes,
         };
-        log::info!(
-            "store {}: opened entries {}..={} ({} segments)",
-            opts.dir.display(),
-            r.base_index + 1,
-            last_index,
-            r.segments.len()
-        );
+        if last_index > r.base_index {
+            log::info!(
+                "store {}: opened entries {}..={} ({} segments)",
+                opts.dir.display(),
+                r.base_index + 1,
+                last_index,
+                r.segments.len()
+            );
+        } else {
+            log::info!("store {}: opened an empty store", opts.dir.display());
+        }
         let (dir, segment_size, prewrite) = (
             opts.dir.clone(),
             opts.segment_size_bytes,
