@@ -297,7 +297,7 @@ pub fn read(args: &TargetArgs, index: u64, count: u64, peer: Option<&str>) -> Re
     let asked_end = index.saturating_add(count);
     if index > commit {
         return Err(format!(
-            "index {index} is not committed on {} (its commit index is {commit})",
+            "index {index} is not committed on {}: its commit index is {commit}",
             remote.peer_name(member)
         ));
     }
@@ -334,8 +334,7 @@ pub fn read(args: &TargetArgs, index: u64, count: u64, peer: Option<&str>) -> Re
     let _ = out.flush();
     if end < asked_end {
         eprintln!(
-            "stopped at the commit index {}; {} further entries are not committed",
-            grouped(commit),
+            "stopped at the commit index {commit}; {} further entries are not committed",
             grouped(asked_end - end)
         );
     }
