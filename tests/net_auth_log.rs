@@ -5,7 +5,7 @@ use bytes::Bytes;
 use rmqraft::config::Secret;
 use rmqraft::net::{Frame, Handler, Message, NetLimits, Responder, Transport};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[path = "common/log_capture.rs"]
 mod log_capture;
