@@ -1,5 +1,6 @@
 /*
- * rmqraft: embeddable replicated commitlog groups (Raft over TCP), C ABI version 0.
+ * rmqraft: embeddable replicated commitlog groups (Raft over TCP), C ABI version 0 and
+ * rmqraft_group_wait_leader of 0.2. The contract, every function and rule: docs/C-API.md.
  *
  * Generated from src/ffi/ by cbindgen (build.rs, cbindgen.toml). Do not edit: change the
  * Rust source and run `RMQRAFT_UPDATE_HEADER=1 cargo build`.
