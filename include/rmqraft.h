@@ -1,5 +1,6 @@
 /*
- * rmqraft: embeddable replicated commitlog groups (Raft over TCP), C ABI version 0.
+ * rmqraft: embeddable replicated commitlog groups (Raft over TCP), C ABI version 0 and
+ * rmqraft_group_wait_leader of 0.2. The contract, every function and rule: docs/C-API.md.
  *
  * Generated from src/ffi/ by cbindgen (build.rs, cbindgen.toml). Do not edit: change the
  * Rust source and run `RMQRAFT_UPDATE_HEADER=1 cargo build`.
@@ -120,7 +121,8 @@ typedef uint32_t rmqraft_result;
  */
 typedef enum rmqraft_role {
   /**
-   * Campaigning: no leader is known to this member.
+   * No leader is known to this member: it campaigns, or has not yet heard from one (as
+   * every member at open).
    */
   RMQRAFT_ROLE_CANDIDATE = 0,
   /**
@@ -278,7 +280,7 @@ rmqraft_result rmqraft_engine_open(const char *properties, struct rmqraft_engine
 void rmqraft_engine_close(struct rmqraft_engine *engine);
 
 /**
- * Opens one member of a group on `engine` from broker.conf text (see ABI.md for the
+ * Opens one member of a group on `engine` from broker.conf text (see docs/C-API.md for the
  * keys: dLegerGroup, dLegerPeers, dLegerSelfId and storePathRootDir are required).
  * RMQRAFT_ERR_CONFIG names a bad key; RMQRAFT_ERR_EXISTS means this (group, self id) or
  * its store directory is already open; RMQRAFT_ERR_IO covers a listen address in use.
@@ -365,6 +367,15 @@ rmqraft_result rmqraft_group_set_role_callback(struct rmqraft_group *group,
 rmqraft_result rmqraft_group_transfer_leadership(struct rmqraft_group *group,
                                                  const char *peer_id,
                                                  uint32_t timeout_ms);
+
+/**
+ * Blocks until this member knows a leader (itself or a peer), at most `timeout_ms`:
+ * RMQRAFT_OK with `*leader_peer_out` = the leader's position in dLegerPeers (0-based), or
+ * RMQRAFT_ERR_TIMEOUT when none is known by then. Woken by role changes, not by polling.
+ */
+rmqraft_result rmqraft_group_wait_leader(struct rmqraft_group *group,
+                                         uint32_t timeout_ms,
+                                         int32_t *leader_peer_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -15,6 +15,10 @@
 #ifndef RMQRAFT_HPP
 #define RMQRAFT_HPP
 
+#if !defined(__cplusplus) || __cplusplus < 201703L
+static_assert(false, "rmqraft.hpp needs C++17 (compile with -std=c++17 or later); rmqraft.h alone works from C++11");
+#else
+
 #include "rmqraft.h"
 
 #include <chrono>
@@ -171,6 +175,14 @@ public:
         role_listener_ = std::move(next);
     }
 
+    /// Waits until this member knows a leader (itself or a peer); returns its position in
+    /// dLegerPeers. Throws rmqraft::Error with RMQRAFT_ERR_TIMEOUT when none is known in time.
+    std::int32_t wait_leader(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        std::int32_t leader = -1;
+        detail::check(rmqraft_group_wait_leader(handle_, clamp_ms(timeout), &leader));
+        return leader;
+    }
+
     /// On the leader: hands leadership to `peer_id` and waits until it leads.
     void transfer_leadership(const std::string &peer_id, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
         detail::check(rmqraft_group_transfer_leadership(handle_, peer_id.c_str(), clamp_ms(timeout)));
@@ -236,4 +248,5 @@ private:
 
 }  // namespace rmqraft
 
+#endif // C++17
 #endif  // RMQRAFT_HPP

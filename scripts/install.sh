@@ -9,7 +9,8 @@
 #   $PREFIX/lib/librmqraft.so.$MAJOR -> librmqraft.so.$VERSION   (the SONAME)
 #   $PREFIX/lib/librmqraft.so        -> librmqraft.so.$MAJOR       (for -lrmqraft)
 #   $PREFIX/include/rmqraft.h, $PREFIX/include/rmqraft.hpp
-#   $PREFIX/lib/pkgconfig/rmqraft.pc
+#   $PREFIX/lib/pkgconfig/rmqraft.pc  (outside /usr and /usr/local its Libs carry
+#                                      -Wl,-rpath,$LIBDIR: programs run without LD_LIBRARY_PATH)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 PREFIX="${PREFIX:-/usr/local}"
@@ -31,16 +32,17 @@ install -m 0755 "$lib" "$DESTDIR$LIBDIR/librmqraft.so.$version"
 ln -sfn "librmqraft.so.$version" "$DESTDIR$LIBDIR/librmqraft.so.$major"
 ln -sfn "librmqraft.so.$major" "$DESTDIR$LIBDIR/librmqraft.so"
 install -m 0644 "$root/include/rmqraft.h" "$root/include/rmqraft.hpp" "$DESTDIR$INCLUDEDIR/"
-cat > "$DESTDIR$LIBDIR/pkgconfig/rmqraft.pc" <<PC
-prefix=$PREFIX
-libdir=$LIBDIR
-includedir=$INCLUDEDIR
-
-Name: rmqraft
-Description: Embeddable replicated commitlog groups (Raft over TCP) with a C ABI
-Version: $version
-Libs: -L\${libdir} -lrmqraft
-Libs.private: -lpthread -ldl -lm
-Cflags: -I\${includedir}
-PC
+"$root/scripts/write-pc.sh" "$DESTDIR$LIBDIR/pkgconfig/rmqraft.pc" "$PREFIX" "$LIBDIR" "$INCLUDEDIR"
 echo "installed librmqraft $version under $DESTDIR$PREFIX"
+case "${PREFIX%/}" in
+  /usr | /usr/local)
+    if [[ -z "$DESTDIR" && "$(id -u)" == 0 ]] && command -v ldconfig >/dev/null; then
+      ldconfig # the loader's cache: $LIBDIR is found without LD_LIBRARY_PATH
+    elif [[ -z "$DESTDIR" ]]; then
+      echo "run 'sudo ldconfig' so that programs find librmqraft.so.$major in $LIBDIR"
+    fi
+    ;;
+  *)
+    echo "programs built with 'pkg-config --libs rmqraft' (PKG_CONFIG_PATH=$LIBDIR/pkgconfig) load it from $LIBDIR (rpath)"
+    ;;
+esac

@@ -171,6 +171,36 @@ impl GroupConfig {
         self.heartbeat_interval_ms * u64::from(self.max_heartbeat_leak)
     }
 
+    /// The settings that decide durability, disk use and failover time, as logged at
+    /// open: what the member really runs with, whatever the properties spelt.
+    pub fn effective_summary(&self) -> String {
+        let flush = match self.flush {
+            FlushDiskType::SyncFlush => "SYNC_FLUSH".to_string(),
+            FlushDiskType::AsyncFlush => format!(
+                "ASYNC_FLUSH (flushIntervalCommitLog {} ms)",
+                self.async_flush_interval_ms
+            ),
+        };
+        let timeout = self.election_timeout_ms();
+        format!(
+            "flushDiskType {flush}; mappedFileSizeCommitLog {} ({} preallocated per segment{}); \
+             heartbeat every {} ms, election after {}-{} ms without one \
+             (heartBeatTimeIntervalMs {} x maxHeartBeatLeak {})",
+            self.segment_size_bytes,
+            human_bytes(self.segment_size_bytes),
+            if self.prewrite_segments {
+                ", and a zero-filled spare made ahead"
+            } else {
+                ""
+            },
+            self.heartbeat_interval_ms,
+            timeout,
+            2 * timeout,
+            self.heartbeat_interval_ms,
+            self.max_heartbeat_leak
+        )
+    }
+
     /// `<storePathRootDir>/dledger-<selfId>`
     pub fn member_dir(&self) -> PathBuf {
         self.store_root.join(format!("dledger-{}", self.self_id))
@@ -248,6 +278,10 @@ struct Props {
 impl Props {
     fn parse(text: &str, known: &[&str], scope: &str) -> Result<Props> {
         let map = parse_properties(text)?;
+        // A host passes its whole broker.conf to the engine and to each group: a typo is
+        // looked for among every key rmqraft reads.
+        let readable: Vec<&str> = ENGINE_KEYS.iter().chain(GROUP_KEYS).copied().collect();
+        crate::config_hints::warn_misspelt_keys(&map, &readable);
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
                 log::debug!("{scope} config: ignoring key '{key}'");
@@ -287,6 +321,16 @@ impl Props {
         }
         Ok(value)
     }
+}
+
+/// 1073741824 -> "1 GiB", 4194304 -> "4 MiB", 1500 -> "1500 bytes".
+fn human_bytes(n: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n >= size && n.is_multiple_of(size) {
+            return format!("{} {unit}", n / size);
+        }
+    }
+    format!("{n} bytes")
 }
 
 fn bad(key: &str, value: &str, why: &str) -> Error {

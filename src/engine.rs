@@ -92,6 +92,12 @@ impl Engine {
             inner.epoch,
         )?;
         members.push(Arc::clone(&member));
+        log::info!(
+            "{}/{}: opened with {}",
+            member.config.group,
+            member.config.self_id,
+            member.config.effective_summary()
+        );
         Ok(Group {
             member,
             engine: Arc::downgrade(inner),
@@ -164,6 +170,12 @@ impl Group {
     /// returns, a replaced listener is never called again.
     pub fn set_role_listener(&self, listener: Option<RoleListener>) -> Result<()> {
         self.member.set_role_listener(listener)
+    }
+
+    /// Waits until this member knows a leader (itself or a peer), at most `timeout`
+    /// (`Timeout` then); returns the leader's position in dLegerPeers.
+    pub fn wait_leader(&self, timeout: Duration) -> Result<i32> {
+        self.member.wait_leader(timeout)
     }
 
     /// On the leader: hands leadership to `peer_id` and waits until it leads.

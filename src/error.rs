@@ -1,5 +1,5 @@
 //! The one error type of the crate. Its kinds map 1:1 onto the C ABI's result codes
-//! (`../shared/ABI.md`); the numbers never change.
+//! (docs/C-API.md); the numbers never change.
 
 use std::fmt;
 

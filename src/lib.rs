@@ -5,6 +5,7 @@
 //! peers over TCP. See `DESIGN.md`-style notes in README.md and docs/.
 
 pub mod config;
+pub mod config_hints;
 pub mod core;
 mod engine;
 pub mod error;

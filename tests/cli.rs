@@ -35,13 +35,29 @@ impl std::fmt::Debug for Output {
 
 /// Runs the binary, killing it if it has not exited within `DEADLINE`.
 fn rmqraft(args: &[&str]) -> Output {
+    rmqraft_with_input(args, None)
+}
+
+/// Runs the binary with `input` on its standard input (none: /dev/null).
+fn rmqraft_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rmqraft");
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&bytes);
+        });
+    }
     let mut stdout_pipe = child.stdout.take().expect("stdout");
     let mut stderr_pipe = child.stderr.take().expect("stderr");
     let out_reader = std::thread::spawn(move || {
@@ -71,6 +87,22 @@ fn rmqraft(args: &[&str]) -> Output {
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+/// The Raft ports in the configs fast-try generated in `dir`.
+fn cluster_ports(dir: &Path) -> Vec<String> {
+    (0..3)
+        .map(|i| {
+            let text = std::fs::read_to_string(dir.join(format!("broker-n{i}.conf")))
+                .expect("generated config");
+            let peers = text
+                .lines()
+                .find_map(|l| l.strip_prefix("dLegerPeers"))
+                .expect("dLegerPeers line");
+            let entry = peers.split(';').nth(i).expect("peer entry");
+            entry.rsplit(':').next().unwrap().trim().to_string()
+        })
+        .collect()
 }
 
 /// `n` distinct ports that were free a moment ago.
@@ -341,14 +373,111 @@ fn fast_try_failover_and_stop() {
         "{out:?}"
     );
 
+    // Binary data from standard input: one entry, read back as hex.
+    let out = rmqraft_with_input(
+        &["append", "--dir", &dir, "--file", "-"],
+        Some(&[0, 1, 0xff, b'x']),
+    );
+    assert!(out.ok(), "{out:?}");
+    let binary_index: u64 = out
+        .stdout
+        .strip_prefix("appended index=")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    let out = rmqraft(&["read", "--dir", &dir, "--index", &binary_index.to_string()]);
+    assert!(out.ok() && out.stdout.contains("hex: 0001ff78"), "{out:?}");
+
+    // Reading past the end stops at the commit index and says so, in one line.
+    let out = rmqraft(&[
+        "read",
+        "--dir",
+        &dir,
+        "--index",
+        &binary_index.to_string(),
+        "--count",
+        "100000",
+    ]);
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        out.stderr.contains("stopped at the commit index")
+            && out.stderr.contains("further entries are not committed")
+            && out.stderr.lines().count() == 1,
+        "{out:?}"
+    );
+    assert!(out.stdout.lines().count() < 100, "{out:?}");
+
+    // The killed member comes back with restart-member; stop stops it too.
+    let out = rmqraft(&["fast-try", "restart-member", &old_leader, "--dir", &dir]);
+    assert!(
+        out.ok()
+            && out
+                .stdout
+                .contains(&format!("restarted {old_leader} (pid ")),
+        "{out:?}"
+    );
+    let pids_now = recorded_pids(&dir_path);
+    guard.seen.extend(&pids_now);
+    assert!(!pids_now.contains(&old_leader_pid), "{pids_now:?}");
+    let again = rmqraft(&["fast-try", "restart-member", &old_leader, "--dir", &dir]);
+    assert!(
+        !again.ok() && again.stderr.contains("is running"),
+        "{again:?}"
+    );
+    wait_for("the restarted member to follow", || {
+        let (members, _) = cluster_list(&dir);
+        members
+            .iter()
+            .any(|m| m.peer == old_leader && m.role == "FOLLOWER")
+            .then_some(())
+    });
+
     let out = rmqraft(&["fast-try", "stop", "--dir", &dir]);
     assert!(out.ok(), "{out:?}");
-    for peer in &survivors {
+    for peer in ["n0", "n1", "n2"] {
         assert!(out.stdout.contains(&format!("stopped {peer} ")), "{out:?}");
     }
     assert!(!dir_path.join("pids").exists());
-    let left: Vec<i32> = pids.iter().copied().filter(|&p| is_running(p)).collect();
+    let left: Vec<i32> = pids
+        .iter()
+        .chain(&pids_now)
+        .copied()
+        .filter(|&p| is_running(p))
+        .collect();
     assert!(left.is_empty(), "still running: {left:?}");
+
+    // Starting again resumes the stores and says so; --clean starts empty.
+    let ports: Vec<String> = cluster_ports(&dir_path);
+    let ports = ports.join(",");
+    let out = rmqraft(&["fast-try", "start", "--dir", &dir, "--ports", &ports]);
+    guard.seen.extend(recorded_pids(&dir_path));
+    if out.ok() {
+        assert_eq!(
+            out.stdout
+                .matches("fast-try: resuming the store at ")
+                .count(),
+            3,
+            "{out:?}"
+        );
+        let stop = rmqraft(&["fast-try", "stop", "--dir", &dir]);
+        assert!(stop.ok(), "{stop:?}");
+        let out = rmqraft(&[
+            "fast-try", "start", "--dir", &dir, "--ports", &ports, "--clean",
+        ]);
+        guard.seen.extend(recorded_pids(&dir_path));
+        assert!(out.ok(), "{out:?}");
+        assert_eq!(
+            out.stdout.matches("removed the store at").count(),
+            3,
+            "{out:?}"
+        );
+        assert!(!out.stdout.contains("resuming"), "{out:?}");
+        let stop = rmqraft(&["fast-try", "stop", "--dir", &dir]);
+        assert!(stop.ok(), "{stop:?}");
+    } else {
+        // Only a port taken meanwhile by another process excuses a failed start.
+        assert!(out.stderr.contains("taken"), "{out:?}");
+    }
 
     let out = rmqraft(&["fast-try", "stop", "--dir", &dir]);
     assert!(
@@ -414,4 +543,63 @@ fn bad_config_is_one_line_naming_the_key() {
     let out = rmqraft(&["append", "--count", "0"]);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+}
+
+#[test]
+fn each_subcommand_has_its_own_help_and_errors_name_the_option() {
+    let global = rmqraft(&["--help"]);
+    assert!(global.ok(), "{global:?}");
+    for sub in [
+        "node",
+        "fast-try",
+        "cluster-list",
+        "append",
+        "read",
+        "transfer-leader",
+    ] {
+        let out = rmqraft(&[sub, "--help"]);
+        assert!(out.ok(), "{out:?}");
+        assert!(
+            out.stdout.contains("Options:") && out.stdout.contains("Example:"),
+            "{out:?}"
+        );
+        assert_ne!(
+            out.stdout, global.stdout,
+            "{sub} --help prints the global page"
+        );
+    }
+    let out = rmqraft(&["read", "--index", "-1"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("--index: '-1' is not a non-negative integer (see `rmqraft read --help`)"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn append_with_no_member_running_says_what_it_waits_for() {
+    let ports = free_ports(3);
+    let peers = format!(
+        "n0-127.0.0.1:{};n1-127.0.0.1:{};n2-127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    let out = rmqraft(&[
+        "append",
+        "-p",
+        &peers,
+        "-g",
+        "Nobody",
+        "--timeout-ms",
+        "1500",
+    ]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    // Not a terminal: one line at the start, then the final error.
+    let waiting: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("waiting for a leader of Nobody at 127.0.0.1:"))
+        .collect();
+    assert_eq!(waiting.len(), 1, "{out:?}");
+    assert!(waiting[0].contains("n0 is unreachable"), "{out:?}");
 }

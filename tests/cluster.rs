@@ -8,7 +8,7 @@ use rmqraft::{Engine, EntryMeta, ErrorKind, Group, Role};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Appends `count` entries through `group` with up to `window` in flight; returns the
 /// acknowledged (index -> seq) map.
@@ -580,4 +580,60 @@ fn the_preferred_leader_takes_over_when_healthy() {
     for i in 0..3 {
         assert_eq!(cluster.status(i).unwrap().leader_peer, 2);
     }
+}
+
+#[test]
+fn wait_leader_waits_for_an_election_and_times_out_alone() {
+    let mut cluster = Cluster::start(3, "");
+    cluster.wait_leader();
+    cluster.stop(1);
+    cluster.stop(2);
+    cluster.stop(0);
+    // n0 alone: no leader is known, it reports CANDIDATE (not FOLLOWER in term 0), and
+    // wait_leader times out no sooner than asked.
+    cluster.restart(0);
+    let events: Arc<Mutex<Vec<(Role, u64, i32)>>> = Arc::default();
+    let sink = Arc::clone(&events);
+    cluster
+        .group(0)
+        .set_role_listener(Some(Box::new(move |role, term, leader| {
+            sink.lock().unwrap().push((role, term, leader))
+        })))
+        .unwrap();
+    wait_for("the current role first", || {
+        (!events.lock().unwrap().is_empty()).then_some(())
+    });
+    assert_eq!(events.lock().unwrap()[0].0, Role::Candidate);
+    assert_eq!(events.lock().unwrap()[0].2, -1);
+    assert_eq!(cluster.status(0).unwrap().role, Role::Candidate);
+    let started = Instant::now();
+    let err = cluster
+        .group(0)
+        .wait_leader(Duration::from_millis(300))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The others come back: the wait is woken by the election and names the leader.
+    let (engine0, group0) = cluster.members[0].take().unwrap();
+    let leader = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| group0.wait_leader(DEADLINE));
+        cluster.restart(1);
+        cluster.restart(2);
+        waiter
+            .join()
+            .unwrap()
+            .expect("a leader within the deadline")
+    });
+    cluster.members[0] = Some((engine0, group0));
+    let agreed = cluster.wait_leader();
+    assert_eq!(
+        cluster.group(0).wait_leader(DEADLINE).unwrap(),
+        agreed as i32
+    );
+    assert!((0..3).contains(&leader));
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(role, _, leader)| *role != Role::Follower || *leader >= 0));
 }

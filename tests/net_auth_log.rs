@@ -5,36 +5,12 @@ use bytes::Bytes;
 use rmqraft::config::Secret;
 use rmqraft::net::{Frame, Handler, Message, NetLimits, Responder, Transport};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+#[path = "common/log_capture.rs"]
+mod log_capture;
+use log_capture::lines_with;
 use std::time::{Duration, Instant};
-
-struct Capture {
-    lines: Mutex<Vec<(log::Level, String)>>,
-}
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record) {
-        if record.target().starts_with("rmqraft") {
-            let line = record.args().to_string();
-            self.lines.lock().unwrap().push((record.level(), line));
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn lines_with(capture: &Capture, level: log::Level, needle: &str) -> Vec<String> {
-    capture
-        .lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(l, s)| *l == level && s.contains(needle))
-        .map(|(_, s)| s.clone())
-        .collect()
-}
 
 fn transport(secret: Option<&str>) -> Transport {
     let secret = secret.map(|s| Secret::new(s.as_bytes().to_vec()));
@@ -66,11 +42,7 @@ fn keep_sending(from: &Transport, to: SocketAddr, how_long: Duration) {
 
 #[test]
 fn disagreeing_secrets_are_logged_on_both_sides_without_flooding() {
-    let capture: &'static Capture = Box::leak(Box::new(Capture {
-        lines: Mutex::new(Vec::new()),
-    }));
-    log::set_logger(capture).unwrap();
-    log::set_max_level(log::LevelFilter::Debug);
+    let capture = log_capture::install();
 
     let acceptor = transport(Some("secret-on-the-acceptor"));
     let addr = acceptor.bind("127.0.0.1:0".parse().unwrap()).unwrap();

@@ -51,7 +51,7 @@ fn entry(i: u64, term: u64, salt: u8) -> Entry {
     Entry {
         index: i,
         term,
-        kind: if i % 7 == 0 {
+        kind: if i.is_multiple_of(7) {
             EntryKind::Noop
         } else {
             EntryKind::Normal

@@ -270,7 +270,10 @@ typedef struct role_log {
     rmqraft_role last_role;
     uint64_t last_term;
     int32_t last_leader;
+    rmqraft_role first_role;
+    int32_t first_leader;
     int saw_leader;
+    int follower_without_leader;
 } role_log;
 
 static void role_log_init(role_log *r) {
@@ -289,6 +292,11 @@ static void on_role(void *userdata, rmqraft_role role, uint64_t term, int32_t le
     role_log *r = userdata;
     pthread_mutex_lock(&r->mu);
     r->calls++;
+    if (r->calls == 1) {
+        r->first_role = role;
+        r->first_leader = leader_peer;
+    }
+    if (role == RMQRAFT_ROLE_FOLLOWER && leader_peer < 0) r->follower_without_leader++;
     if (!pthread_equal(pthread_self(), g_main_thread)) r->calls_off_host_thread++;
     r->last_role = role;
     r->last_term = term;
@@ -613,6 +621,54 @@ static void test_three_members(void) {
     for (i = 0; i < MAX_MEMBERS; i++) role_log_destroy(&roles[i]);
 }
 
+/* ---------------------------------------------------------------- waiting for a leader */
+
+static void test_wait_leader(void) {
+    cluster c;
+    role_log roles[MAX_MEMBERS];
+    rmqraft_group_state st;
+    int32_t leader = -7;
+    uint64_t started, waited;
+    int i;
+    memset(&c, 0, sizeof c);
+    for (i = 0; i < MAX_MEMBERS; i++) role_log_init(&roles[i]);
+    if (!cluster_open(&c, 3, "")) return;
+    /* Only n0 runs: it knows no leader, reports CANDIDATE (never FOLLOWER without a
+     * leader), and rmqraft_group_wait_leader times out. */
+    close_members(&c);
+    REQUIRE_OK(open_member(&c, 0));
+    REQUIRE_OK(rmqraft_group_set_role_callback(c.members[0], on_role, &roles[0]));
+    REQUIRE(role_log_wait(&roles[0], 1, -1, 5000));
+    REQUIRE(roles[0].first_role == RMQRAFT_ROLE_CANDIDATE && roles[0].first_leader == -1);
+    REQUIRE_OK(rmqraft_group_status(c.members[0], &st));
+    REQUIRE(st.role == RMQRAFT_ROLE_CANDIDATE && st.leader_peer == -1);
+    started = now_ms();
+    REQUIRE_RC(RMQRAFT_ERR_TIMEOUT, rmqraft_group_wait_leader(c.members[0], 300, &leader));
+    waited = now_ms() - started;
+    REQUIRE(waited >= 300);
+    REQUIRE(leader == -7); /* outputs are written only on RMQRAFT_OK */
+    REQUIRE(strstr(last_error_text(), "no leader") != NULL);
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_group_wait_leader(c.members[0], 10, NULL));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_group_wait_leader(NULL, 10, &leader));
+    /* The others start: every member's wait returns the same leader, the one status names. */
+    for (i = 1; i < 3; i++) {
+        REQUIRE_OK(open_member(&c, i));
+        REQUIRE_OK(rmqraft_group_set_role_callback(c.members[i], on_role, &roles[i]));
+    }
+    REQUIRE_OK(rmqraft_group_wait_leader(c.members[0], ELECTION_WAIT_MS * (uint32_t)time_scale(), &leader));
+    REQUIRE(leader >= 0 && leader < 3);
+    REQUIRE(wait_leader(&c, ELECTION_WAIT_MS) >= 0);
+    for (i = 0; i < 3; i++) {
+        int32_t seen = -1;
+        REQUIRE_OK(rmqraft_group_wait_leader(c.members[i], ELECTION_WAIT_MS * (uint32_t)time_scale(), &seen));
+        REQUIRE_OK(rmqraft_group_status(c.members[i], &st));
+        REQUIRE(seen == st.leader_peer);
+    }
+    for (i = 0; i < 3; i++) REQUIRE(roles[i].follower_without_leader == 0);
+    cluster_close(&c, 1);
+    for (i = 0; i < MAX_MEMBERS; i++) role_log_destroy(&roles[i]);
+}
+
 /* ---------------------------------------------------------------- restart from disk */
 
 static void test_restart(void) {
@@ -764,6 +820,7 @@ static const struct {
     {"busy", test_busy},
     {"concurrent_appends", test_concurrent_appends},
     {"three_members", test_three_members},
+    {"wait_leader", test_wait_leader},
     {"restart", test_restart},
     {"closed", test_closed},
     {"open_close_loop", test_open_close_loop},

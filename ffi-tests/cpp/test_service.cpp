@@ -194,6 +194,30 @@ void run(const std::string &dir) {
     auto st = svc.members[follower].status();
     EXPECT(st.role == RMQRAFT_ROLE_FOLLOWER && st.leader_peer == leader);
 
+    // Group::wait_leader: every member names the leader without polling.
+    for (auto &m : svc.members) EXPECT(m.wait_leader(std::chrono::seconds(15)) == leader);
+    {
+        // A lone member of another group knows no leader: wait_leader throws TIMEOUT.
+        rmqraft::Group lone;
+        for (int attempt = 0; !lone; attempt++) {
+            std::string peers;
+            for (int k = 0; k < 3; k++) peers += (k ? ";" : "") + std::string("n") + std::to_string(k) + "-127.0.0.1:" + std::to_string(free_port());
+            try {
+                lone = svc.engine.open_group("dLegerGroup = CppLone\ndLegerPeers = " + peers + "\ndLegerSelfId = n0\nstorePathRootDir = " +
+                                             svc.dir + "/lone\nmappedFileSizeCommitLog = 4194304\n");
+            } catch (const rmqraft::Error &e) {
+                if (e.code() != RMQRAFT_ERR_IO || attempt == 7) throw;
+            }
+        }
+        EXPECT(lone.status().role == RMQRAFT_ROLE_CANDIDATE);
+        try {
+            lone.wait_leader(std::chrono::milliseconds(200));
+            EXPECT(!"wait_leader on a lone member returned");
+        } catch (const rmqraft::Error &e) {
+            EXPECT(e.code() == RMQRAFT_ERR_TIMEOUT);
+        }
+    }
+
     // Hand leadership to the follower; its listener hears it on a library thread.
     svc.members[static_cast<size_t>(leader)].transfer_leadership("n" + std::to_string(follower));
     EXPECT(svc.board.wait_for(static_cast<int>(follower), RMQRAFT_ROLE_LEADER, std::chrono::seconds(10)));

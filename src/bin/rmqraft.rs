@@ -56,8 +56,11 @@ fn default_sigpipe() {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Help => {
-            print!("{}", args::USAGE);
+        Command::Help(topic) => {
+            match topic.as_deref().and_then(args::subcommand_usage) {
+                Some(text) => print!("{text}"),
+                None => print!("{}", args::USAGE),
+            }
             Ok(())
         }
         Command::Version => {
@@ -70,8 +73,9 @@ fn run(command: Command) -> Result<(), String> {
             node::run(&configs)
         }
         Command::FastTry { action, dir, ports } => match action {
-            FastTryAction::Start => fast_try::start(&dir, ports),
+            FastTryAction::Start { clean } => fast_try::start(&dir, ports, clean),
             FastTryAction::Stop => fast_try::stop(&dir),
+            FastTryAction::RestartMember(id) => fast_try::restart_member(&dir, &id),
         },
         Command::ClusterList {
             target,
@@ -90,10 +94,16 @@ fn run(command: Command) -> Result<(), String> {
             count,
             size_bytes,
             data,
+            file,
             timeout_ms,
         } => {
             default_sigpipe();
-            client::append(&target, count, size_bytes, data.as_deref(), timeout_ms)
+            let body = match (data, file) {
+                (Some(text), _) => Some(text.into_bytes()),
+                (None, Some(path)) => Some(read_body_file(&path)?),
+                (None, None) => None,
+            };
+            client::append(&target, count, size_bytes, body.as_deref(), timeout_ms)
         }
         Command::Read {
             target,
@@ -115,12 +125,39 @@ fn run(command: Command) -> Result<(), String> {
     }
 }
 
+/// The bytes of `append --file PATH` (`-`: standard input), as they are.
+fn read_body_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let (bytes, name) = if path == std::path::Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("--file -: reading standard input: {e}"))?;
+        (bytes, "standard input".to_string())
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
+        (bytes, path.display().to_string())
+    };
+    if bytes.is_empty() {
+        return Err(format!("--file: {name} is empty, and an entry must not be"));
+    }
+    Ok(bytes)
+}
+
 fn main() -> ExitCode {
     install_panic_hook();
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(args::UsageError(message)) => {
-            eprintln!("rmqraft: {message} (see `rmqraft --help`)");
+            let sub = std::env::args()
+                .nth(1)
+                .filter(|s| args::subcommand_usage(s).is_some());
+            let help = match sub {
+                Some(sub) => format!("rmqraft {sub} --help"),
+                None => "rmqraft --help".to_string(),
+            };
+            eprintln!("rmqraft: {message} (see `{help}`)");
             return ExitCode::from(2);
         }
     };

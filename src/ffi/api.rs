@@ -145,7 +145,7 @@ pub unsafe extern "C" fn rmqraft_engine_close(engine: *mut rmqraft_engine) {
     })
 }
 
-/// Opens one member of a group on `engine` from broker.conf text (see ABI.md for the
+/// Opens one member of a group on `engine` from broker.conf text (see docs/C-API.md for the
 /// keys: dLegerGroup, dLegerPeers, dLegerSelfId and storePathRootDir are required).
 /// RMQRAFT_ERR_CONFIG names a bad key; RMQRAFT_ERR_EXISTS means this (group, self id) or
 /// its store directory is already open; RMQRAFT_ERR_IO covers a listen address in use.
@@ -333,5 +333,26 @@ pub unsafe extern "C" fn rmqraft_group_transfer_leadership(
         shared
             .group
             .transfer_leadership(peer_id, Duration::from_millis(u64::from(timeout_ms)))
+    })
+}
+
+/// Blocks until this member knows a leader (itself or a peer), at most `timeout_ms`:
+/// RMQRAFT_OK with `*leader_peer_out` = the leader's position in dLegerPeers (0-based), or
+/// RMQRAFT_ERR_TIMEOUT when none is known by then. Woken by role changes, not by polling.
+#[no_mangle]
+pub unsafe extern "C" fn rmqraft_group_wait_leader(
+    group: *mut rmqraft_group,
+    timeout_ms: u32,
+    leader_peer_out: *mut i32,
+) -> rmqraft_result {
+    boundary("rmqraft_group_wait_leader", || {
+        let shared = handle_ref(group)?;
+        let out = out_arg(leader_peer_out, "leader_peer_out")?;
+        shared.check_open()?;
+        let leader = shared
+            .group
+            .wait_leader(Duration::from_millis(u64::from(timeout_ms)))?;
+        out.write(leader);
+        Ok(())
     })
 }

@@ -1,4 +1,4 @@
-//! The C ABI of `librmqraft.so` (contract: `ABI.md`; header: `include/rmqraft.h`).
+//! The C ABI of `librmqraft.so` (contract: docs/C-API.md; header: `include/rmqraft.h`).
 //!
 //! This module is the only place in the crate with `extern "C"` and raw pointers. Its
 //! pieces:

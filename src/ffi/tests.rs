@@ -27,6 +27,47 @@ fn committed_header_is_current() {
     );
 }
 
+/// Names of `rmqraft_` functions declared in a C header: `rmqraft_x(` after a return type.
+fn declared_functions(header: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in header.lines() {
+        let line = line.trim_start();
+        if line.starts_with('*') || line.starts_with("/*") || line.starts_with("typedef") {
+            continue;
+        }
+        for (at, _) in line.match_indices("rmqraft_") {
+            let rest = &line[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if at > 0 && rest[end..].starts_with('(') && !line[..at].ends_with('_') {
+                names.push(rest[..end].to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn c_api_doc_names_every_function() {
+    let header = include_str!("../../include/rmqraft.h");
+    let doc = include_str!("../../docs/C-API.md");
+    let functions = declared_functions(header);
+    // Sanity: the parser finds the functions (a broken parser would pass vacuously).
+    assert!(
+        functions.len() >= 15 && functions.iter().any(|f| f == "rmqraft_group_wait_leader"),
+        "{functions:?}"
+    );
+    let missing: Vec<_> = functions
+        .iter()
+        .filter(|f| !doc.contains(&format!("`{f}`")) && !doc.contains(&format!("{f}(")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/C-API.md does not name {missing:?}, declared in include/rmqraft.h"
+    );
+}
+
 #[test]
 fn a_panic_becomes_a_result_and_a_message() {
     let r = boundary("test_fn", || -> Result<()> { panic!("boom {}", 7) });

@@ -79,7 +79,8 @@ pub struct rmqraft_result_arg(pub u32);
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum rmqraft_role {
-    /// Campaigning: no leader is known to this member.
+    /// No leader is known to this member: it campaigns, or has not yet heard from one (as
+    /// every member at open).
     RMQRAFT_ROLE_CANDIDATE = 0,
     /// Accepts appends (master).
     RMQRAFT_ROLE_LEADER = 1,

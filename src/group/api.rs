@@ -166,7 +166,7 @@ impl Member {
         let st = self.lock()?;
         let last = st.store.last_index();
         Ok(GroupStatus {
-            role: st.core.role,
+            role: reported_role(&st),
             self_peer: self.config.self_index as i32,
             leader_peer: st.core.leader.map(|p| p as i32).unwrap_or(-1),
             term: st.core.term,
@@ -190,7 +190,7 @@ impl Member {
         let current = {
             let st = self.lock()?;
             (
-                st.core.role,
+                reported_role(&st),
                 st.core.term,
                 st.core.leader.map(|p| p as i32).unwrap_or(-1),
             )
@@ -207,6 +207,42 @@ impl Member {
             );
         }
         Ok(())
+    }
+
+    /// Waits until this member knows a leader (itself or a peer), at most `timeout`;
+    /// returns the leader's position in dLegerPeers. Woken by role and leader changes.
+    pub fn wait_leader(&self, timeout: Duration) -> Result<i32> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        loop {
+            if let Some(p) = st.core.leader {
+                return Ok(p as i32);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{}/{} knows no leader after {} ms (term {})",
+                        self.config.group,
+                        self.config.self_id,
+                        timeout.as_millis(),
+                        st.core.term
+                    ),
+                ));
+            }
+            st = self
+                .role_cv
+                .wait_timeout(st, deadline - now)
+                .map_err(|_| super::lock_err())?
+                .0;
+            if let Some(err) = &st.failed {
+                return Err(err.clone());
+            }
+            if self.is_closing() {
+                return Err(Error::closed("the group member"));
+            }
+        }
     }
 
     /// On the leader: hands leadership to `peer_id` and waits until it leads.
@@ -316,5 +352,15 @@ impl Member {
             (waiter.done)(Err(Error::closed("the group member")));
         }
         log::info!("{}/{}: closed", self.config.group, self.config.self_id);
+    }
+}
+
+/// The role a host sees: a member that knows no leader is a candidate (RMQRAFT_ROLE_CANDIDATE
+/// means "no leader known"), including a follower that has not heard from one yet, as
+/// every member is when it opens.
+pub(super) fn reported_role(st: &MemberState) -> Role {
+    match (st.core.role, st.core.leader) {
+        (Role::Follower, None) => Role::Candidate,
+        (role, _) => role,
     }
 }

@@ -468,11 +468,12 @@ impl Member {
         }
         let was_leader = st.last_role.0 == Role::Leader;
         st.last_role = now;
+        let shown = api::reported_role(st);
         log::info!(
             "{}/{}: {} in term {} (leader {})",
             self.config.group,
             self.config.self_id,
-            now.0.name(),
+            shown.name(),
             now.1,
             now.2
                 .map(|p| self.config.peers[p].id.as_str())
@@ -482,7 +483,7 @@ impl Member {
             st.follower_match = (0, 0);
         }
         let leader = now.2.map(|p| p as i32).unwrap_or(-1);
-        if self.role_tx.try_send((now.0, now.1, leader)).is_err() {
+        if self.role_tx.try_send((shown, now.1, leader)).is_err() {
             log::warn!(
                 "{}/{}: role listener queue full; event dropped",
                 self.config.group,

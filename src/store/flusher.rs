@@ -324,7 +324,7 @@ impl Job {
                 let taken = self.taken;
                 // Records appended (or truncated) since the round began stay after it.
                 let mut data = taken.data;
-                data.retain(|(pos, _)| p.data.first().map_or(true, |(first, _)| pos < first));
+                data.retain(|(pos, _)| p.data.first().is_none_or(|(first, _)| pos < first));
                 data.append(&mut p.data);
                 p.data = data;
                 if !taken.index.is_empty() && taken.index_first < p.index_first {

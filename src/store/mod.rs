@@ -214,13 +214,17 @@ impl LogStore {
             truncated_entries: r.truncated_entries,
             notes: r.notes,
         };
-        log::info!(
-            "store {}: opened entries {}..={} ({} segments)",
-            opts.dir.display(),
-            r.base_index + 1,
-            last_index,
-            r.segments.len()
-        );
+        if last_index > r.base_index {
+            log::info!(
+                "store {}: opened entries {}..={} ({} segments)",
+                opts.dir.display(),
+                r.base_index + 1,
+                last_index,
+                r.segments.len()
+            );
+        } else {
+            log::info!("store {}: opened an empty store", opts.dir.display());
+        }
         let (dir, segment_size, prewrite) = (
             opts.dir.clone(),
             opts.segment_size_bytes,
@@ -372,7 +376,7 @@ impl LogStore {
             pos += room;
         }
         let mut new_segment = None;
-        if pos % seg_size == 0 && self.segments.last().map_or(true, |s| s.start < pos) {
+        if pos.is_multiple_of(seg_size) && self.segments.last().is_none_or(|s| s.start < pos) {
             new_segment = Some(self.create_segment(pos, entry.index, self.last_term())?);
         }
         let record = format::encode_entry(entry, pos);
@@ -649,7 +653,7 @@ impl LogStore {
                 .metadata()
                 .and_then(|m| m.modified())
                 .map_err(|e| Error::io(format!("stat {}", seg.data_path.display()), e))?;
-            if cutoff.map_or(true, |c| mtime > c) {
+            if cutoff.is_none_or(|c| mtime > c) {
                 break;
             }
             n += 1;

@@ -61,7 +61,7 @@ fn read_checkpoint(file: &File, notes: &mut Vec<String>) -> Checkpoint {
         }
         any_bytes |= buf.iter().any(|&b| b != 0);
         if let Some(c) = format::decode_checkpoint(&buf) {
-            if best.map_or(true, |b| c.seq > b.seq) {
+            if best.is_none_or(|b| c.seq > b.seq) {
                 best = Some(c);
             }
         }

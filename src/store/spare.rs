@@ -181,7 +181,7 @@ fn fill_tmp(dir: &Path, size: u64, cancel: &AtomicBool) -> Result<()> {
         libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
     let tmp = dir.join("spare.tmp");
-    let aligned = size % 4096 == 0;
+    let aligned = size.is_multiple_of(4096);
     let (file, direct) = match open_tmp(&tmp, aligned) {
         Ok(f) => (f, aligned),
         Err(_) => (

@@ -508,7 +508,7 @@ pub fn check_with(
                         }
                     }
                 }
-                if !lost.last().is_some_and(|&(_, id, _)| id == op.id) {
+                if lost.last().is_none_or(|&(_, id, _)| id != op.id) {
                     let h = highest_surviving.entry(op.epoch).or_default();
                     *h = (*h).max(index);
                 }

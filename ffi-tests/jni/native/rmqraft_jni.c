@@ -366,6 +366,18 @@ JNIEXPORT void JNICALL Java_org_rmqraft_Native_setRoleListener(JNIEnv *env, jcla
     jg->role_listener = ref;
 }
 
+JNIEXPORT jint JNICALL Java_org_rmqraft_Native_waitLeader(JNIEnv *env, jclass cls, jlong group, jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    int32_t leader = -1;
+    rmqraft_result r = rmqraft_group_wait_leader(jg->group, timeout_arg(timeout_ms), &leader);
+    (void)cls;
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return -1;
+    }
+    return (jint)leader;
+}
+
 JNIEXPORT void JNICALL Java_org_rmqraft_Native_transferLeadership(JNIEnv *env, jclass cls, jlong group,
                                                                   jbyteArray peer_id, jlong timeout_ms) {
     jni_group *jg = HANDLE(jni_group, group);

@@ -144,6 +144,14 @@ public final class RmqraftJniTest {
 
         int leader = waitLeader(15_000);
         final int firstLeader = leader;
+        // Group.waitLeader: the leader knows itself; every member learns the same leader.
+        assert members[leader].waitLeader(1_000) == leader;
+        for (int i = 0; i < 3; i++) {
+            final int member = i;
+            waitUntil("member " + i + " to know the leader", 10_000, () -> members[member].waitLeader(5_000) == firstLeader);
+        }
+        // A FOLLOWER always names its leader: before one is known a member reports CANDIDATE.
+        assert seen.stream().noneMatch(s -> s.role == Role.FOLLOWER && s.leader < 0) : seen;
         waitUntil("the leader's role seen in Java", 5_000,
                 () -> seen.stream().anyMatch(s -> s.member == firstLeader && s.role == Role.LEADER));
 

@@ -1,6 +1,8 @@
 //! Command-line parsing: subcommands and their flags.
 
 use lexopt::prelude::*;
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
@@ -8,10 +10,12 @@ rmqraft: replicated commitlog groups (Raft over TCP), RocketMQ DLedger style
 
 Usage:
   rmqraft node -c FILE [-c FILE ...]
-  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2]
+  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--clean]
+  rmqraft fast-try restart-member ID [--dir DIR]
   rmqraft fast-try stop  [--dir DIR]
   rmqraft cluster-list    [TARGET] [--json | --watch]
-  rmqraft append          [TARGET] [--count N] [--size BYTES | --data TEXT] [--timeout-ms MS]
+  rmqraft append          [TARGET] [--count N] [--size BYTES | --data TEXT | --file PATH]
+                          [--timeout-ms MS]
   rmqraft read            [TARGET] --index I [--count N] [--peer ID]
   rmqraft transfer-leader [TARGET] --to ID [--timeout-ms MS]
 
@@ -32,17 +36,146 @@ Options:
   --count N            append: entries to append (default 1); read: entries from --index (default 1)
   --size BYTES         append: generated bodies of exactly BYTES bytes
   --data TEXT          append: the body of every entry
+  --file PATH          append: the file's bytes (any binary data) are the body; '-' reads stdin
   --timeout-ms MS      append: how long one entry may wait for a leader through a failover
                        (default 30000); transfer-leader: how long the hand-over may take (default 10000)
   --index I            read: the first index to read
   --peer ID            read: the member to read from (default: the leader)
   --to ID              transfer-leader: the member that should lead
   --ports P0,P1,P2     fast-try start: generate configs in DIR for these Raft ports
-  -h, --help           this text
+  --clean              fast-try start: delete the members' stores first
+  -h, --help           this text (`rmqraft SUBCOMMAND --help`: that subcommand's)
   -V, --version        the version
 
 Exit status: 0 on success, 1 when the operation failed, 2 on a usage error.
 Logging of `node`: RUST_LOG (default info).
+";
+
+/// `rmqraft SUBCOMMAND --help`: that subcommand's usage, options and an example.
+pub fn subcommand_usage(sub: &str) -> Option<String> {
+    let (text, target, example) = match sub {
+        "node" => (
+            NODE_USAGE,
+            false,
+            "rmqraft node -c conf/dledger/broker-n0.conf",
+        ),
+        "fast-try" => (
+            FAST_TRY_USAGE,
+            false,
+            "rmqraft fast-try start --clean\n  \
+             kill -9 <the LEADER's pid>; rmqraft fast-try restart-member n0",
+        ),
+        "cluster-list" => (
+            CLUSTER_LIST_USAGE,
+            true,
+            "rmqraft cluster-list -c conf/dledger/broker-n0.conf --watch",
+        ),
+        "append" => (
+            APPEND_USAGE,
+            true,
+            "rmqraft append --count 1000\n  rmqraft append --file image.png\n  \
+             tar c docs | rmqraft append --file -",
+        ),
+        "read" => (
+            READ_USAGE,
+            true,
+            "rmqraft read --index 1000 --count 10 --peer n1",
+        ),
+        "transfer-leader" => (TRANSFER_USAGE, true, "rmqraft transfer-leader --to n1"),
+        _ => return None,
+    };
+    let target = if target { TARGET_HELP } else { "" };
+    Some(format!("{text}{target}\nExample:\n  {example}\n"))
+}
+
+const TARGET_HELP: &str = "
+TARGET (default: the group fast-try started from --dir):
+  -c, --config FILE    a broker.conf of the group (dLegerGroup, dLegerPeers, brokerClusterName)
+  -p, --peers PEERS    'n0-host:port;n1-host:port;...' (with -g GROUP)
+  -g, --group GROUP    the dLegerGroup (with -p)
+      --cluster NAME   brokerClusterName the members expect (with -p; default DefaultCluster)
+      --dir DIR        fast-try's directory (default /tmp/rmqraft-fast-try)
+";
+
+const NODE_USAGE: &str = "\
+Usage: rmqraft node -c FILE [-c FILE ...]
+
+Runs the group members the broker.conf files describe (one member per file, one engine for
+all) until SIGTERM or Ctrl-C. Logging: RUST_LOG (default info).
+
+Options:
+  -c, --config FILE    a broker.conf (dLegerGroup, dLegerPeers, dLegerSelfId, storePathRootDir)
+";
+
+const FAST_TRY_USAGE: &str = "\
+Usage:
+  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--clean]
+  rmqraft fast-try restart-member ID [--dir DIR]
+  rmqraft fast-try stop [--dir DIR]
+
+start: runs three `rmqraft node` processes in the background (conf/dledger/broker-n0..2.conf,
+or configs generated in DIR for --ports), waits for a leader and prints the table. An
+existing store is resumed, and start says so (its term and last index).
+restart-member: starts member ID (n0, n1, n2) again after it was killed, with the same
+config, detached like the others; stop stops it too.
+stop: stops exactly the processes start and restart-member started.
+
+Options:
+  --dir DIR            where pids, logs and generated configs go (default /tmp/rmqraft-fast-try)
+  --ports P0,P1,P2     start: generate configs in DIR for these Raft ports
+  --clean              start: delete the three members' store directories first (refused
+                       while one of the members runs)
+";
+
+const CLUSTER_LIST_USAGE: &str = "\
+Usage: rmqraft cluster-list [TARGET] [--json | --watch]
+
+One row per member, like mqadmin clusterList: BID 0 is the leader (master). Several
+-c FILE: one group each.
+
+Options:
+  --json               one JSON object per member per line
+  --watch              the table, then a line at every change of leader (until Ctrl-C)
+";
+
+const APPEND_USAGE: &str = "\
+Usage: rmqraft append [TARGET] [--count N] [--size BYTES | --data TEXT | --file PATH]
+                      [--timeout-ms MS]
+
+Appends entries on the leader (following NOT_LEADER redirects) and prints where each went.
+While no leader is known it says what it is waiting for.
+
+Options:
+  -n, --count N        entries to append (default 1)
+  --size BYTES         generated bodies of exactly BYTES bytes
+  --data TEXT          the body of every entry
+  --file PATH          the file's bytes (any binary data) are the body: one entry, or
+                       --count N copies; '-' reads standard input
+  --timeout-ms MS      how long one entry may wait for a leader through a failover
+                       (default 30000)
+";
+
+const READ_USAGE: &str = "\
+Usage: rmqraft read [TARGET] --index I [--count N] [--peer ID]
+
+Reads committed entries; a printable body is shown as text, another as hex. Reading stops
+at the member's commit index, and says how many of the entries asked for are not
+committed.
+
+Options:
+  -i, --index I        the first index to read (from 1)
+  -n, --count N        entries to read from I (default 1)
+  --peer ID            the member to read from (default: the leader)
+";
+
+const TRANSFER_USAGE: &str = "\
+Usage: rmqraft transfer-leader [TARGET] --to ID [--timeout-ms MS]
+
+Hands leadership to member ID and waits until it leads.
+
+Options:
+  --to ID              the member that should lead (n0, n1, ...)
+  --timeout-ms MS      how long the hand-over may take (default 10000)
 ";
 
 /// Where fast-try keeps pids, logs and generated configs unless `--dir` says otherwise.
@@ -69,15 +202,21 @@ impl Default for TargetArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FastTryAction {
-    Start,
+    /// `clean`: delete the members' stores first.
+    Start {
+        clean: bool,
+    },
     Stop,
+    /// Starts the member with this peer id again.
+    RestartMember(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Help,
+    /// The global usage, or that of the named subcommand.
+    Help(Option<String>),
     Version,
     Node {
         configs: Vec<PathBuf>,
@@ -97,6 +236,8 @@ pub enum Command {
         count: u64,
         size_bytes: Option<usize>,
         data: Option<String>,
+        /// `-` for standard input.
+        file: Option<PathBuf>,
         timeout_ms: u64,
     },
     Read {
@@ -180,10 +321,20 @@ fn check_target(t: &TargetArgs) -> Parsed<()> {
     Ok(())
 }
 
+/// The value of `flag` as a non-negative integer; the error names the flag and the value.
+fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Parsed<T> {
+    let value = parser
+        .value()
+        .map_err(|_| UsageError(format!("{flag}: a value is missing")))?;
+    let text = value.to_string_lossy();
+    text.parse()
+        .map_err(|_| UsageError(format!("{flag}: '{text}' is not a non-negative integer")))
+}
+
 fn positive(parser: &mut lexopt::Parser, flag: &str) -> Parsed<u64> {
-    let value: u64 = parser.value()?.parse()?;
+    let value: u64 = number(parser, flag)?;
     if value == 0 {
-        return usage(format!("{flag} must be at least 1"));
+        return usage(format!("{flag}: must be at least 1"));
     }
     Ok(value)
 }
@@ -211,14 +362,20 @@ fn parse_ports(text: &str) -> Parsed<[u16; 3]> {
 pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Parsed<Command> {
     let mut parser = lexopt::Parser::from_args(args);
     let sub = match next_item(&mut parser)? {
-        None => return Ok(Command::Help),
-        Some(Item::Flag(f)) if is_help(&f) => return Ok(Command::Help),
+        None => return Ok(Command::Help(None)),
+        Some(Item::Flag(f)) if is_help(&f) => return Ok(Command::Help(None)),
         Some(Item::Flag(f)) if f == "-V" || f == "--version" => return Ok(Command::Version),
         Some(Item::Value(v)) => v.string()?,
         Some(item) => return unexpected(item),
     };
     match sub.as_str() {
-        "help" => Ok(Command::Help),
+        "help" => {
+            let topic = match next_item(&mut parser)? {
+                Some(Item::Value(v)) => Some(canonical(&v.string()?).to_string()),
+                _ => None,
+            };
+            Ok(Command::Help(topic))
+        }
         "node" => parse_node(&mut parser),
         "fast-try" => parse_fast_try(&mut parser),
         "cluster-list" | "clusterList" => parse_cluster_list(&mut parser),
@@ -227,6 +384,22 @@ pub fn parse(args: impl IntoIterator<Item = std::ffi::OsString>) -> Parsed<Comma
         "transfer-leader" => parse_transfer(&mut parser),
         other => usage(format!("unknown subcommand '{other}'")),
     }
+    .map(|c| match c {
+        Command::Help(None) => Command::Help(Some(canonical(&sub).to_string())),
+        c => c,
+    })
+    .map(|c| match c {
+        Command::Help(Some(t)) if subcommand_usage(&t).is_none() => Command::Help(None),
+        c => c,
+    })
+}
+
+/// The subcommand's name as its help knows it.
+fn canonical(sub: &str) -> &str {
+    match sub {
+        "clusterList" => "cluster-list",
+        other => other,
+    }
 }
 
 fn parse_node(parser: &mut lexopt::Parser) -> Parsed<Command> {
@@ -234,7 +407,7 @@ fn parse_node(parser: &mut lexopt::Parser) -> Parsed<Command> {
     while let Some(item) = next_item(parser)? {
         match &item {
             Item::Flag(f) if f == "-c" || f == "--config" => configs.push(parser.value()?.into()),
-            Item::Flag(f) if is_help(f) => return Ok(Command::Help),
+            Item::Flag(f) if is_help(f) => return Ok(Command::Help(None)),
             _ => return unexpected(item),
         }
     }
@@ -248,33 +421,44 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
     let mut action = None;
     let mut dir = PathBuf::from(FAST_TRY_DIR);
     let mut ports = None;
+    let mut clean = false;
     while let Some(item) = next_item(parser)? {
         match &item {
             Item::Value(v) if action.is_none() => {
                 action = Some(match v.to_str() {
-                    Some("start") => FastTryAction::Start,
+                    Some("start") => FastTryAction::Start { clean: false },
                     Some("stop") => FastTryAction::Stop,
+                    Some("restart-member") => FastTryAction::RestartMember(String::new()),
                     _ => {
                         return usage(format!(
-                            "fast-try: '{}' is not start or stop",
+                            "fast-try: '{}' is not start, restart-member or stop",
                             v.to_string_lossy()
                         ))
                     }
                 })
             }
+            Item::Value(v) if action == Some(FastTryAction::RestartMember(String::new())) => {
+                action = Some(FastTryAction::RestartMember(v.clone().string()?))
+            }
+            Item::Flag(f) if f == "--clean" => clean = true,
             Item::Flag(f) if f == "--dir" => dir = parser.value()?.into(),
             Item::Flag(f) if f == "--ports" => {
                 ports = Some(parse_ports(&parser.value()?.string()?)?)
             }
-            Item::Flag(f) if is_help(f) => return Ok(Command::Help),
+            Item::Flag(f) if is_help(f) => return Ok(Command::Help(None)),
             _ => return unexpected(item),
         }
     }
-    let Some(action) = action else {
-        return usage("fast-try: say start or stop");
+    let action = match action {
+        None => return usage("fast-try: say start, restart-member ID or stop"),
+        Some(FastTryAction::RestartMember(id)) if id.is_empty() => {
+            return usage("fast-try restart-member: name the member, e.g. n0")
+        }
+        Some(FastTryAction::Start { .. }) => FastTryAction::Start { clean },
+        Some(other) => other,
     };
-    if action == FastTryAction::Stop && ports.is_some() {
-        return usage("fast-try stop: --ports is for start");
+    if !matches!(action, FastTryAction::Start { .. }) && (ports.is_some() || clean) {
+        return usage("fast-try: --ports and --clean are for start");
     }
     Ok(Command::FastTry { action, dir, ports })
 }
@@ -313,7 +497,7 @@ fn parse_cluster_list(parser: &mut lexopt::Parser) -> Parsed<Command> {
         Ok(true)
     })?;
     let Some(target) = target else {
-        return Ok(Command::Help);
+        return Ok(Command::Help(None));
     };
     if json && watch {
         return usage("cluster-list: use --json or --watch, not both");
@@ -329,28 +513,32 @@ fn parse_append(parser: &mut lexopt::Parser) -> Parsed<Command> {
     let mut count = 1;
     let mut size_bytes = None;
     let mut data = None;
+    let mut file = None;
     let mut timeout_ms = 30_000;
     let target = parse_flags(parser, |flag, parser| {
         match flag {
             "-n" | "--count" => count = positive(parser, "--count")?,
-            "--size" => size_bytes = Some(parser.value()?.parse()?),
+            "--size" => size_bytes = Some(number(parser, "--size")?),
             "--data" => data = Some(parser.value()?.string()?),
+            "--file" => file = Some(PathBuf::from(parser.value()?)),
             "--timeout-ms" => timeout_ms = positive(parser, "--timeout-ms")?,
             _ => return Ok(false),
         }
         Ok(true)
     })?;
     let Some(target) = target else {
-        return Ok(Command::Help);
+        return Ok(Command::Help(None));
     };
-    if size_bytes.is_some() && data.is_some() {
-        return usage("append: use --size or --data, not both");
+    let bodies = [size_bytes.is_some(), data.is_some(), file.is_some()];
+    if bodies.iter().filter(|b| **b).count() > 1 {
+        return usage("append: use one of --size, --data and --file");
     }
     Ok(Command::Append {
         target,
         count,
         size_bytes,
         data,
+        file,
         timeout_ms,
     })
 }
@@ -369,7 +557,7 @@ fn parse_read(parser: &mut lexopt::Parser) -> Parsed<Command> {
         Ok(true)
     })?;
     let Some(target) = target else {
-        return Ok(Command::Help);
+        return Ok(Command::Help(None));
     };
     let Some(index) = index else {
         return usage("read: give --index I");
@@ -394,7 +582,7 @@ fn parse_transfer(parser: &mut lexopt::Parser) -> Parsed<Command> {
         Ok(true)
     })?;
     let Some(target) = target else {
-        return Ok(Command::Help);
+        return Ok(Command::Help(None));
     };
     let Some(to) = to else {
         return usage("transfer-leader: give --to ID");
@@ -416,11 +604,11 @@ mod tests {
 
     #[test]
     fn subcommands_and_flags() {
-        assert_eq!(p(&[]).unwrap(), Command::Help);
+        assert_eq!(p(&[]).unwrap(), Command::Help(None));
         assert!(matches!(
             p(&["fast-try", "start", "--ports", "1,2,3"]).unwrap(),
             Command::FastTry {
-                action: FastTryAction::Start,
+                action: FastTryAction::Start { clean: false },
                 ports: Some([1, 2, 3]),
                 ..
             }
@@ -450,5 +638,92 @@ mod tests {
             Command::ClusterList { watch: true, .. }
         ));
         assert!(p(&["cluster-list", "--watch", "--json"]).is_err());
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match p(args) {
+            Err(UsageError(m)) => m,
+            Ok(c) => panic!("{args:?} parsed as {c:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_option_and_the_value() {
+        assert_eq!(
+            usage_error(&["read", "--index", "-1"]),
+            "--index: '-1' is not a non-negative integer"
+        );
+        assert_eq!(
+            usage_error(&["append", "--count", "ten"]),
+            "--count: 'ten' is not a non-negative integer"
+        );
+        assert_eq!(
+            usage_error(&["append", "--size", "1k"]),
+            "--size: '1k' is not a non-negative integer"
+        );
+        assert_eq!(
+            usage_error(&["read", "--index", "0"]),
+            "--index: must be at least 1"
+        );
+        assert_eq!(
+            usage_error(&["read", "--index"]),
+            "--index: a value is missing"
+        );
+        assert!(usage_error(&["append", "--data", "x", "--file", "-"]).contains("one of"));
+        assert!(usage_error(&["fast-try", "restart-member"]).contains("name the member"));
+        assert!(usage_error(&["fast-try", "stop", "--clean"]).contains("for start"));
+    }
+
+    #[test]
+    fn fast_try_actions_and_append_file() {
+        assert_eq!(
+            p(&["fast-try", "start", "--clean"]).unwrap(),
+            Command::FastTry {
+                action: FastTryAction::Start { clean: true },
+                dir: PathBuf::from(FAST_TRY_DIR),
+                ports: None,
+            }
+        );
+        assert!(matches!(
+            p(&["fast-try", "restart-member", "n0", "--dir", "/x"]).unwrap(),
+            Command::FastTry { action: FastTryAction::RestartMember(id), .. } if id == "n0"
+        ));
+        assert!(matches!(
+            p(&["append", "--file", "-"]).unwrap(),
+            Command::Append { file: Some(f), .. } if f == Path::new("-")
+        ));
+    }
+
+    #[test]
+    fn every_subcommand_has_its_own_help() {
+        for sub in [
+            "node",
+            "fast-try",
+            "cluster-list",
+            "append",
+            "read",
+            "transfer-leader",
+        ] {
+            let cmd = p(&[sub, "--help"]).unwrap();
+            assert_eq!(cmd, Command::Help(Some(sub.to_string())), "{sub}");
+            assert_eq!(p(&["help", sub]).unwrap(), cmd);
+            let text = subcommand_usage(sub).unwrap();
+            assert!(
+                text.contains(&format!("Usage: rmqraft {sub}"))
+                    || text.contains(&format!("  rmqraft {sub} ")),
+                "{sub}: {text}"
+            );
+            assert!(
+                text.contains("Options:") && text.contains("Example:\n  rmqraft "),
+                "{sub}: {text}"
+            );
+            assert_ne!(text, USAGE);
+        }
+        assert!(subcommand_usage("append").unwrap().contains("--file PATH"));
+        assert_eq!(p(&["help"]).unwrap(), Command::Help(None));
+        assert_eq!(
+            p(&["clusterList", "-h"]).unwrap(),
+            Command::Help(Some("cluster-list".into()))
+        );
     }
 }

@@ -105,9 +105,9 @@ pub fn watch_leader(args: &TargetArgs) -> Result<(), String> {
 }
 
 /// The body of entry `i` (from 0) of an append run.
-fn body(i: u64, size_bytes: Option<usize>, data: Option<&str>, run_id: u128) -> Vec<u8> {
+fn body(i: u64, size_bytes: Option<usize>, data: Option<&[u8]>, run_id: u128) -> Vec<u8> {
     if let Some(d) = data {
-        return d.as_bytes().to_vec();
+        return d.to_vec();
     }
     let text = format!("rmqraft entry {i} of run {run_id}");
     match size_bytes {
@@ -117,6 +117,50 @@ fn body(i: u64, size_bytes: Option<usize>, data: Option<&str>, run_id: u128) -> 
             b.resize(size, b'.');
             b
         }
+    }
+}
+
+/// Tells on stderr what a command waits for while no leader is known: on a terminal one
+/// line rewritten at most once a second, elsewhere (a log, a pipe) one line at the start.
+/// Returns whether it wrote a line still open on a terminal (to end it before more output).
+fn waiting_notice(remote: &mut Remote) -> std::rc::Rc<std::cell::Cell<bool>> {
+    let addrs: Vec<String> = remote
+        .target
+        .peers
+        .iter()
+        .map(|p| p.addr.to_string())
+        .collect();
+    let what = format!(
+        "waiting for a leader of {} at {}",
+        remote.target.group,
+        addrs.join(",")
+    );
+    let terminal = stderr_is_terminal();
+    let open_line = std::rc::Rc::new(std::cell::Cell::new(false));
+    let line_open = std::rc::Rc::clone(&open_line);
+    let mut last: Option<Instant> = None;
+    remote.on_wait = Some(Box::new(move |why: &str| {
+        if terminal {
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            let waited = last.map(|_| " (still)").unwrap_or("");
+            eprint!("\r\x1b[K{what}{waited}: {why}");
+            line_open.set(true);
+        } else if last.is_none() {
+            eprintln!("{what}: {why}");
+        } else {
+            return;
+        }
+        last = Some(Instant::now());
+    }));
+    open_line
+}
+
+/// Ends the notice's line on a terminal, if one is open.
+fn end_notice(open_line: &std::cell::Cell<bool>) {
+    if open_line.replace(false) {
+        eprintln!();
     }
 }
 
@@ -132,12 +176,14 @@ pub fn append(
     args: &TargetArgs,
     count: u64,
     size_bytes: Option<usize>,
-    data: Option<&str>,
+    data: Option<&[u8]>,
     timeout_ms: u64,
 ) -> Result<(), String> {
     let target = first_target(args)?;
     let group = target.group.clone();
-    let mut appender = Appender::new(Remote::new(target));
+    let mut remote = Remote::new(target);
+    let notice = waiting_notice(&mut remote);
+    let mut appender = Appender::new(remote);
     let retry_window = Duration::from_millis(timeout_ms);
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -154,11 +200,13 @@ pub fn append(
         let meta = appender
             .append(&body(i, size_bytes, data, run_id), retry_window)
             .map_err(|e| {
+                end_notice(&notice);
                 if progress {
                     eprintln!();
                 }
                 format!("append {} of {count} to {group}: {e}", i + 1)
             })?;
+        end_notice(&notice);
         first.get_or_insert(meta);
         last = Some(meta);
         if each {
@@ -231,13 +279,31 @@ pub fn read(args: &TargetArgs, index: u64, count: u64, peer: Option<&str>) -> Re
         None => None,
     };
     let mut remote = Remote::new(target);
+    let notice = waiting_notice(&mut remote);
     let member = match peer_index {
         Some(p) => p,
-        None => remote.find_leader(Instant::now() + Duration::from_secs(10))?,
+        None => {
+            let found = remote.find_leader(Instant::now() + Duration::from_secs(10));
+            end_notice(&notice);
+            found?
+        }
     };
+    // Entries past the member's commit index are not there to read: stop at it.
+    let commit = remote
+        .status(member)
+        .map_err(|e| format!("{}: {e}", remote.peer_name(member)))?
+        .status
+        .commit_index;
+    let asked_end = index.saturating_add(count);
+    if index > commit {
+        return Err(format!(
+            "index {index} is not committed on {}: its commit index is {commit}",
+            remote.peer_name(member)
+        ));
+    }
+    let end = asked_end.min(commit + 1);
     let mut out = std::io::stdout().lock();
     let mut failed = 0u64;
-    let end = index.saturating_add(count);
     for i in index..end {
         match remote.call(member, Message::ClientRead { index: i }, CALL_TIMEOUT) {
             Ok(r) => {
@@ -265,10 +331,30 @@ pub fn read(args: &TargetArgs, index: u64, count: u64, peer: Option<&str>) -> Re
             }
         }
     }
+    let _ = out.flush();
+    if end < asked_end {
+        eprintln!(
+            "stopped at the commit index {commit}; {} further entries are not committed",
+            grouped(asked_end - end)
+        );
+    }
     if failed > 0 {
-        return Err(format!("{failed} of {count} read(s) failed"));
+        return Err(format!("{failed} of {} read(s) failed", end - index));
     }
     Ok(())
+}
+
+/// 99996 -> "99,996".
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub fn transfer_leader(args: &TargetArgs, to: &str, timeout_ms: u64) -> Result<(), String> {
@@ -345,11 +431,21 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(body(3, None, Some("hi"), 1), b"hi");
+        assert_eq!(body(3, None, Some(b"hi"), 1), b"hi");
+        assert_eq!(body(3, None, Some(&[0, 255, 10]), 1), [0, 255, 10]);
         assert_eq!(body(3, Some(40), None, 1).len(), 40);
         assert_eq!(body(3, Some(2), None, 1).len(), 2);
         assert_eq!(show_body(b"hello"), "text: hello");
         assert_eq!(show_body(&[0, 255]), "hex: 00ff");
         assert_eq!(show_body(b""), "(empty)");
+    }
+
+    #[test]
+    fn thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(10030), "10,030");
+        assert_eq!(grouped(99996), "99,996");
+        assert_eq!(grouped(1234567), "1,234,567");
     }
 }

@@ -193,7 +193,14 @@ fn check_ports_free(target: &Target) -> Result<(), String> {
     Ok(())
 }
 
-pub fn start(dir: &Path, ports: Option<[u16; 3]>) -> Result<(), String> {
+/// A member store that holds something: fast-try resumes it (and says so).
+fn store_in_use(member_dir: &Path) -> bool {
+    fs::read_dir(member_dir)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false)
+}
+
+pub fn start(dir: &Path, ports: Option<[u16; 3]>, clean: bool) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if let Some(previous) = read_pid_file(dir)? {
         let live: Vec<String> = previous
@@ -213,12 +220,25 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>) -> Result<(), String> {
     }
     let configs = prepare_configs(dir, ports)?;
     let mut target = None;
+    let mut stores = Vec::new();
     for path in &configs {
         let (engine, group) = load_config(path)?;
         target.get_or_insert(target_of(&engine, &group));
+        stores.push(group.member_dir());
     }
     let target = target.ok_or("no config")?;
+    // Free ports also mean that no member of this group runs here (each listens on its
+    // port while its store is open), so --clean cannot delete a store in use.
     check_ports_free(&target)?;
+    let mut resumed = vec![false; stores.len()];
+    for (i, store) in stores.iter().enumerate() {
+        if clean && store.exists() {
+            fs::remove_dir_all(store)
+                .map_err(|e| format!("--clean: removing {}: {e}", store.display()))?;
+            println!("fast-try: removed the store at {}", store.display());
+        }
+        resumed[i] = store_in_use(store);
+    }
 
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let mut started: Vec<Started> = Vec::new();
@@ -242,6 +262,20 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>) -> Result<(), String> {
     }
     let rows = collect_rows(std::slice::from_ref(&target));
     let mut out = std::io::stdout().lock();
+    for (i, store) in stores.iter().enumerate().filter(|(i, _)| resumed[*i]) {
+        let (term, last) = rows
+            .iter()
+            .find(|r| r.position == i)
+            .and_then(|r| r.report.as_ref().ok())
+            .map(|r| (r.status.term.to_string(), r.status.last_index.to_string()))
+            .unwrap_or_else(|| ("?".into(), "?".into()));
+        let _ = writeln!(
+            out,
+            "fast-try: resuming the store at {} (term {term}, last index {last}); \
+             `fast-try start --clean` starts empty",
+            store.display()
+        );
+    }
     let _ = write!(out, "{}", table(&rows));
     let me = invoked_as();
     let d = dir_flag(dir);
@@ -284,6 +318,117 @@ fn dir_flag(dir: &Path) -> String {
     }
 }
 
+/// Starts `exe node -c config` detached (its own session, output to `log`).
+fn spawn_node(
+    exe: &Path,
+    config: &Path,
+    log: &Path,
+    append_log: bool,
+) -> Result<std::process::Child, String> {
+    let stdout = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append_log)
+        .truncate(!append_log)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let stderr = stdout
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut command = Command::new(exe);
+    command
+        .arg("node")
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    // SAFETY: setsid() is async-signal-safe; it detaches the node from our terminal
+    // and session so it outlives this command and ignores the terminal's Ctrl-C.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .map_err(|e| format!("cannot start {} node: {e}", exe.display()))
+}
+
+/// Starts one member fast-try started before, after it died or was killed: same config,
+/// detached, its pid recorded so that `stop` stops it. Waits until it answers.
+pub fn restart_member(dir: &Path, id: &str) -> Result<(), String> {
+    let Some(mut started) = read_pid_file(dir)? else {
+        return Err(format!(
+            "fast-try was not started from {} (no {} file); run `rmqraft fast-try start{}`",
+            dir.display(),
+            pid_file(dir).display(),
+            dir_flag(dir)
+        ));
+    };
+    let Some(i) = started.iter().position(|s| s.peer == id) else {
+        let ids: Vec<&str> = started.iter().map(|s| s.peer.as_str()).collect();
+        return Err(format!(
+            "'{id}' is not a member fast-try started (it started {})",
+            ids.join(", ")
+        ));
+    };
+    if is_our_node(started[i].pid) {
+        return Err(format!(
+            "{id} is running (pid {}); kill it first, or `rmqraft fast-try stop{}`",
+            started[i].pid,
+            dir_flag(dir)
+        ));
+    }
+    let config = started[i].config.clone();
+    let (engine, group) = load_config(&config)?;
+    let target = target_of(&engine, &group);
+    let position = group.self_index;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let log = log_path(dir, i);
+    let mut child = spawn_node(&exe, &config, &log, true)?;
+    started[i].pid = child.id() as i32;
+    write_pid_file(dir, &started)?;
+    let deadline = Instant::now() + ELECTION_WAIT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "{id} exited ({status}); last lines of {}:\n{}",
+                log.display(),
+                log_tail(&log)
+            ));
+        }
+        let rows = collect_rows(std::slice::from_ref(&target));
+        if let Some(Ok(report)) = rows
+            .iter()
+            .find(|r| r.position == position)
+            .map(|r| r.report.as_ref())
+        {
+            println!(
+                "fast-try: restarted {id} (pid {}): {} in term {}, last index {}; log {}",
+                started[i].pid,
+                report.status.role.name(),
+                report.status.term,
+                report.status.last_index,
+                log.display()
+            );
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{id} (pid {}) does not answer after {} s; see {}",
+                started[i].pid,
+                ELECTION_WAIT.as_secs(),
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn spawn_and_wait(
     exe: &Path,
     dir: &Path,
@@ -293,32 +438,7 @@ fn spawn_and_wait(
 ) -> Result<(), String> {
     let mut children = Vec::new();
     for (i, config) in configs.iter().enumerate() {
-        let log = log_path(dir, i);
-        let stdout = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let stderr = stdout
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut command = Command::new(exe);
-        command
-            .arg("node")
-            .arg("-c")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        // SAFETY: setsid() is async-signal-safe; it detaches the node from our terminal
-        // and session so it outlives this command and ignores the terminal's Ctrl-C.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {} node: {e}", exe.display()))?;
+        let child = spawn_node(exe, config, &log_path(dir, i), false)?;
         started.push(Started {
             peer: target
                 .peers

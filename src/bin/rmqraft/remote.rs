@@ -16,10 +16,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(2000);
 /// so the leader's own verdict usually arrives first.
 pub const APPEND_CALL_TIMEOUT: Duration = Duration::from_millis(10_000);
 
+/// Told why no leader is found yet (see `Remote::on_wait`).
+pub type WaitNotice = Box<dyn FnMut(&str)>;
+
 /// A group's members, with the target they were named by.
 pub struct Remote {
     pub target: Target,
     members: MembersClient,
+    /// Told why no leader is found yet, at every look while `find_leader` waits.
+    pub on_wait: Option<WaitNotice>,
 }
 
 impl Remote {
@@ -31,7 +36,11 @@ impl Remote {
             target.secret.clone(),
             CONNECT_TIMEOUT,
         );
-        Remote { target, members }
+        Remote {
+            target,
+            members,
+            on_wait: None,
+        }
     }
 
     pub fn peer_name(&self, peer: usize) -> String {
@@ -94,6 +103,9 @@ impl Remote {
                 Err(why) => {
                     if Instant::now() >= deadline {
                         return Err(format!("{} has no leader: {why}", self.target.group));
+                    }
+                    if let Some(tell) = self.on_wait.as_mut() {
+                        tell(&why);
                     }
                     backoff.sleep_until(deadline);
                 }

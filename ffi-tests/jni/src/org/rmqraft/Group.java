@@ -138,6 +138,20 @@ public final class Group implements AutoCloseable {
         }
     }
 
+    /**
+     * Waits until this member knows a leader (itself or a peer), at most {@code timeoutMs};
+     * returns the leader's position in dLegerPeers (0-based). Throws RmqraftException with
+     * code TIMEOUT when none is known by then.
+     */
+    public int waitLeader(long timeoutMs) {
+        long h = acquire();
+        try {
+            return Native.waitLeader(h, timeoutMs);
+        } finally {
+            release();
+        }
+    }
+
     /** On the leader: hands leadership to {@code peerId} (e.g. "n1") and waits until it leads. */
     public void transferLeadership(String peerId) {
         transferLeadership(peerId, DEFAULT_TIMEOUT_MS);

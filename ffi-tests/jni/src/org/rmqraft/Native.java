@@ -39,5 +39,7 @@ final class Native {
     /** Returns {role, selfPeer, leaderPeer, term, firstIndex, lastIndex, commitIndex, flushedIndex}. */
     static native long[] status(long group);
     static native void setRoleListener(long group, RoleListener listener);
+    static native int waitLeader(long group, long timeoutMs);
+
     static native void transferLeadership(long group, byte[] peerId, long timeoutMs);
 }
