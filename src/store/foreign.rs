@@ -128,6 +128,20 @@ pub(crate) fn foreign_record(head: &[u8], pos: u64, room: u64) -> Option<String>
     None
 }
 
+/// Whether `path` is missing, or a file whose first record's room is zeros: a segment
+/// file this store created and has not written yet (a roll-over that failed on a full
+/// disk leaves one, and the retry takes it).
+pub(crate) fn holds_no_record(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(read_head::<{ format::ENTRY_HEADER_SIZE }>(path)?
+            .iter()
+            .all(|&b| b == 0)),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io(format!("stat {}", path.display()), e)),
+    }
+}
+
 /// Up to `N` bytes from the start of `path` (fewer if the file is shorter), zero-padded.
 fn read_head<const N: usize>(path: &Path) -> Result<[u8; N]> {
     let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
@@ -225,6 +239,7 @@ fn check_member_dir(dir: &Path) -> Result<()> {
         return Ok(());
     };
     let mut f = Findings::default();
+    // Sorted by name: data/ is seen before index/, whose check uses what data/ holds.
     for (name, meta) in &items {
         let path = dir.join(name);
         match name.as_str() {
@@ -341,19 +356,15 @@ fn check_checkpoint(path: &Path, len: u64, f: &mut Findings) -> Result<()> {
         f.dledger.push("checkpoint (properties)".to_string());
         return Ok(());
     }
-    // Each slot is zeros or begins with the slot magic: a torn slot write keeps the magic,
-    // since the old and the new contents both start with it.
-    let stride = format::CHECKPOINT_SLOT_STRIDE as usize;
-    let slot_ok = |at: usize| {
-        let slot =
-            &bytes[at.min(bytes.len())..(at + format::CHECKPOINT_SLOT_SIZE).min(bytes.len())];
-        slot.iter().all(|&b| b == 0)
-            || (slot.len() >= 4 && le_u32(slot, 0) == format::CHECKPOINT_MAGIC)
-    };
-    let between = &bytes[format::CHECKPOINT_SLOT_SIZE.min(bytes.len())..stride.min(bytes.len())];
-    if !slot_ok(0) || !slot_ok(stride) || between.iter().any(|&b| b != 0) {
+    // rmqraft's slots hold binary integers and zeros between them: never text. A damaged
+    // slot of its own is a hint lost, which recovery notes and rewrites.
+    let text = !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    if text {
         f.not_ours
-            .push("checkpoint (not rmqraft's two-slot layout)".to_string());
+            .push("checkpoint (a text file; rmqraft's is binary)".to_string());
     }
     Ok(())
 }
@@ -372,6 +383,12 @@ fn spare_is_zeros(path: &Path, len: u64) -> Result<bool> {
 }
 
 fn check_data_dir(data: &Path, f: &mut Findings) -> Result<()> {
+    // Unrecognised bytes at the start of the segments after the last one that starts with
+    // an rmqraft record are the first write of a roll-over that a power cut tore (the
+    // store's fault model lets unsynced bytes come back as anything): recovery cuts them
+    // as a torn tail. Anywhere else they are refused.
+    let mut unknown_since_own = Vec::new();
+    let mut own_seen = false;
     for (name, meta) in list(data)?.unwrap_or_default() {
         if !meta.is_file() || format::parse_segment_name(&name).is_none() {
             f.unknown.push(format!(
@@ -383,7 +400,11 @@ fn check_data_dir(data: &Path, f: &mut Findings) -> Result<()> {
         let path = data.join(&name);
         let head = read_head::<{ format::ENTRY_HEADER_SIZE }>(&path)?;
         match classify_data_head(&head) {
-            Head::Empty | Head::Own => {}
+            Head::Empty => {}
+            Head::Own => {
+                f.bad_heads.append(&mut unknown_since_own);
+                own_seen = true;
+            }
             Head::DLedger => {
                 if f.dledger_data_files == 0 {
                     f.dledger.push(format!(
@@ -402,12 +423,26 @@ fn check_data_dir(data: &Path, f: &mut Findings) -> Result<()> {
                 f.classic_log_files += 1;
                 f.classic_log_bytes += meta.len();
             }
-            Head::Unknown => f.bad_heads.push(format!(
-                "segment data/{name} starts with bytes that are neither an rmqraft record, a \
-                 blank nor zeros ({})",
-                hex(&head[..8])
-            )),
+            Head::Unknown => {
+                let why = format!(
+                    "segment data/{name} starts with bytes that are neither an rmqraft \
+                     record, a blank nor zeros ({})",
+                    hex(&head[..8])
+                );
+                if own_seen {
+                    unknown_since_own.push(why);
+                } else {
+                    f.bad_heads.push(why);
+                }
+            }
         }
+    }
+    if !unknown_since_own.is_empty() {
+        log::warn!(
+            "store {}: {}: taken as torn writes after the log's last segment; recovery cuts them",
+            data.display(),
+            show_names(&unknown_since_own)
+        );
     }
     Ok(())
 }
@@ -437,21 +472,15 @@ fn check_index_dir(index: &Path, f: &mut Findings) -> Result<()> {
         }
         let path = index.join(&name);
         let head = read_head::<{ format::INDEX_HEADER_SIZE }>(&path)?;
-        if head.iter().all(|&b| b == 0) || le_u32(&head, 0) == format::INDEX_MAGIC {
-            continue;
+        // Anything but DLedger's magic is rmqraft's header or its own damaged header (a
+        // power cut may leave unsynced bytes as anything): index files are derived data,
+        // rebuilt from their segment.
+        if DLEDGER_ENTRY_MAGICS.contains(&be_u32(&head, 0))
+            && !f.dledger.iter().any(|s| s.starts_with("index/"))
+        {
+            f.dledger
+                .push(format!("index/{name} of 32-byte DLedger index records"));
         }
-        if DLEDGER_ENTRY_MAGICS.contains(&be_u32(&head, 0)) {
-            if !f.dledger.iter().any(|s| s.starts_with("index/")) {
-                f.dledger
-                    .push(format!("index/{name} of 32-byte DLedger index records"));
-            }
-            continue;
-        }
-        f.bad_heads.push(format!(
-            "index file index/{name} starts with bytes that are neither an rmqraft index \
-             header nor zeros ({})",
-            hex(&head[..8])
-        ));
     }
     Ok(())
 }

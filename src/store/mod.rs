@@ -308,11 +308,13 @@ impl LogStore {
         let data_path = self.opts.dir.join("data").join(&name);
         let index_path = self.opts.dir.join("index").join(&name);
         let first_of_new_store = self.segments.is_empty();
-        // Recovery removed every file past the end of the log: a file of this name now is
-        // not this store's to reuse (a rename or an open would take over its bytes).
-        if std::fs::symlink_metadata(&data_path).is_ok() {
+        // Recovery removed every segment past the end of the log; a file of this name
+        // now that holds anything is not this store's to take over (a rename or an open
+        // would write over its bytes).
+        if !foreign::holds_no_record(&data_path)? {
             return Err(Error::corrupt(format!(
-                "new segment {} already exists; not overwriting a file this store did not create",
+                "new segment {} already exists and holds data; not writing over a file this \
+                 store did not create",
                 data_path.display()
             )));
         }
