@@ -250,11 +250,14 @@ fn check_member_dir(dir: &Path) -> Result<()> {
                         .push(format!("lock ({} bytes; rmqraft's is empty)", meta.len()));
                 }
             }
-            "term" | "term.tmp" if meta.is_file() => {}
+            // Written only by rmqraft, never read back: a partial term or spare that a
+            // crash left (a power cut may leave its unsynced bytes as anything).
+            "term" | "term.tmp" | "spare.tmp" if meta.is_file() => {}
             "checkpoint" if meta.is_file() => check_checkpoint(&path, meta.len(), &mut f)?,
-            "spare" | "spare.tmp" if meta.is_file() => {
+            "spare" if meta.is_file() => {
                 if !spare_is_zeros(&path, meta.len())? {
-                    f.not_ours.push(format!("{name} (not all zeros)"));
+                    f.not_ours
+                        .push("spare (not all zeros; rmqraft's spare is)".to_string());
                 }
             }
             "data" if meta.is_dir() => check_data_dir(&path, &mut f)?,
