@@ -131,6 +131,9 @@ pub struct GroupConfig {
     pub self_index: usize,
     /// `storePathRootDir`: this member's files live under `<root>/dledger-<selfId>/`.
     pub store_root: PathBuf,
+    /// `storePathCommitLog`: where a classic RocketMQ broker kept its commitlog, if not in
+    /// `<root>/commitlog`; rmqraft only looks there to refuse starting over an old store.
+    pub classic_commitlog_dir: Option<PathBuf>,
     /// `mappedFileSizeCommitLog`
     pub segment_size_bytes: u64,
     /// `flushDiskType`
@@ -253,6 +256,7 @@ pub const GROUP_KEYS: &[&str] = &[
     "dLegerPeers",
     "dLegerSelfId",
     "storePathRootDir",
+    "storePathCommitLog",
     "mappedFileSizeCommitLog",
     "flushDiskType",
     "flushIntervalCommitLog",
@@ -530,6 +534,10 @@ impl GroupConfig {
             self_id,
             self_index,
             store_root,
+            classic_commitlog_dir: props
+                .get("storePathCommitLog")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             segment_size_bytes: props.number(
                 "mappedFileSizeCommitLog",
                 1 << 30,

@@ -339,6 +339,7 @@ fn recover_alone(cluster: &Cluster, member: usize) -> u64 {
         async_flush_interval_ms: 10,
         entry_size_bytes_max: 512 << 10,
         prewrite_segments: false,
+        classic_commitlog_dir: None,
     };
     let (store, recovery) = LogStore::open(opts, &flusher, std::sync::Arc::new(|_| {})).unwrap();
     assert!(

@@ -248,6 +248,7 @@ fn dry_run_recovery(cluster: &Cluster, member: usize) -> rmqraft::Result<(Recove
         async_flush_interval_ms: 10,
         entry_size_bytes_max: 1024 * 1024 - 64,
         prewrite_segments: false,
+        classic_commitlog_dir: None,
     };
     let result = LogStore::open(opts, &flusher, Arc::new(|_| {}));
     let out = result.map(|(store, recovery)| {

@@ -21,6 +21,7 @@ fn opts(dir: &Path, flush: FlushDiskType) -> StoreOptions {
         async_flush_interval_ms: 10,
         entry_size_bytes_max: 16 << 10,
         prewrite_segments: false,
+        classic_commitlog_dir: None,
     }
 }
 

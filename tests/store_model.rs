@@ -38,6 +38,7 @@ fn open(dir: &std::path::Path, f: &Flusher, flush: FlushDiskType) -> LogStore {
         async_flush_interval_ms: 5,
         entry_size_bytes_max: 4 << 10,
         prewrite_segments: false,
+        classic_commitlog_dir: None,
     };
     let (s, rec) = LogStore::open(opts, f, Arc::new(|_| {})).unwrap();
     assert_eq!(rec.truncated_entries, 0, "{:?}", rec.notes);

@@ -139,6 +139,7 @@ pub fn store_options(dir: &Path) -> StoreOptions {
         async_flush_interval_ms: 10,
         entry_size_bytes_max: 16 << 10,
         prewrite_segments: false,
+        classic_commitlog_dir: None,
     }
 }
 

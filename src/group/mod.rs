@@ -177,6 +177,7 @@ impl Member {
             async_flush_interval_ms: config.async_flush_interval_ms,
             entry_size_bytes_max: config.entry_size_bytes_max,
             prewrite_segments: config.prewrite_segments,
+            classic_commitlog_dir: config.classic_commitlog_dir.clone(),
         };
         let (store, recovery) = LogStore::open(opts, flusher, on_flushed)?;
         for note in &recovery.notes {

@@ -20,6 +20,7 @@
 //! - `save_hard_state` is durable (fsync of the file and its directory) when it returns.
 
 mod flusher;
+mod foreign;
 mod format;
 mod fsutil;
 mod recovery;
@@ -52,8 +53,11 @@ pub type FlushedCallback = Arc<dyn Fn(u64) + Send + Sync>;
 /// `Exists`), and only with a `term` above every term the group has reached (for example
 /// the highest term any live member reports, plus one): the lost vote may have been cast
 /// in any term up to that, and a member must never vote twice in one term. Refuses
-/// (`InvalidArgument`) while the existing term file is valid.
+/// (`InvalidArgument`) while the existing term file is valid, and (`Config` or `Corrupt`,
+/// as the open does, nothing changed) when `dir` is not rmqraft's store: a DLedger store
+/// has no rmqraft term file to lose, and the open that follows would cut its records.
 pub fn rewrite_lost_term_file(dir: &std::path::Path, term: u64) -> Result<()> {
+    foreign::check(dir, None)?;
     let _lock = fsutil::lock_file(&dir.join("lock"), dir)?;
     match recovery::read_hard_state(dir) {
         Ok(Some(h)) => {
@@ -94,6 +98,10 @@ pub struct StoreOptions {
     pub entry_size_bytes_max: u32,
     /// Zero-fill segment files before use (see [`spare`]).
     pub prewrite_segments: bool,
+    /// `storePathCommitLog`: where a classic RocketMQ broker keeps its commitlog when not
+    /// in `<storePathRootDir>/commitlog`. An old store there, under the root, or in `dir`
+    /// itself refuses the open (docs/FORMAT.md, "Foreign stores").
+    pub classic_commitlog_dir: Option<PathBuf>,
 }
 
 /// Term and vote, persisted before they are acted on.
@@ -159,6 +167,9 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (creating if needed) the store, takes its lock file (another open of the
     /// same dir, in this or another process, fails with `ErrorKind::Exists`), and recovers.
+    /// A directory rmqraft did not write (DLedger's own format, a classic commitlog, other
+    /// files) is refused before anything in it is created or changed: `Config`, or
+    /// `Corrupt` for segment bytes rmqraft cannot account for.
     pub fn open(
         opts: StoreOptions,
         flusher: &Flusher,
@@ -176,6 +187,7 @@ impl LogStore {
         if flusher.inner.is_closed() {
             return Err(Error::closed("flusher"));
         }
+        foreign::check(&opts.dir, opts.classic_commitlog_dir.as_deref())?;
         fsutil::create_dir(&opts.dir)?;
         let lock = fsutil::lock_file(&opts.dir.join("lock"), &opts.dir)?;
         let r = recovery::recover(&opts)?;
@@ -300,6 +312,16 @@ impl LogStore {
         let data_path = self.opts.dir.join("data").join(&name);
         let index_path = self.opts.dir.join("index").join(&name);
         let first_of_new_store = self.segments.is_empty();
+        // Recovery removed every segment past the end of the log; a file of this name
+        // now that holds anything is not this store's to take over (a rename or an open
+        // would write over its bytes).
+        if !foreign::holds_no_record(&data_path)? {
+            return Err(Error::corrupt(format!(
+                "new segment {} already exists and holds data; not writing over a file this \
+                 store did not create",
+                data_path.display()
+            )));
+        }
         let data = match self.spare.take(&data_path, first_of_new_store) {
             Some(file) => file,
             None => {

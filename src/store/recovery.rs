@@ -2,6 +2,7 @@
 //! segment, cut a torn or corrupt tail, repair index files.
 
 use super::flusher::{write_index_header, Segment};
+use super::foreign;
 use super::format::{self, Checkpoint, IndexHeader};
 use super::fsutil;
 use super::{HardState, Meta, StoreOptions};
@@ -83,15 +84,19 @@ struct SegmentScan {
     /// The bytes at `end` were not a clean zero header.
     dirty_end: bool,
     why: Option<String>,
+    /// The bytes at `end` are a record of another format: not a torn tail to cut.
+    foreign: Option<String>,
 }
 
+/// Scans one segment of `size` bytes whose first `map.len()` bytes are on disk (a file
+/// shorter than a segment reads as zeros past its end).
 fn scan_segment(
     map: &[u8],
+    size: usize,
     seg_start: u64,
     mut expected_index: Option<u64>,
     mut prev_term: u64,
 ) -> SegmentScan {
-    let size = map.len();
     let mut at = 0usize;
     let mut scan = SegmentScan {
         entries: Vec::new(),
@@ -99,6 +104,7 @@ fn scan_segment(
         end: None,
         dirty_end: false,
         why: None,
+        foreign: None,
     };
     loop {
         let room = size - at;
@@ -108,8 +114,10 @@ fn scan_segment(
             }
             return scan;
         }
-        let head = &map[at..at + format::ENTRY_HEADER_SIZE];
-        let h = format::decode_header(head);
+        let mut head = [0u8; format::ENTRY_HEADER_SIZE];
+        let on_disk = map.len().saturating_sub(at).min(head.len());
+        head[..on_disk].copy_from_slice(&map[at..at + on_disk]);
+        let h = format::decode_header(&head);
         if h.magic == format::BLANK_MAGIC && h.size as usize == room && at > 0 {
             return scan;
         }
@@ -118,6 +126,7 @@ fn scan_segment(
             scan.dirty_end = head.iter().any(|&b| b != 0);
             if scan.dirty_end {
                 scan.why = Some(why);
+                scan.foreign = foreign::foreign_record(&head, seg_start + at as u64, room as u64);
             }
         };
         if h.magic != format::ENTRY_MAGIC {
@@ -129,6 +138,13 @@ fn scan_segment(
             stop(
                 &mut scan,
                 format!("size {total} does not fit the {room} bytes left"),
+            );
+            return scan;
+        }
+        if at + total > map.len() {
+            stop(
+                &mut scan,
+                format!("record runs past the end of the file ({} bytes)", map.len()),
             );
             return scan;
         }
@@ -185,7 +201,10 @@ fn index_claims(bytes: &[u8]) -> u64 {
 struct SegFiles {
     start: u64,
     data: File,
-    index: File,
+    /// Length on disk when listed (recovery extends a short file only after its scan).
+    len: u64,
+    /// Opened (created if missing) once the scan has found nothing foreign.
+    index: Option<File>,
     data_path: std::path::PathBuf,
     index_path: std::path::PathBuf,
     index_bytes: Vec<u8>,
@@ -211,46 +230,40 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
     let index_dir = dir.join("index");
     let mut notes = Vec::new();
 
-    let hard_state = match read_hard_state(dir)? {
-        Some(h) => h,
-        None if data_dir.exists() => {
-            return Err(Error::corrupt(format!(
-                "term file {} is missing but {} exists; refusing to start with an unknown term and vote",
-                dir.join("term").display(),
-                data_dir.display()
-            )))
-        }
-        None => {
-            let h = HardState::default();
-            write_hard_state(dir, &h)?;
-            h
-        }
-    };
-    let fresh_dirs = !data_dir.exists() || !index_dir.exists();
-    fsutil::create_dir(&data_dir)?;
-    fsutil::create_dir(&index_dir)?;
-    if fresh_dirs {
-        fsutil::fsync_dir(dir)?;
+    // Nothing is created, written or cut until the scan below has shown that every byte
+    // recovery would change is this store's own.
+    let stored_hard_state = read_hard_state(dir)?;
+    if stored_hard_state.is_none() && data_dir.exists() {
+        return Err(Error::corrupt(format!(
+            "term file {} is missing but {} exists; refusing to start with an unknown term and vote",
+            dir.join("term").display(),
+            data_dir.display()
+        )));
     }
     let checkpoint_path = dir.join("checkpoint");
-    let checkpoint_file = fsutil::open_rw(&checkpoint_path, true)?;
-    let checkpoint = read_checkpoint(&checkpoint_file, &mut notes);
+    let checkpoint = match File::open(&checkpoint_path) {
+        Ok(file) => read_checkpoint(&file, &mut notes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Checkpoint::default(),
+        Err(e) => return Err(Error::io(format!("open {}", checkpoint_path.display()), e)),
+    };
 
     // Segment files, in log order.
     let mut starts = Vec::new();
-    for item in std::fs::read_dir(&data_dir)
-        .map_err(|e| Error::io(format!("list {}", data_dir.display()), e))?
-    {
-        let item = item.map_err(|e| Error::io(format!("list {}", data_dir.display()), e))?;
-        let name = item.file_name();
-        match name.to_str().and_then(format::parse_segment_name) {
-            Some(start) => starts.push(start),
-            None => log::warn!("store {}: ignoring {:?} in data/", dir.display(), name),
+    if data_dir.exists() {
+        for item in std::fs::read_dir(&data_dir)
+            .map_err(|e| Error::io(format!("list {}", data_dir.display()), e))?
+        {
+            let item = item.map_err(|e| Error::io(format!("list {}", data_dir.display()), e))?;
+            let name = item.file_name();
+            match name.to_str().and_then(format::parse_segment_name) {
+                Some(start) => starts.push(start),
+                None => log::warn!("store {}: ignoring {:?} in data/", dir.display(), name),
+            }
         }
     }
     starts.sort_unstable();
     let mut files: Vec<SegFiles> = Vec::new();
-    let mut deleted_any = false;
+    let mut gap_at = None;
     for (k, &start) in starts.iter().enumerate() {
         if start % seg_size != 0 {
             return Err(Error::config(format!(
@@ -260,14 +273,7 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
             )));
         }
         if k > 0 && start != starts[k - 1] + seg_size {
-            notes.push(format!(
-                "segment {}: gap before it; it and every later segment were cut",
-                format::segment_name(start)
-            ));
-            for &later in &starts[k..] {
-                delete_segment(dir, later)?;
-            }
-            deleted_any = true;
+            gap_at = Some(k);
             break;
         }
         let name = format::segment_name(start);
@@ -284,21 +290,22 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
                 data_path.display()
             )));
         }
-        if len < seg_size {
-            fsutil::preallocate(&data, seg_size, &data_path)?;
-        }
-        let index = fsutil::open_rw(&index_path, true)?;
-        let index_bytes = std::fs::read(&index_path)
-            .map_err(|e| Error::io(format!("read {}", index_path.display()), e))?;
+        let index_bytes = match std::fs::read(&index_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(format!("read {}", index_path.display()), e)),
+        };
         files.push(SegFiles {
             start,
             data,
-            index,
+            len,
+            index: None,
             data_path,
             index_path,
             index_bytes,
         });
     }
+    let mut deleted_any = false;
 
     // Scan.
     let mut metas: VecDeque<Meta> = VecDeque::new();
@@ -315,14 +322,32 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
             continue;
         }
         // SAFETY: the file is locked by this store; nothing else writes it while mapped.
-        let map = unsafe { memmap2::Mmap::map(&f.data) }
-            .map_err(|e| Error::io(format!("map {}", f.data_path.display()), e))?;
+        let map = match f.len {
+            0 => None,
+            _ => Some(
+                unsafe { memmap2::Mmap::map(&f.data) }
+                    .map_err(|e| Error::io(format!("map {}", f.data_path.display()), e))?,
+            ),
+        };
+        let on_disk: &[u8] = map.as_deref().unwrap_or(&[]);
         let header = format::decode_index_header(&f.index_bytes);
         let (expected, prev_term) = match last {
             Some((i, t)) => (Some(i + 1), t),
             None => (None, 0),
         };
-        let scan = scan_segment(&map[..seg_size as usize], f.start, expected, prev_term);
+        let scan = scan_segment(on_disk, seg_size as usize, f.start, expected, prev_term);
+        if let Some(what) = &scan.foreign {
+            let at = scan.end.unwrap_or(0);
+            return Err(Error::corrupt(format!(
+                "store {}: segment {} holds, at offset {at} after {} rmqraft entries in it, {what}: \
+                 bytes rmqraft did not write; it cuts only torn tails of its own records, so \
+                 nothing was changed. Keep a copy of {}; see docs/FORMAT.md, \"Foreign stores\"",
+                dir.display(),
+                f.data_path.display(),
+                scan.entries.len(),
+                dir.display()
+            )));
+        }
         if let Some(why) = &scan.why {
             notes.push(format!(
                 "segment {}: entry at offset {} is bad ({why}); it and everything after it were cut",
@@ -386,6 +411,41 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
             write_pos = Some(f.start + end);
         }
     }
+
+    // Every byte to change is this store's own: create what a new store lacks, extend
+    // short segments, open the index files.
+    let hard_state = match stored_hard_state {
+        Some(h) => h,
+        None => {
+            let h = HardState::default();
+            write_hard_state(dir, &h)?;
+            h
+        }
+    };
+    let fresh_dirs = !data_dir.exists() || !index_dir.exists();
+    fsutil::create_dir(&data_dir)?;
+    fsutil::create_dir(&index_dir)?;
+    if fresh_dirs {
+        fsutil::fsync_dir(dir)?;
+    }
+    let checkpoint_file = fsutil::open_rw(&checkpoint_path, true)?;
+    if let Some(k) = gap_at {
+        notes.push(format!(
+            "segment {}: gap before it; it and every later segment were cut",
+            format::segment_name(starts[k])
+        ));
+        for &later in &starts[k..] {
+            delete_segment(dir, later)?;
+        }
+        deleted_any = true;
+    }
+    for f in &mut files {
+        if f.len < seg_size {
+            fsutil::preallocate(&f.data, seg_size, &f.data_path)?;
+        }
+        f.index = Some(fsutil::open_rw(&f.index_path, true)?);
+    }
+
     let (mut base_index, mut base_term) =
         base.unwrap_or((checkpoint.base_index, checkpoint.base_term));
     let last_index = base_index + metas.len() as u64;
@@ -441,6 +501,7 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
     let mut segments = Vec::with_capacity(files.len());
     let mut next_meta = 0usize;
     for (k, f) in files.into_iter().enumerate() {
+        let index_file = f.index.expect("opened before the repair");
         let first_index = seg_first[k];
         let count = seg_first.get(k + 1).map_or(last_index + 1, |&n| n) - first_index;
         let prev_term = if first_index - 1 == base_index {
@@ -471,10 +532,10 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
         let have = &f.index_bytes;
         if have.len() >= want.len() && have[..want.len()] == want[..] {
             if have.len() > want.len() {
-                f.index
+                index_file
                     .set_len(want.len() as u64)
                     .map_err(|e| Error::io(format!("truncate {}", f.index_path.display()), e))?;
-                fsutil::sync_data(&f.index)
+                fsutil::sync_data(&index_file)
                     .map_err(|e| Error::io(format!("fdatasync {}", f.index_path.display()), e))?;
             }
         } else {
@@ -496,20 +557,20 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
                 format::segment_name(f.start),
                 if format::decode_index_header(have).is_none() { ", bad header" } else { "" }
             ));
-            write_index_header(&f.index, &f.index_path, first_index, prev_term)?;
-            fsutil::pwrite_all(&f.index, &want, 0)
+            write_index_header(&index_file, &f.index_path, first_index, prev_term)?;
+            fsutil::pwrite_all(&index_file, &want, 0)
                 .map_err(|e| Error::io(format!("write {}", f.index_path.display()), e))?;
-            f.index
+            index_file
                 .set_len(want.len() as u64)
                 .map_err(|e| Error::io(format!("truncate {}", f.index_path.display()), e))?;
-            fsutil::sync_data(&f.index)
+            fsutil::sync_data(&index_file)
                 .map_err(|e| Error::io(format!("fdatasync {}", f.index_path.display()), e))?;
         }
         segments.push(Arc::new(Segment {
             start: f.start,
             first_index,
             data: f.data,
-            index: f.index,
+            index: index_file,
             data_path: f.data_path,
             index_path: f.index_path,
         }));
