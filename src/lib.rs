@@ -15,6 +15,6 @@ pub mod store;
 pub mod types;
 
 pub use config::{EngineConfig, FlushDiskType, GroupConfig};
-pub use engine::{AppendCallback, Counters, Engine, Group, RoleListener};
+pub use engine::{AppendCallback, Counters, Engine, Group, RoleListener, Stamp};
 pub use error::{Error, ErrorKind, Result};
-pub use types::{Entry, EntryKind, EntryMeta, GroupStatus, Role};
+pub use types::{Entry, EntryKind, EntryMeta, EntryPlace, GroupStatus, Role};
