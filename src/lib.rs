@@ -4,6 +4,7 @@
 //! members on it. Each group elects a leader with Raft and replicates every append to its
 //! peers over TCP. See `DESIGN.md`-style notes in README.md and docs/.
 
+pub mod broker;
 pub mod config;
 pub mod core;
 mod engine;
