@@ -245,6 +245,9 @@ struct State {
 
 /// The leader's queue offset counters, valid for one term and one log position.
 struct Counters {
+    /// False once a stamp found the log moved around them (an entry appended without
+    /// the broker); the next append recomputes them.
+    valid: bool,
     term: u64,
     /// The last log index these counters account for.
     through: u64,
@@ -435,6 +438,7 @@ impl Broker {
             state: Mutex::new(state),
             applied_cv: Condvar::new(),
             counters: Arc::new(Mutex::new(Counters {
+                valid: false,
                 term: 0,
                 through: 0,
                 next: HashMap::new(),
@@ -1151,6 +1155,7 @@ impl Inner {
         }
         let mut c = self.counters.lock().map_err(|_| poisoned())?;
         *c = Counters {
+            valid: true,
             term: status.term,
             through: last,
             next,
@@ -1207,7 +1212,7 @@ impl Inner {
             let s = self.group.status()?;
             let ready = {
                 let c = self.counters.lock().map_err(|_| poisoned())?;
-                c.term == s.term && c.through == s.last_index
+                c.valid && c.term == s.term
             };
             if !ready {
                 self.rebuild_counters()?;
@@ -1220,7 +1225,8 @@ impl Inner {
                 body_len,
                 Box::new(move |place: EntryPlace| {
                     let mut c = counters.lock().map_err(|_| poisoned())?;
-                    if c.term != place.term || c.through + 1 != place.index {
+                    if !c.valid || c.term != place.term || c.through + 1 != place.index {
+                        c.valid = false;
                         return Err(Error::new(ErrorKind::Busy, STALE));
                     }
                     let body = make(place, &mut c.next)?;
