@@ -111,6 +111,23 @@ enum rmqraft_result
    * The store refused the write for lack of space.
    */
   RMQRAFT_ERR_DISK_FULL = 14,
+  /**
+   * Idempotent append: `sequence` skips ahead of the producer's next one.
+   */
+  RMQRAFT_ERR_OUT_OF_ORDER = 15,
+  /**
+   * The topic does not exist on this group (and is not auto-created).
+   */
+  RMQRAFT_ERR_NO_TOPIC = 16,
+  /**
+   * The topic's perm forbids this write or read.
+   */
+  RMQRAFT_ERR_NO_PERMISSION = 17,
+  /**
+   * An accepted append or send may or may not commit (leadership changed or the
+   * member failed before it was decided): read the log, or resend idempotently.
+   */
+  RMQRAFT_ERR_OUTCOME_UNKNOWN = 18,
 };
 #ifndef __cplusplus
 typedef uint32_t rmqraft_result;

@@ -5,13 +5,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::group::Member;
 use crate::net::{NetLimits, Transport};
 use crate::store::Flusher;
-use crate::types::{EntryMeta, GroupStatus};
+use crate::types::{Entry, EntryKind, EntryMeta, GroupStatus};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use crate::group::{AppendCallback, Counters, RoleListener};
+pub use crate::group::{AppendCallback, Counters, RoleListener, Stamp};
 
 struct EngineInner {
     config: EngineConfig,
@@ -148,6 +148,53 @@ impl Group {
     /// library thread, with the final result; on `Err`, it never runs.
     pub fn append_async(&self, data: &[u8], callback: AppendCallback) -> Result<()> {
         self.member.append_async(data, callback)
+    }
+
+    /// Appends an entry of `kind` whose body, exactly `body_len` bytes, `stamp` makes
+    /// from the entry's [`EntryPlace`](crate::types::EntryPlace) (index, term, position,
+    /// body position). The stamp runs under the member lock right before the entry is
+    /// stored, so stamps run in log order: the broker fills a message's commitlog offset
+    /// (`body_pos`) and queue offset there. Keep it short and never call this group from
+    /// inside it. On `Ok(())` `done` runs exactly once, as for [`Group::append_async`];
+    /// on `Err` (the stamp's own error included) nothing was stored and it never runs.
+    pub fn append_with(
+        &self,
+        kind: EntryKind,
+        body_len: usize,
+        stamp: Stamp,
+        done: AppendCallback,
+    ) -> Result<()> {
+        self.member.append_with(kind, body_len, stamp, done)
+    }
+
+    /// A cursor over committed entries, on any member: entries `from_index..`, at most
+    /// `max_entries` and about `max_bytes` of bodies (always at least one when one is
+    /// committed). When none is committed at `from_index` yet, waits up to `wait` for
+    /// the commit index to move and returns an empty list if it did not. No-op entries
+    /// are included (kind `Noop`, empty body) so the caller can step over them. `NotFound`
+    /// when `from_index` is below the first retained entry; `Closed` once closing.
+    pub fn read_committed(
+        &self,
+        from_index: u64,
+        max_entries: usize,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<(Entry, EntryMeta)>> {
+        self.member
+            .read_committed(from_index, max_entries, max_bytes, wait)
+    }
+
+    /// Reads any entry in this member's log, committed or not: what a new leader
+    /// inherits beyond the commit index (it commits with the leader's first entry of its
+    /// term, or is replaced if another member leads).
+    pub fn read_local(&self, index: u64) -> Result<(Entry, EntryMeta)> {
+        self.member.read_local(index)
+    }
+
+    /// The committed entry whose record, or whose body, starts at log position `pos`
+    /// (a message's commitlog offset is its entry's body position).
+    pub fn read_committed_at(&self, pos: u64) -> Result<(Entry, EntryMeta)> {
+        self.member.read_committed_at(pos)
     }
 
     /// Reads a committed entry held by this member (leader or follower). A no-op entry

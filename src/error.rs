@@ -21,11 +21,20 @@ pub enum ErrorKind {
     Exists = 12,
     Panic = 13,
     DiskFull = 14,
+    /// Idempotent append: the sequence skips ahead of the producer's next one.
+    OutOfOrder = 15,
+    /// The topic does not exist on this group (and is not auto-created).
+    NoTopic = 16,
+    /// The topic's perm forbids this write or read.
+    NoPermission = 17,
+    /// An accepted append or send may or may not commit (leadership changed or the
+    /// member failed before it was decided). Never used when the entry is known lost.
+    OutcomeUnknown = 18,
 }
 
 impl ErrorKind {
     /// All kinds, in ABI order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::InvalidArgument,
         ErrorKind::Config,
         ErrorKind::NotLeader,
@@ -40,6 +49,10 @@ impl ErrorKind {
         ErrorKind::Exists,
         ErrorKind::Panic,
         ErrorKind::DiskFull,
+        ErrorKind::OutOfOrder,
+        ErrorKind::NoTopic,
+        ErrorKind::NoPermission,
+        ErrorKind::OutcomeUnknown,
     ];
 
     pub fn code(self) -> i32 {
@@ -67,6 +80,10 @@ impl ErrorKind {
             ErrorKind::Exists => "RMQRAFT_ERR_EXISTS",
             ErrorKind::Panic => "RMQRAFT_ERR_PANIC",
             ErrorKind::DiskFull => "RMQRAFT_ERR_DISK_FULL",
+            ErrorKind::OutOfOrder => "RMQRAFT_ERR_OUT_OF_ORDER",
+            ErrorKind::NoTopic => "RMQRAFT_ERR_NO_TOPIC",
+            ErrorKind::NoPermission => "RMQRAFT_ERR_NO_PERMISSION",
+            ErrorKind::OutcomeUnknown => "RMQRAFT_ERR_OUTCOME_UNKNOWN",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! members on it. Each group elects a leader with Raft and replicates every append to its
 //! peers over TCP. See `DESIGN.md`-style notes in README.md and docs/.
 
+pub mod broker;
 pub mod config;
 pub mod config_hints;
 pub mod core;
@@ -16,6 +17,6 @@ pub mod store;
 pub mod types;
 
 pub use config::{EngineConfig, FlushDiskType, GroupConfig};
-pub use engine::{AppendCallback, Counters, Engine, Group, RoleListener};
+pub use engine::{AppendCallback, Counters, Engine, Group, RoleListener, Stamp};
 pub use error::{Error, ErrorKind, Result};
-pub use types::{Entry, EntryKind, EntryMeta, GroupStatus, Role};
+pub use types::{Entry, EntryKind, EntryMeta, EntryPlace, GroupStatus, Role};

@@ -19,6 +19,10 @@ pub enum EntryKind {
     Normal = 1,
     /// Appended by a new leader at the start of its term; carries no payload.
     Noop = 2,
+    /// One RocketMQ commitlog message record (`broker::record`), stamped by the leader.
+    Message = 3,
+    /// A broker state change: topic config, consumer offsets (`broker::admin`).
+    BrokerAdmin = 4,
 }
 
 impl EntryKind {
@@ -26,9 +30,23 @@ impl EntryKind {
         match v {
             1 => Some(EntryKind::Normal),
             2 => Some(EntryKind::Noop),
+            3 => Some(EntryKind::Message),
+            4 => Some(EntryKind::BrokerAdmin),
             _ => None,
         }
     }
+}
+
+/// Where an entry being appended goes, handed to the stamp of `Group::append_with`
+/// before the entry is stored. Every member puts the entry at the same place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryPlace {
+    pub index: u64,
+    pub term: u64,
+    /// Log position of the entry's record (its 48-byte header).
+    pub pos: u64,
+    /// Log position of the body: `pos + 48`. For a message, its commitlog offset.
+    pub body_pos: u64,
 }
 
 /// One log entry.

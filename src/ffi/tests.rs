@@ -125,7 +125,7 @@ fn result_names_match_the_error_kinds() {
         assert_eq!(code as i32, kind.code());
         assert_eq!(name(code), kind.abi_name());
     }
-    assert_eq!(name(15), "RMQRAFT_UNKNOWN_RESULT");
+    assert_eq!(name(19), "RMQRAFT_UNKNOWN_RESULT");
     assert_eq!(name(u32::MAX), "RMQRAFT_UNKNOWN_RESULT");
 }
 

@@ -43,6 +43,15 @@ pub enum rmqraft_result {
     RMQRAFT_ERR_PANIC = 13,
     /// The store refused the write for lack of space.
     RMQRAFT_ERR_DISK_FULL = 14,
+    /// Idempotent append: `sequence` skips ahead of the producer's next one.
+    RMQRAFT_ERR_OUT_OF_ORDER = 15,
+    /// The topic does not exist on this group (and is not auto-created).
+    RMQRAFT_ERR_NO_TOPIC = 16,
+    /// The topic's perm forbids this write or read.
+    RMQRAFT_ERR_NO_PERMISSION = 17,
+    /// An accepted append or send may or may not commit (leadership changed or the
+    /// member failed before it was decided): read the log, or resend idempotently.
+    RMQRAFT_ERR_OUTCOME_UNKNOWN = 18,
 }
 
 impl From<ErrorKind> for rmqraft_result {
@@ -62,6 +71,10 @@ impl From<ErrorKind> for rmqraft_result {
             ErrorKind::Exists => rmqraft_result::RMQRAFT_ERR_EXISTS,
             ErrorKind::Panic => rmqraft_result::RMQRAFT_ERR_PANIC,
             ErrorKind::DiskFull => rmqraft_result::RMQRAFT_ERR_DISK_FULL,
+            ErrorKind::OutOfOrder => rmqraft_result::RMQRAFT_ERR_OUT_OF_ORDER,
+            ErrorKind::NoTopic => rmqraft_result::RMQRAFT_ERR_NO_TOPIC,
+            ErrorKind::NoPermission => rmqraft_result::RMQRAFT_ERR_NO_PERMISSION,
+            ErrorKind::OutcomeUnknown => rmqraft_result::RMQRAFT_ERR_OUTCOME_UNKNOWN,
         }
     }
 }

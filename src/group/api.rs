@@ -1,8 +1,8 @@
 //! What a host calls on a member: append, read, status, roles, transfer, close.
 
-use super::{AppendCallback, Member, MemberState, RoleListener, StoreView, Waiter};
+use super::{AppendCallback, Member, MemberState, RoleListener, Stamp, StoreView, Waiter};
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{Entry, EntryKind, EntryMeta, GroupStatus, Role};
+use crate::types::{Entry, EntryKind, EntryMeta, EntryPlace, GroupStatus, Role};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,17 +17,41 @@ impl Member {
                 "an entry must not be empty",
             ));
         }
-        if data.len() > self.config.entry_size_bytes_max as usize {
+        let body = Bytes::copy_from_slice(data);
+        self.append_with(
+            EntryKind::Normal,
+            body.len(),
+            Box::new(move |_| Ok(body)),
+            done,
+        )
+    }
+
+    /// Appends an entry of `kind` whose body (exactly `body_len` bytes) `stamp` makes
+    /// from the entry's place, under the member lock, right before the entry is stored:
+    /// stamps run in log order. A stamp error, or a body of another length, stores
+    /// nothing and is returned; `done` then never runs.
+    pub fn append_with(
+        &self,
+        kind: EntryKind,
+        body_len: usize,
+        stamp: Stamp,
+        done: AppendCallback,
+    ) -> Result<()> {
+        if body_len > self.config.entry_size_bytes_max as usize {
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 format!(
                     "entry of {} bytes exceeds maxEntrySize={}",
-                    data.len(),
-                    self.config.entry_size_bytes_max
+                    body_len, self.config.entry_size_bytes_max
                 ),
             ));
         }
-        let body = Bytes::copy_from_slice(data);
+        if kind == EntryKind::Noop {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "no-op entries are the leader's own",
+            ));
+        }
         let mut st = self.lock()?;
         if !st.core.accepts_appends() {
             return Err(self.not_leader(&st));
@@ -41,13 +65,32 @@ impl Member {
                 ),
             ));
         }
-        let entry = Entry {
-            index: st.store.last_index() + 1,
+        let index = st.store.last_index() + 1;
+        let pos = st.store.next_entry_pos(body_len);
+        let place = EntryPlace {
+            index,
             term: st.core.term,
-            kind: EntryKind::Normal,
+            pos,
+            body_pos: pos + crate::store::ENTRY_HEADER_SIZE as u64,
+        };
+        let body = stamp(place)?;
+        if body.len() != body_len {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the stamp made {} bytes where {body_len} were announced",
+                    body.len()
+                ),
+            ));
+        }
+        let entry = Entry {
+            index,
+            term: place.term,
+            kind,
             body,
         };
         let meta = st.store.append(&entry)?;
+        debug_assert_eq!(meta.pos, place.pos);
         let deadline = Instant::now() + Duration::from_millis(self.config.append_wait_ms_max);
         st.waiters.insert(
             meta.index,
@@ -73,6 +116,90 @@ impl Member {
             self.dispatch_cv.notify_all();
         }
         Ok(())
+    }
+
+    /// Committed entries from `from_index` on, at most `max_entries` and about
+    /// `max_bytes` of bodies (at least one entry when there is one). With none committed
+    /// yet at `from_index`, waits up to `wait` for the commit index to move (a condvar,
+    /// woken on every commit advance and on close). `NotFound` when `from_index` is
+    /// below the first retained entry.
+    pub fn read_committed(
+        &self,
+        from_index: u64,
+        max_entries: usize,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<(Entry, EntryMeta)>> {
+        let from_index = from_index.max(1);
+        let deadline = Instant::now() + wait;
+        let mut st = self.lock()?;
+        loop {
+            if from_index < st.store.first_index() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "entry {from_index} is below the first retained entry {}",
+                        st.store.first_index()
+                    ),
+                ));
+            }
+            let commit = st.core.commit_index.min(st.store.last_index());
+            if commit >= from_index {
+                let mut out = Vec::new();
+                let mut bytes = 0usize;
+                let mut index = from_index;
+                while index <= commit && out.len() < max_entries.max(1) {
+                    let (entry, meta) = st.store.read(index)?;
+                    bytes += entry.body.len();
+                    out.push((entry, meta));
+                    if bytes >= max_bytes {
+                        break;
+                    }
+                    index += 1;
+                }
+                return Ok(out);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            st = self
+                .commit_cv
+                .wait_timeout(st, deadline - now)
+                .map_err(|_| super::lock_err())?
+                .0;
+            if let Some(err) = &st.failed {
+                return Err(err.clone());
+            }
+            if self.is_closing() {
+                return Err(Error::closed("the group member"));
+            }
+        }
+    }
+
+    /// Reads any entry this member holds, committed or not (a new leader's inherited
+    /// tail). What is not committed may still be replaced.
+    pub fn read_local(&self, index: u64) -> Result<(Entry, EntryMeta)> {
+        let st = self.lock()?;
+        st.store.read(index)
+    }
+
+    /// The committed entry whose record or body starts at log position `pos`.
+    pub fn read_committed_at(&self, pos: u64) -> Result<(Entry, EntryMeta)> {
+        let st = self.lock()?;
+        let Some(index) = st.store.index_at_pos(pos) else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no retained entry at log position {pos}"),
+            ));
+        };
+        if index > st.core.commit_index {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("the entry at log position {pos} is not committed yet"),
+            ));
+        }
+        st.store.read(index)
     }
 
     fn not_leader(&self, st: &MemberState) -> Error {

@@ -287,6 +287,10 @@ impl Member {
                     }
                 }
                 let commit = st.core.commit_index;
+                if commit > st.commit_notified {
+                    st.commit_notified = commit;
+                    self.commit_cv.notify_all();
+                }
                 while let Some(entry) = st.waiters.first_entry() {
                     if *entry.key() > commit {
                         break;

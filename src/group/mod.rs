@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 /// Completes an async append exactly once.
 pub type AppendCallback = Box<dyn FnOnce(Result<EntryMeta>) + Send>;
+/// Makes an entry's body from its place, under the member lock (`Group::append_with`).
+pub type Stamp = Box<dyn FnOnce(crate::types::EntryPlace) -> Result<Bytes> + Send>;
 /// Role listener: role, term, leader position (-1 if unknown).
 pub type RoleListener = Box<dyn Fn(Role, u64, i32) + Send + Sync>;
 
@@ -91,6 +93,8 @@ struct MemberState {
     waiters: BTreeMap<u64, Waiter>,
     /// Completed up to here (waiters at or below are gone).
     completed_index: u64,
+    /// Commit index readers of committed entries were last woken for.
+    commit_notified: u64,
     /// The last index a push from the current leader showed to match its log; what a
     /// flush acknowledgement may claim.
     follower_match: (u64, u64),
@@ -135,6 +139,8 @@ pub struct Member {
     dispatchers_idle: std::sync::atomic::AtomicUsize,
     /// Wakes waiters of role changes (leadership transfer).
     role_cv: Condvar,
+    /// Wakes readers of committed entries (`read_committed`) when the commit index moves.
+    commit_cv: Condvar,
     transport: Arc<Transport>,
     epoch: Instant,
     closing: AtomicBool,
@@ -237,6 +243,7 @@ impl Member {
             store,
             waiters: BTreeMap::new(),
             completed_index: 0,
+            commit_notified: 0,
             follower_match: (0, 0),
             flush_reported: 0,
             deferred_request: None,
@@ -253,6 +260,7 @@ impl Member {
             dispatch_cv: Condvar::new(),
             dispatchers_idle: Default::default(),
             role_cv: Condvar::new(),
+            commit_cv: Condvar::new(),
             transport,
             epoch,
             closing: AtomicBool::new(false),
@@ -396,6 +404,7 @@ impl Member {
     fn wake_all(&self) {
         self.dispatch_cv.notify_all();
         self.role_cv.notify_all();
+        self.commit_cv.notify_all();
         let _ = self.ack_bell.0.try_send(());
     }
 

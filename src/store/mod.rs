@@ -22,6 +22,8 @@
 mod flusher;
 mod foreign;
 mod format;
+/// Bytes of the fixed header before every entry body (the body sits at `pos + 48`).
+pub use format::ENTRY_HEADER_SIZE;
 mod fsutil;
 mod recovery;
 mod spare;
@@ -348,6 +350,39 @@ impl LogStore {
         }))
     }
 
+    /// Log position the next entry with a body of `body_len` bytes will get: the write
+    /// position, or the start of the next segment when the record does not fit in the
+    /// current one (a pure function of the entry sizes, the same on every member).
+    pub fn next_entry_pos(&self, body_len: usize) -> u64 {
+        let seg_size = self.opts.segment_size_bytes;
+        let size = (format::ENTRY_HEADER_SIZE + body_len) as u64;
+        let pos = self.write_pos;
+        let room = seg_size - pos % seg_size;
+        if size > room {
+            pos + room
+        } else {
+            pos
+        }
+    }
+
+    /// The index of the retained entry whose record starts at `pos` or whose body starts
+    /// at `pos` (record position + 48); `None` when no retained entry is there.
+    pub fn index_at_pos(&self, pos: u64) -> Option<u64> {
+        let k = self.metas.partition_point(|m| m.pos < pos);
+        let hit = |k: usize| {
+            self.metas
+                .get(k)
+                .filter(|m| m.pos == pos || m.pos + format::ENTRY_HEADER_SIZE as u64 == pos)
+        };
+        if hit(k).is_some() {
+            return Some(self.base_index + 1 + k as u64);
+        }
+        if k > 0 && hit(k - 1).is_some() {
+            return Some(self.base_index + k as u64);
+        }
+        None
+    }
+
     /// Appends `entry` (its index must be `last_index() + 1`, its term >= `last_term()`).
     pub fn append(&mut self, entry: &Entry) -> Result<EntryMeta> {
         self.check_open()?;
@@ -390,12 +425,13 @@ impl LogStore {
         }
         let seg_size = self.opts.segment_size_bytes;
         let size = (format::ENTRY_HEADER_SIZE + entry.body.len()) as u64;
-        let mut pos = self.write_pos;
-        let room = seg_size - pos % seg_size;
+        let pos = self.next_entry_pos(entry.body.len());
         let mut blank = None;
-        if size > room {
-            blank = Some((pos, format::blank_record(room as usize)));
-            pos += room;
+        if pos != self.write_pos {
+            blank = Some((
+                self.write_pos,
+                format::blank_record((pos - self.write_pos) as usize),
+            ));
         }
         let mut new_segment = None;
         if pos.is_multiple_of(seg_size) && self.segments.last().is_none_or(|s| s.start < pos) {

@@ -1,0 +1,175 @@
+//! Consume queues: per (topic, queue id), RocketMQ's 20-byte units (commitlog offset i64,
+//! size i32, tags code i64, big-endian) in files of 300,000 units named by their first
+//! byte offset in 20 digits, under `<broker dir>/consumequeue/<topic>/<queueId>/`.
+//! Writes go to the page cache; `sync` makes them durable before a checkpoint names
+//! their count.
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes per unit (RocketMQ's CQ_STORE_UNIT_SIZE).
+pub const UNIT_SIZE: u64 = 20;
+/// Units per file (RocketMQ's default mappedFileSizeConsumeQueue / 20).
+pub const UNITS_PER_FILE: u64 = 300_000;
+
+/// One consume queue unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit {
+    pub commitlog_offset: i64,
+    pub size: i32,
+    pub tags_code: i64,
+}
+
+impl Unit {
+    pub fn encode(&self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&self.commitlog_offset.to_be_bytes());
+        b[8..12].copy_from_slice(&self.size.to_be_bytes());
+        b[12..].copy_from_slice(&self.tags_code.to_be_bytes());
+        b
+    }
+    pub fn decode(b: &[u8]) -> Unit {
+        Unit {
+            commitlog_offset: i64::from_be_bytes(b[..8].try_into().expect("8")),
+            size: i32::from_be_bytes(b[8..12].try_into().expect("4")),
+            tags_code: i64::from_be_bytes(b[12..20].try_into().expect("8")),
+        }
+    }
+}
+
+/// One queue's files.
+pub struct QueueFile {
+    dir: PathBuf,
+    files: Vec<File>,
+    /// Units written (the queue's max offset).
+    pub count: u64,
+    /// Files written since the last sync.
+    dirty: bool,
+}
+
+fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    Error::io(what, e)
+}
+
+impl QueueFile {
+    /// Opens a queue keeping exactly `count` units (longer files are cut back); `Ok(None)`
+    /// when its files hold fewer (they must be rebuilt).
+    pub fn open(dir: &Path, count: u64) -> Result<Option<QueueFile>> {
+        std::fs::create_dir_all(dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
+        let mut q = QueueFile {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+            count: 0,
+            dirty: false,
+        };
+        let nfiles = count.div_ceil(UNITS_PER_FILE).max(1);
+        for i in 0..nfiles {
+            let path = q.path(i);
+            if !path.exists() && count > 0 {
+                return Ok(None);
+            }
+            let f = q.open_file(i)?;
+            let want = if i + 1 == nfiles {
+                (count - i * UNITS_PER_FILE) * UNIT_SIZE
+            } else {
+                UNITS_PER_FILE * UNIT_SIZE
+            };
+            let len = f
+                .metadata()
+                .map_err(|e| io(format!("stat {}", path.display()), e))?
+                .len();
+            if len < want {
+                return Ok(None);
+            }
+            if len > want {
+                f.set_len(want)
+                    .map_err(|e| io(format!("truncate {}", path.display()), e))?;
+            }
+            q.files.push(f);
+        }
+        // Files past the last one the checkpoint names hold nothing it covers.
+        let mut i = nfiles;
+        while q.path(i).exists() {
+            let _ = std::fs::remove_file(q.path(i));
+            i += 1;
+        }
+        q.count = count;
+        Ok(Some(q))
+    }
+
+    fn path(&self, i: u64) -> PathBuf {
+        self.dir
+            .join(format!("{:020}", i * UNITS_PER_FILE * UNIT_SIZE))
+    }
+
+    fn open_file(&self, i: u64) -> Result<File> {
+        let path = self.path(i);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io(format!("open {}", path.display()), e))
+    }
+
+    pub fn push(&mut self, unit: Unit) -> Result<()> {
+        let file_no = self.count / UNITS_PER_FILE;
+        while self.files.len() as u64 <= file_no {
+            let f = self.open_file(self.files.len() as u64)?;
+            f.set_len(0)
+                .map_err(|e| io(format!("truncate {}", self.dir.display()), e))?;
+            self.files.push(f);
+        }
+        let at = (self.count % UNITS_PER_FILE) * UNIT_SIZE;
+        self.files[file_no as usize]
+            .write_all_at(&unit.encode(), at)
+            .map_err(|e| io(format!("write consume queue {}", self.dir.display()), e))?;
+        self.count += 1;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Units `from..from+n` (clipped to the count).
+    pub fn read(&self, from: u64, n: u64) -> Result<Vec<Unit>> {
+        let end = from.saturating_add(n).min(self.count);
+        let mut out = Vec::with_capacity(end.saturating_sub(from) as usize);
+        let mut at = from;
+        while at < end {
+            let file_no = at / UNITS_PER_FILE;
+            let in_file = (UNITS_PER_FILE - at % UNITS_PER_FILE).min(end - at);
+            let mut buf = vec![0u8; (in_file * UNIT_SIZE) as usize];
+            self.files[file_no as usize]
+                .read_exact_at(&mut buf, (at % UNITS_PER_FILE) * UNIT_SIZE)
+                .map_err(|e| io(format!("read consume queue {}", self.dir.display()), e))?;
+            out.extend(buf.chunks_exact(20).map(Unit::decode));
+            at += in_file;
+        }
+        Ok(out)
+    }
+
+    pub fn sync(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        for f in &self.files {
+            f.sync_data()
+                .map_err(|e| io(format!("sync consume queue {}", self.dir.display()), e))?;
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    pub fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Directory of one queue.
+pub fn queue_dir(root: &Path, topic: &str, queue_id: i32) -> PathBuf {
+    root.join("consumequeue")
+        .join(topic)
+        .join(queue_id.to_string())
+}

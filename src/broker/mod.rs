@@ -1,0 +1,1723 @@
+//! Messages: a group as a RocketMQ broker's store (docs/MESSAGES.md).
+//!
+//! [`Broker`] opens over one [`Group`] member. Every message is one `Message` entry
+//! holding a RocketMQ commitlog record ([`record`]); topic and consumer-offset changes
+//! are `BrokerAdmin` entries ([`admin`]). On every member a dispatch thread reads
+//! committed entries in log order (`Group::read_committed`) and builds the consume
+//! queues ([`cq`]), the key index ([`index`]), the topic table and the consumer offsets,
+//! and checkpoints them with the log index they cover; after a crash, or when the files
+//! are missing, they are rebuilt from the log.
+//!
+//! Contract:
+//! - Sends, topic changes and offset commits go to the leader (`NotLeader` elsewhere,
+//!   naming the leader). `Ok` means committed under the group's flush policy.
+//! - Reads (pull, offsets, lookups, topic list, offset fetch) work on every member and
+//!   see committed, dispatched state only.
+//! - A message's commitlog offset is its entry's body position in the group's log, the
+//!   same on every member, so its offset msg id resolves everywhere.
+//! - Queue offsets are assigned by the leader in log order (inside the append stamp);
+//!   after any leadership change, or an entry appended around the broker, they are
+//!   recomputed from the log (dispatched queues plus the inherited uncommitted tail).
+
+pub mod admin;
+pub mod config;
+pub mod cq;
+pub mod index;
+pub mod record;
+pub mod topic;
+
+pub use config::BrokerConfig;
+pub use record::MessageRecord;
+pub use topic::TopicConfig;
+
+use crate::engine::Group;
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{EntryKind, EntryPlace, Role};
+use admin::AdminOp;
+use bytes::{BufMut, Bytes, BytesMut};
+use cq::{QueueFile, Unit};
+use index::{Hit, KeyIndex};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Entries the dispatch thread reads per round.
+const DISPATCH_BATCH: usize = 1024;
+/// Bytes of bodies the dispatch thread reads per round.
+const DISPATCH_BATCH_BYTES: usize = 8 << 20;
+/// How long the dispatch thread waits for a commit before looking at its checkpoint.
+const DISPATCH_WAIT: Duration = Duration::from_millis(200);
+/// Checkpoint at most this often while entries arrive.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+/// Attempts of a send whose queue offsets had to be recomputed meanwhile.
+const STAMP_ATTEMPTS: usize = 8;
+/// Most messages one pull returns.
+pub const PULL_MAX: u32 = 1024;
+const STALE: &str = "the leader's queue offsets are being recomputed";
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    /// Required; RocketMQ's topic rules (`[%|a-zA-Z0-9_-]`, at most 127 bytes).
+    pub topic: String,
+    /// Tags (TAGS), `None` or empty for none.
+    pub tags: Option<String>,
+    /// Space-separated keys (KEYS); each is indexed.
+    pub keys: Option<String>,
+    /// User properties. A `UNIQ_CLIENT_MESSAGE_ID_KEYIDX` pair sets the message id;
+    /// without one the broker makes one.
+    pub properties: Vec<(String, String)>,
+    /// 1 ..= maxMessageSize bytes.
+    pub body: Bytes,
+    /// -1: the broker picks a write queue (round robin).
+    pub queue_id: i32,
+    /// Stored as is.
+    pub flag: i32,
+    /// 0 none. (Delayed delivery is not built yet: a level is stored as the DELAY
+    /// property only.)
+    pub delay_level: i32,
+    /// 0: the send time.
+    pub born_timestamp: i64,
+    /// The producer's address; `None`: the store host.
+    pub born_host: Option<SocketAddr>,
+    /// SYSFLAG bits the client set (compression, multi tags, transaction type); the
+    /// host bits are the broker's.
+    pub sys_flag: i32,
+    pub reconsume_times: i32,
+}
+
+impl Message {
+    pub fn new(topic: impl Into<String>, body: impl Into<Bytes>) -> Message {
+        Message {
+            topic: topic.into(),
+            body: body.into(),
+            queue_id: -1,
+            ..Default::default()
+        }
+    }
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Message {
+        self.tags = Some(tags.into());
+        self
+    }
+    pub fn with_keys(mut self, keys: impl Into<String>) -> Message {
+        self.keys = Some(keys.into());
+        self
+    }
+    pub fn with_queue(mut self, queue_id: i32) -> Message {
+        self.queue_id = queue_id;
+        self
+    }
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
+        self.properties.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What a committed send tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    /// The UNIQ_KEY (32 hex characters for an IPv4 host).
+    pub msg_id: String,
+    /// RocketMQ's offsetMsgId: store host + commitlog offset.
+    pub offset_msg_id: String,
+    pub topic: String,
+    pub queue_id: i32,
+    pub queue_offset: u64,
+    /// The record's physical offset (its entry's body position).
+    pub commitlog_offset: u64,
+    /// The log index of its entry.
+    pub index: u64,
+}
+
+/// A stored message as read back.
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    /// The stored record, RocketMQ commitlog format.
+    pub record: Bytes,
+    pub decoded: MessageRecord,
+    /// UNIQ_KEY, or the offset msg id when the record has none.
+    pub msg_id: String,
+    pub offset_msg_id: String,
+}
+
+impl MessageView {
+    fn from_record(record: Bytes) -> Result<MessageView> {
+        let (decoded, _) = MessageRecord::decode(&record)?;
+        let offset_msg_id = decoded.offset_msg_id();
+        let msg_id = decoded
+            .uniq_key()
+            .map(str::to_string)
+            .unwrap_or_else(|| offset_msg_id.clone());
+        Ok(MessageView {
+            record,
+            decoded,
+            msg_id,
+            offset_msg_id,
+        })
+    }
+    pub fn topic(&self) -> &str {
+        &self.decoded.topic
+    }
+    pub fn tags(&self) -> Option<&str> {
+        self.decoded.tags()
+    }
+    pub fn keys(&self) -> Option<&str> {
+        self.decoded.keys()
+    }
+    pub fn body(&self) -> &Bytes {
+        &self.decoded.body
+    }
+    pub fn queue_id(&self) -> i32 {
+        self.decoded.queue_id
+    }
+    pub fn queue_offset(&self) -> u64 {
+        self.decoded.queue_offset as u64
+    }
+    pub fn commitlog_offset(&self) -> u64 {
+        self.decoded.physical_offset as u64
+    }
+    /// All properties, system ones included.
+    pub fn properties(&self) -> Vec<(String, String)> {
+        record::decode_properties(&self.decoded.properties)
+    }
+}
+
+/// What a pull found.
+#[derive(Debug, Clone)]
+pub struct PullResult {
+    /// Matching messages in queue order.
+    pub messages: Vec<MessageView>,
+    /// Where the next pull starts: one past the last unit scanned; the queue's max
+    /// when `offset` was past the end, its min when below the start.
+    pub next_offset: u64,
+    pub min_offset: u64,
+    pub max_offset: u64,
+}
+
+/// A tag expression: `*` (or empty) for all, else `TagA || TagB`.
+#[derive(Debug, Clone)]
+struct TagFilter(Option<Vec<(i64, String)>>);
+
+impl TagFilter {
+    fn parse(expr: Option<&str>) -> TagFilter {
+        match expr.map(str::trim) {
+            None | Some("") | Some("*") => TagFilter(None),
+            Some(e) => TagFilter(Some(
+                e.split("||")
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| (i64::from(record::java_string_hash(t)), t.to_string()))
+                    .collect(),
+            )),
+        }
+    }
+    fn code_may_match(&self, code: i64) -> bool {
+        self.0
+            .as_ref()
+            .map_or(true, |tags| tags.iter().any(|(c, _)| *c == code))
+    }
+    fn matches(&self, tags: Option<&str>) -> bool {
+        match &self.0 {
+            None => true,
+            Some(want) => tags.is_some_and(|t| want.iter().any(|(_, w)| w == t)),
+        }
+    }
+}
+
+type QueueKey = (String, i32);
+
+/// Dispatched state, rebuilt from the log on every member.
+struct State {
+    /// Last log index applied.
+    applied: u64,
+    topics: BTreeMap<String, TopicConfig>,
+    /// (consumer group, topic, queue) -> next offset to consume.
+    offsets: BTreeMap<(String, String, i32), u64>,
+    queues: HashMap<QueueKey, QueueFile>,
+    index: KeyIndex,
+    last_checkpoint: Instant,
+    checkpointed: u64,
+}
+
+/// The leader's queue offset counters, valid for one term and one log position.
+struct Counters {
+    /// False once a stamp found the log moved around them (an entry appended without
+    /// the broker); the next append recomputes them.
+    valid: bool,
+    term: u64,
+    /// The last log index these counters account for.
+    through: u64,
+    next: HashMap<QueueKey, u64>,
+}
+
+/// Consumer offsets waiting to be replicated, per consumer group.
+#[derive(Default)]
+struct PendingOffsets {
+    offsets: BTreeMap<(String, i32), u64>,
+    waiters: Vec<Arc<Slot<u64>>>,
+    last_append: Option<Instant>,
+    in_flight: bool,
+}
+
+/// A one-shot result a caller waits on.
+struct Slot<T> {
+    value: Mutex<Option<Result<T>>>,
+    cv: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn new() -> Arc<Slot<T>> {
+        Arc::new(Slot {
+            value: Mutex::new(None),
+            cv: Condvar::new(),
+        })
+    }
+    fn fill(&self, v: Result<T>) {
+        if let Ok(mut g) = self.value.lock() {
+            if g.is_none() {
+                *g = Some(v);
+            }
+        }
+        self.cv.notify_all();
+    }
+    fn wait(&self, timeout: Duration, what: &str) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.value.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(v) = g.take() {
+                return v;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what} not committed within {} ms; outcome unknown",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            g = self
+                .cv
+                .wait_timeout(g, deadline - now)
+                .map_err(|_| poisoned())?
+                .0;
+        }
+    }
+}
+
+fn poisoned() -> Error {
+    Error::new(
+        ErrorKind::Panic,
+        "a broker thread panicked holding its state",
+    )
+}
+
+struct Inner {
+    group: Arc<Group>,
+    config: BrokerConfig,
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// Woken when the dispatch thread applied entries (pull long polling, waits).
+    applied_cv: Condvar,
+    counters: Arc<Mutex<Counters>>,
+    round_robin: Mutex<HashMap<String, u32>>,
+    pending: Mutex<HashMap<String, PendingOffsets>>,
+    pending_cv: Condvar,
+    ids: ids::UniqIds,
+    closing: AtomicBool,
+}
+
+/// A RocketMQ broker's store over one group member. See the module doc for the contract.
+pub struct Broker {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub mod ids {
+    //! UNIQ_KEY message ids, shaped as RocketMQ's MessageClientIDSetter makes them:
+    //! uppercase hex of IP (4 bytes; for IPv6 hosts the last 4), pid (2), a per-process
+    //! random (4, where Java puts the class loader's hash), milliseconds since the start
+    //! of the current month (4) and a counter (2): 32 characters.
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub struct UniqIds {
+        prefix: String,
+        counter: AtomicU32,
+    }
+
+    impl UniqIds {
+        pub fn new(ip: IpAddr) -> UniqIds {
+            let ip4 = match ip {
+                IpAddr::V4(v) => v.octets(),
+                IpAddr::V6(v) => {
+                    let o = v.octets();
+                    [o[12], o[13], o[14], o[15]]
+                }
+            };
+            let mut b = Vec::with_capacity(10);
+            b.extend_from_slice(&ip4);
+            b.extend_from_slice(&(std::process::id() as u16).to_be_bytes());
+            b.extend_from_slice(&fastrand::u32(..).to_be_bytes());
+            UniqIds {
+                prefix: super::record::hex_upper(&b),
+                counter: AtomicU32::new(fastrand::u32(..)),
+            }
+        }
+
+        /// A new id at `now_ms` (Unix time).
+        pub fn next(&self, now_ms: i64) -> String {
+            let since_month = (now_ms - month_start_ms(now_ms)).max(0) as u32;
+            let n = self.counter.fetch_add(1, Ordering::Relaxed) as u16;
+            let mut b = Vec::with_capacity(6);
+            b.extend_from_slice(&since_month.to_be_bytes());
+            b.extend_from_slice(&n.to_be_bytes());
+            format!("{}{}", self.prefix, super::record::hex_upper(&b))
+        }
+    }
+
+    /// Start of the UTC month containing `ms`.
+    fn month_start_ms(ms: i64) -> i64 {
+        let days = ms.div_euclid(86_400_000);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5; // 0-based day of month
+        (days - d) * 86_400_000
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn month_start() {
+            // 2026-12-02T01:00:00Z -> 2026-12-01T00:00:00Z
+            assert_eq!(super::month_start_ms(1_796_173_200_000), 1_796_083_200_000);
+        }
+    }
+}
+
+impl Broker {
+    /// Opens the broker over `group`. `properties` is the member's broker.conf text (the
+    /// message keys: autoCreateTopicEnable, defaultTopicQueueNums, maxMessageSize,
+    /// messageDelayLevel, dedupWindowMs, producerIdExpirationMs, listenPort, namesrvAddr,
+    /// brokerIP1). Loads the checkpoint under `<member dir>/broker/`, rebuilding what is
+    /// missing from the log, and starts the dispatch and offset threads.
+    pub fn open(group: Arc<Group>, properties: &str) -> Result<Broker> {
+        let config = BrokerConfig::from_properties(properties, group.config())?;
+        let dir = group.config().member_dir().join("broker");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let state = load_state(&dir)?;
+        log::info!(
+            "{}/{}: broker state covers log index {}",
+            group.group_name(),
+            group.self_id(),
+            state.applied
+        );
+        let ids = ids::UniqIds::new(config.store_host.ip());
+        let inner = Arc::new(Inner {
+            group,
+            config,
+            dir,
+            state: Mutex::new(state),
+            applied_cv: Condvar::new(),
+            counters: Arc::new(Mutex::new(Counters {
+                valid: false,
+                term: 0,
+                through: 0,
+                next: HashMap::new(),
+            })),
+            round_robin: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            pending_cv: Condvar::new(),
+            ids,
+            closing: AtomicBool::new(false),
+        });
+        let broker = Broker {
+            inner: Arc::clone(&inner),
+            threads: Mutex::new(Vec::new()),
+        };
+        let name = format!("{}-{}", inner.group.group_name(), inner.group.self_id());
+        let spawn = |role: &str, body: Box<dyn FnOnce(Arc<Inner>) + Send>| {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name(format!("{role}-{name}"))
+                .spawn(move || body(inner))
+                .map_err(|e| Error::io("spawn a broker thread", e))
+        };
+        let t1 = spawn("reput", Box::new(|i| i.dispatch_loop()))?;
+        broker.threads.lock().map_err(|_| poisoned())?.push(t1);
+        let t2 = spawn("offsets", Box::new(|i| i.offsets_loop()))?;
+        broker.threads.lock().map_err(|_| poisoned())?.push(t2);
+        Ok(broker)
+    }
+
+    /// The group member underneath (role, leader, status, role listener).
+    pub fn group(&self) -> &Arc<Group> {
+        &self.inner.group
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// This member's role.
+    pub fn role(&self) -> Result<Role> {
+        Ok(self.inner.group.status()?.role)
+    }
+
+    /// Sends one message and waits until it is committed, at most `timeout`.
+    pub fn send(&self, message: &Message, timeout: Duration) -> Result<SendResult> {
+        let slot = Slot::new();
+        let filler = Arc::clone(&slot);
+        self.inner
+            .send_async(message, Box::new(move |r| filler.fill(r)), timeout)?;
+        slot.wait(timeout, "the message")
+    }
+
+    /// Sends without waiting for the commit. On `Ok(())`, `done` runs exactly once, on
+    /// a library thread, with the final result; on `Err` nothing was stored and it never
+    /// runs. A send to a topic that must be auto-created first waits for that creation
+    /// (up to 5 s) before returning.
+    pub fn send_async(&self, message: &Message, done: SendCallback) -> Result<()> {
+        self.inner.send_async(message, done, Duration::from_secs(5))
+    }
+
+    /// Pulls committed messages of one queue from `offset`: at most `max` that match
+    /// `tag_expression` (`None`, `""`, `"*"` for all, else `"TagA || TagB"`), in queue
+    /// order. With nothing at `offset` yet, waits up to `wait` for new messages (long
+    /// polling). Past the end: no messages, `next_offset` = the max. Below the start:
+    /// no messages, `next_offset` = the min.
+    pub fn pull(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        max: u32,
+        tag_expression: Option<&str>,
+        wait: Duration,
+    ) -> Result<PullResult> {
+        self.inner
+            .pull(topic, queue_id, offset, max, tag_expression, wait)
+    }
+
+    /// (min, max) offsets of a queue; max is the next offset to be written.
+    pub fn queue_offsets(&self, topic: &str, queue_id: i32) -> Result<(u64, u64)> {
+        let st = self.inner.lock_state()?;
+        let t = st.topic(topic)?;
+        check_queue(t, queue_id)?;
+        let max = st
+            .queues
+            .get(&(topic.to_string(), queue_id))
+            .map_or(0, |q| q.count);
+        Ok((0, max))
+    }
+
+    /// Messages of `topic` with `key` among their KEYS, stored in `[begin_ms, end_ms]`
+    /// (0 = open), newest first, at most `max`.
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: u32,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<MessageView>> {
+        let hits: Vec<Hit> = {
+            let st = self.inner.lock_state()?;
+            st.index.by_key(topic, key).to_vec()
+        };
+        let end = if end_ms <= 0 { i64::MAX } else { end_ms };
+        let mut out = Vec::new();
+        for hit in hits.iter().rev() {
+            if out.len() >= max as usize {
+                break;
+            }
+            if hit.store_timestamp < begin_ms || hit.store_timestamp > end {
+                continue;
+            }
+            if let Some(view) = self.inner.read_message(hit.commitlog_offset)? {
+                out.push(view);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The message with this id: an offset msg id naming a record at that commitlog
+    /// offset first, then a UNIQ_KEY (any topic; the newest of equal ids). `NotFound`
+    /// when neither names a message here.
+    pub fn view_by_id(&self, msg_id: &str) -> Result<MessageView> {
+        if let Some((host, offset)) = record::parse_offset_msg_id(msg_id) {
+            if offset >= 0 {
+                if let Some(view) = self.inner.read_message(offset as u64)? {
+                    if view.decoded.store_host == host {
+                        return Ok(view);
+                    }
+                }
+            }
+        }
+        let hits: Vec<Hit> = {
+            let st = self.inner.lock_state()?;
+            st.index.by_uniq(msg_id).to_vec()
+        };
+        for hit in hits.iter().rev() {
+            if let Some(view) = self.inner.read_message(hit.commitlog_offset)? {
+                return Ok(view);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!("no message with id {msg_id} on this member"),
+        ))
+    }
+
+    /// Creates or updates a topic (replicated) and waits until this member applied it.
+    pub fn topic_update(
+        &self,
+        topic: &str,
+        read_queue_nums: i32,
+        write_queue_nums: i32,
+        perm: i32,
+        timeout: Duration,
+    ) -> Result<()> {
+        let t = TopicConfig {
+            name: topic.to_string(),
+            read_queue_nums,
+            write_queue_nums,
+            perm,
+        };
+        topic::validate_config(&t)?;
+        self.inner.admin(AdminOp::TopicUpdate(t), timeout)
+    }
+
+    /// Deletes a topic, its consume queues and consumer offsets (replicated).
+    pub fn topic_delete(&self, topic: &str, timeout: Duration) -> Result<()> {
+        {
+            let st = self.inner.lock_state()?;
+            st.topic(topic)?;
+        }
+        self.inner
+            .admin(AdminOp::TopicDelete(topic.to_string()), timeout)
+    }
+
+    /// Every topic, by name.
+    pub fn topic_list(&self) -> Result<Vec<TopicConfig>> {
+        let st = self.inner.lock_state()?;
+        Ok(st.topics.values().cloned().collect())
+    }
+
+    /// One topic's config.
+    pub fn topic(&self, topic: &str) -> Result<TopicConfig> {
+        let st = self.inner.lock_state()?;
+        st.topic(topic).cloned()
+    }
+
+    /// Creates `%RETRY%<consumer_group>` if it does not exist (RocketMQ does on a
+    /// group's first heartbeat, pull or offset commit).
+    pub fn ensure_retry_topic(&self, consumer_group: &str, timeout: Duration) -> Result<()> {
+        self.inner.ensure_retry_topic(consumer_group, timeout)
+    }
+
+    /// Commits a consumer group's next offset for a queue (replicated). Commits are
+    /// coalesced: at most one entry per consumer group per
+    /// `rmqraftOffsetCommitIntervalMs`. With a nonzero `timeout` this waits until the
+    /// entry holding this commit is committed and applied here; with zero it returns
+    /// once queued (a later commit or a failover may lose it, as with RocketMQ's
+    /// asynchronous commits). An unknown topic or queue is refused.
+    pub fn consumer_offset_commit(
+        &self,
+        consumer_group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.inner
+            .offset_commit(consumer_group, topic, queue_id, offset, timeout)
+    }
+
+    /// The committed next offset of a consumer group for a queue; `None` when it has
+    /// none. On the leader, a commit still being replicated is included.
+    pub fn consumer_offset_fetch(
+        &self,
+        consumer_group: &str,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Option<u64>> {
+        if let Ok(p) = self.inner.pending.lock() {
+            if let Some(v) = p
+                .get(consumer_group)
+                .and_then(|g| g.offsets.get(&(topic.to_string(), queue_id)))
+            {
+                return Ok(Some(*v));
+            }
+        }
+        let st = self.inner.lock_state()?;
+        Ok(st
+            .offsets
+            .get(&(consumer_group.to_string(), topic.to_string(), queue_id))
+            .copied())
+    }
+
+    /// Every committed offset: (consumer group, topic, queue id, offset).
+    pub fn consumer_offsets(&self) -> Result<Vec<(String, String, i32, u64)>> {
+        let st = self.inner.lock_state()?;
+        Ok(st
+            .offsets
+            .iter()
+            .map(|((g, t, q), o)| (g.clone(), t.clone(), *q, *o))
+            .collect())
+    }
+
+    /// The last log index this member's broker state applied.
+    pub fn applied_index(&self) -> Result<u64> {
+        Ok(self.inner.lock_state()?.applied)
+    }
+
+    /// Waits until this member applied log index `index`, at most `timeout`.
+    pub fn wait_applied(&self, index: u64, timeout: Duration) -> Result<()> {
+        self.inner.wait_applied(index, timeout)
+    }
+
+    /// Stops the broker's threads and checkpoints its state. The group stays open
+    /// (close it after: closing the group first makes the checkpoint cover only what was
+    /// applied, which is safe). Idempotent.
+    pub fn close(&self) {
+        if self.inner.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.applied_cv.notify_all();
+        self.inner.pending_cv.notify_all();
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Ok(mut st) = self.inner.state.lock() {
+            if let Err(err) = checkpoint(&self.inner.dir, &mut st) {
+                log::warn!("broker checkpoint at close: {err}");
+            }
+        }
+        // Waiting offset commits learn that their outcome is unknown.
+        if let Ok(mut p) = self.inner.pending.lock() {
+            for (_, g) in p.drain() {
+                for w in g.waiters {
+                    w.fill(Err(Error::closed("the broker")));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Completes a `send_async` exactly once.
+pub type SendCallback = Box<dyn FnOnce(Result<SendResult>) + Send>;
+
+fn check_queue(t: &TopicConfig, queue_id: i32) -> Result<()> {
+    if queue_id < 0 || queue_id >= t.queue_nums() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "queue {queue_id} of topic {} does not exist (readQueueNums={}, writeQueueNums={})",
+                t.name, t.read_queue_nums, t.write_queue_nums
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl State {
+    fn topic(&self, name: &str) -> Result<&TopicConfig> {
+        self.topics.get(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoTopic,
+                format!("topic {name} does not exist on this group"),
+            )
+        })
+    }
+
+    /// Applies one committed entry.
+    fn apply(&mut self, dir: &Path, kind: EntryKind, body: &Bytes, pos: u64, index: u64) {
+        match kind {
+            EntryKind::Message => match MessageRecord::decode(body) {
+                Ok((rec, size)) => {
+                    let body_pos = pos + crate::store::ENTRY_HEADER_SIZE as u64;
+                    if rec.physical_offset as u64 != body_pos {
+                        log::warn!(
+                            "entry {index}: record says commitlog offset {} but sits at {body_pos}",
+                            rec.physical_offset
+                        );
+                    }
+                    let key = (rec.topic.clone(), rec.queue_id);
+                    let q = match self.queues.entry(key) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            match QueueFile::open(&cq::queue_dir(dir, &rec.topic, rec.queue_id), 0)
+                            {
+                                Ok(Some(q)) => v.insert(q),
+                                Ok(None) => unreachable!("an empty queue always opens"),
+                                Err(err) => {
+                                    log::error!("entry {index}: consume queue: {err}");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    if rec.queue_offset as u64 != q.count {
+                        log::warn!(
+                            "entry {index}: {}:{} queue offset {} but the queue holds {}",
+                            rec.topic,
+                            rec.queue_id,
+                            rec.queue_offset,
+                            q.count
+                        );
+                    }
+                    let unit = Unit {
+                        commitlog_offset: body_pos as i64,
+                        size: size as i32,
+                        tags_code: rec.tags_code(),
+                    };
+                    if let Err(err) = q.push(unit) {
+                        log::error!("entry {index}: consume queue: {err}");
+                    }
+                    let hit = Hit {
+                        commitlog_offset: body_pos,
+                        store_timestamp: rec.store_timestamp,
+                    };
+                    if let Some(u) = rec.uniq_key() {
+                        self.index.add(index::KIND_UNIQ, u, hit);
+                    }
+                    if let Some(keys) = rec.keys() {
+                        for k in keys.split(' ').filter(|k| !k.is_empty()) {
+                            self.index
+                                .add(index::KIND_KEY, &format!("{}#{k}", rec.topic), hit);
+                        }
+                    }
+                }
+                Err(err) => log::error!("entry {index}: not a message record: {err}"),
+            },
+            EntryKind::BrokerAdmin => match AdminOp::decode(body) {
+                Ok(AdminOp::TopicUpdate(t)) => {
+                    self.topics.insert(t.name.clone(), t);
+                }
+                Ok(AdminOp::TopicDelete(name)) => {
+                    self.topics.remove(&name);
+                    let gone: Vec<QueueKey> = self
+                        .queues
+                        .keys()
+                        .filter(|(t, _)| *t == name)
+                        .cloned()
+                        .collect();
+                    for k in gone {
+                        if let Some(q) = self.queues.remove(&k) {
+                            q.remove();
+                        }
+                    }
+                    let _ = std::fs::remove_dir_all(dir.join("consumequeue").join(&name));
+                    self.offsets.retain(|(_, t, _), _| *t != name);
+                }
+                Ok(AdminOp::ConsumerOffsets { group, offsets }) => {
+                    for (t, q, o) in offsets {
+                        self.offsets.insert((group.clone(), t, q), o);
+                    }
+                }
+                Err(err) => log::error!("entry {index}: bad broker admin entry: {err}"),
+            },
+            EntryKind::Normal | EntryKind::Noop => {}
+        }
+        self.applied = index;
+    }
+}
+
+// ------------------------------------------------------------------ checkpoint
+
+/// "RQK1": the broker checkpoint.
+const CHECKPOINT_MAGIC: u32 = 0x314B_5152;
+
+fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
+    if st.applied == st.checkpointed && dir.join("checkpoint").exists() {
+        return Ok(());
+    }
+    for q in st.queues.values_mut() {
+        q.sync()?;
+    }
+    let index_len = st.index.sync()?;
+    let mut b = BytesMut::new();
+    b.put_u32_le(CHECKPOINT_MAGIC);
+    b.put_u16_le(1);
+    b.put_u64_le(st.applied);
+    b.put_u64_le(index_len);
+    b.put_u32_le(st.topics.len() as u32);
+    for t in st.topics.values() {
+        admin::put_string(&mut b, &t.name);
+        b.put_i32_le(t.read_queue_nums);
+        b.put_i32_le(t.write_queue_nums);
+        b.put_i32_le(t.perm);
+    }
+    b.put_u32_le(st.offsets.len() as u32);
+    for ((g, t, q), o) in &st.offsets {
+        admin::put_string(&mut b, g);
+        admin::put_string(&mut b, t);
+        b.put_i32_le(*q);
+        b.put_u64_le(*o);
+    }
+    b.put_u32_le(st.queues.len() as u32);
+    for ((t, q), f) in &st.queues {
+        admin::put_string(&mut b, t);
+        b.put_i32_le(*q);
+        b.put_u64_le(f.count);
+    }
+    let crc = crc32c::crc32c(&b);
+    b.put_u32_le(crc);
+    let tmp = dir.join("checkpoint.tmp");
+    let path = dir.join("checkpoint");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&b)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    st.checkpointed = st.applied;
+    st.last_checkpoint = Instant::now();
+    Ok(())
+}
+
+fn empty_state(dir: &Path) -> Result<State> {
+    let _ = std::fs::remove_dir_all(dir.join("consumequeue"));
+    let _ = std::fs::remove_dir_all(dir.join("index"));
+    let _ = std::fs::remove_file(dir.join("checkpoint"));
+    let index = KeyIndex::open(&dir.join("index"), 0)?.expect("an empty index opens");
+    Ok(State {
+        applied: 0,
+        topics: BTreeMap::new(),
+        offsets: BTreeMap::new(),
+        queues: HashMap::new(),
+        index,
+        last_checkpoint: Instant::now(),
+        checkpointed: 0,
+    })
+}
+
+/// Loads the checkpoint and the files it names; anything missing or damaged starts
+/// from an empty state, which the dispatch thread rebuilds from the log.
+fn load_state(dir: &Path) -> Result<State> {
+    let path = dir.join("checkpoint");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::info!(
+                "{}: no broker checkpoint; rebuilding from the log",
+                dir.display()
+            );
+            return empty_state(dir);
+        }
+        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+    };
+    match parse_checkpoint(dir, &bytes) {
+        Ok(Some(st)) => Ok(st),
+        Ok(None) => {
+            log::warn!(
+                "{}: consume queue or index files are missing or short; rebuilding from the log",
+                dir.display()
+            );
+            empty_state(dir)
+        }
+        Err(err) => {
+            log::warn!("{}: {err}; rebuilding from the log", path.display());
+            empty_state(dir)
+        }
+    }
+}
+
+fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
+    if b.len() < 4 {
+        return Err(Error::corrupt("checkpoint too short"));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+        return Err(Error::corrupt("checkpoint CRC mismatch"));
+    }
+    let mut r = admin::Cur { b: body, at: 0 };
+    if r.u32()? != CHECKPOINT_MAGIC || r.u16()? != 1 {
+        return Err(Error::corrupt("not a broker checkpoint"));
+    }
+    let applied = r.u64()?;
+    let index_len = r.u64()?;
+    let mut topics = BTreeMap::new();
+    for _ in 0..r.u32()? {
+        let t = TopicConfig {
+            name: r.str()?,
+            read_queue_nums: r.i32()?,
+            write_queue_nums: r.i32()?,
+            perm: r.i32()?,
+        };
+        topics.insert(t.name.clone(), t);
+    }
+    let mut offsets = BTreeMap::new();
+    for _ in 0..r.u32()? {
+        let k = (r.str()?, r.str()?, r.i32()?);
+        offsets.insert(k, r.u64()?);
+    }
+    let mut queues = HashMap::new();
+    for _ in 0..r.u32()? {
+        let (t, q, count) = (r.str()?, r.i32()?, r.u64()?);
+        match QueueFile::open(&cq::queue_dir(dir, &t, q), count)? {
+            Some(f) => {
+                queues.insert((t, q), f);
+            }
+            None => return Ok(None),
+        }
+    }
+    let Some(index) = KeyIndex::open(&dir.join("index"), index_len)? else {
+        return Ok(None);
+    };
+    Ok(Some(State {
+        applied,
+        topics,
+        offsets,
+        queues,
+        index,
+        last_checkpoint: Instant::now(),
+        checkpointed: applied,
+    }))
+}
+
+// ------------------------------------------------------------------ the work
+
+impl Inner {
+    fn lock_state(&self) -> Result<MutexGuard<'_, State>> {
+        self.state.lock().map_err(|_| poisoned())
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The dispatch thread: applies committed entries in order, checkpoints.
+    fn dispatch_loop(&self) {
+        while !self.closing() {
+            let from = match self.lock_state() {
+                Ok(st) => st.applied + 1,
+                Err(_) => return,
+            };
+            let batch = match self.group.read_committed(
+                from,
+                DISPATCH_BATCH,
+                DISPATCH_BATCH_BYTES,
+                DISPATCH_WAIT,
+            ) {
+                Ok(b) => b,
+                Err(err) if err.kind() == ErrorKind::NotFound => {
+                    // Retention removed entries this state never saw: continue from the
+                    // first retained one (their messages are gone with them).
+                    let first = self.group.status().map(|s| s.first_index).unwrap_or(0);
+                    log::warn!("broker dispatch: {err}; continuing at entry {first}");
+                    if let Ok(mut st) = self.lock_state() {
+                        if first > st.applied + 1 {
+                            st.applied = first - 1;
+                        }
+                    }
+                    continue;
+                }
+                Err(err) if err.kind() == ErrorKind::Closed => return,
+                Err(err) => {
+                    log::error!("broker dispatch stops: {err}");
+                    return;
+                }
+            };
+            let Ok(mut st) = self.lock_state() else {
+                return;
+            };
+            let had = !batch.is_empty();
+            for (entry, meta) in batch {
+                if entry.index != st.applied + 1 {
+                    continue;
+                }
+                st.apply(&self.dir, entry.kind, &entry.body, meta.pos, entry.index);
+            }
+            if had {
+                self.applied_cv.notify_all();
+            }
+            if st.applied != st.checkpointed && st.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
+            {
+                if let Err(err) = checkpoint(&self.dir, &mut st) {
+                    log::warn!("broker checkpoint: {err}");
+                }
+            }
+        }
+    }
+
+    fn wait_applied(&self, index: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock_state()?;
+        while st.applied < index {
+            let now = Instant::now();
+            if now >= deadline || self.closing() {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "log index {index} committed but not applied here within {} ms",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            st = self
+                .applied_cv
+                .wait_timeout(st, deadline - now)
+                .map_err(|_| poisoned())?
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Reads the message whose record is at `offset`; `None` if no message is there.
+    fn read_message(&self, offset: u64) -> Result<Option<MessageView>> {
+        match self.group.read_committed_at(offset) {
+            Ok((entry, meta))
+                if entry.kind == EntryKind::Message
+                    && meta.pos + crate::store::ENTRY_HEADER_SIZE as u64 == offset =>
+            {
+                Ok(Some(MessageView::from_record(entry.body)?))
+            }
+            Ok(_) => Ok(None),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Appends an admin op through the stamp path and waits until applied here.
+    fn admin(&self, op: AdminOp, timeout: Duration) -> Result<()> {
+        let body = op.encode();
+        let slot = Slot::new();
+        let filler = Arc::clone(&slot);
+        self.append_stamped(
+            EntryKind::BrokerAdmin,
+            body.len(),
+            Arc::new(move |_place, _next| Ok(body.clone())),
+            Box::new(move |r| filler.fill(r.map(|m| m.index))),
+        )?;
+        let deadline = Instant::now() + timeout;
+        let index = slot.wait(timeout, "the broker change")?;
+        self.wait_applied(index, deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Recomputes the leader's queue offset counters from the log: the dispatched
+    /// queues plus every message in the local log beyond them.
+    fn rebuild_counters(&self) -> Result<()> {
+        let status = self.group.status()?;
+        if status.role != Role::Leader {
+            return Err(self.not_leader());
+        }
+        let (applied, mut next) = {
+            let st = self.lock_state()?;
+            let next: HashMap<QueueKey, u64> = st
+                .queues
+                .iter()
+                .map(|(k, q)| (k.clone(), q.count))
+                .collect();
+            (st.applied, next)
+        };
+        let last = status.last_index;
+        for index in applied + 1..=last {
+            let (entry, _) = self.group.read_local(index)?;
+            if entry.kind == EntryKind::Message {
+                if let Ok((rec, _)) = MessageRecord::decode(&entry.body) {
+                    let n = next.entry((rec.topic, rec.queue_id)).or_insert(0);
+                    *n = (*n).max(rec.queue_offset as u64 + 1);
+                }
+            }
+        }
+        let mut c = self.counters.lock().map_err(|_| poisoned())?;
+        *c = Counters {
+            valid: true,
+            term: status.term,
+            through: last,
+            next,
+        };
+        log::debug!(
+            "{}/{}: queue offsets recomputed through entry {last} in term {}",
+            self.group.group_name(),
+            self.group.self_id(),
+            status.term
+        );
+        Ok(())
+    }
+
+    fn not_leader(&self) -> Error {
+        let leader = self
+            .group
+            .status()
+            .ok()
+            .filter(|s| s.leader_peer >= 0)
+            .and_then(|s| {
+                self.group
+                    .config()
+                    .peers
+                    .get(s.leader_peer as usize)
+                    .cloned()
+            });
+        Error::new(
+            ErrorKind::NotLeader,
+            match leader {
+                Some(p) => format!(
+                    "this member is not the leader; the leader is {} at {}",
+                    p.id, p.addr
+                ),
+                None => "this member is not the leader; no leader is known".to_string(),
+            },
+        )
+    }
+
+    /// Appends through the counters: `make` builds the body from the entry's place and
+    /// the counters (under the member lock, in log order). Retries while the counters
+    /// are being recomputed.
+    #[allow(clippy::type_complexity)]
+    fn append_stamped(
+        &self,
+        kind: EntryKind,
+        body_len: usize,
+        make: Arc<dyn Fn(EntryPlace, &mut HashMap<QueueKey, u64>) -> Result<Bytes> + Send + Sync>,
+        done: crate::engine::AppendCallback,
+    ) -> Result<()> {
+        let done = Arc::new(Mutex::new(Some(done)));
+        for _ in 0..STAMP_ATTEMPTS {
+            // The member lock (status) is never taken while holding the counters: the
+            // stamp takes them in the other order.
+            let s = self.group.status()?;
+            let ready = {
+                let c = self.counters.lock().map_err(|_| poisoned())?;
+                c.valid && c.term == s.term
+            };
+            if !ready {
+                self.rebuild_counters()?;
+            }
+            let make = Arc::clone(&make);
+            let counters = Arc::clone(&self.counters);
+            let done2 = Arc::clone(&done);
+            let r = self.group.append_with(
+                kind,
+                body_len,
+                Box::new(move |place: EntryPlace| {
+                    let mut c = counters.lock().map_err(|_| poisoned())?;
+                    if !c.valid || c.term != place.term || c.through + 1 != place.index {
+                        c.valid = false;
+                        return Err(Error::new(ErrorKind::Busy, STALE));
+                    }
+                    let body = make(place, &mut c.next)?;
+                    c.through = place.index;
+                    Ok(body)
+                }),
+                Box::new(move |r| {
+                    if let Some(done) = done2.lock().ok().and_then(|mut d| d.take()) {
+                        done(r);
+                    }
+                }),
+            );
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Busy && e.message() == STALE => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Busy,
+            "the log kept moving while queue offsets were recomputed; retry",
+        ))
+    }
+}
+
+impl Inner {
+    fn ensure_topic_for_send(&self, topic: &str, timeout: Duration) -> Result<TopicConfig> {
+        {
+            let st = self.lock_state()?;
+            if let Some(t) = st.topics.get(topic) {
+                return Ok(t.clone());
+            }
+        }
+        if !self.config.auto_create_topic {
+            return Err(Error::new(
+                ErrorKind::NoTopic,
+                format!("topic {topic} does not exist and autoCreateTopicEnable=false"),
+            ));
+        }
+        let n = self.config.default_topic_queue_nums;
+        let t = TopicConfig {
+            name: topic.to_string(),
+            read_queue_nums: n,
+            write_queue_nums: n,
+            perm: topic::PERM_READ | topic::PERM_WRITE,
+        };
+        self.admin(AdminOp::TopicUpdate(t), timeout)?;
+        let st = self.lock_state()?;
+        st.topic(topic).cloned()
+    }
+
+    fn ensure_retry_topic(&self, consumer_group: &str, timeout: Duration) -> Result<()> {
+        let name = topic::retry_topic(consumer_group);
+        topic::validate_topic(&name, false)?;
+        if self.lock_state()?.topics.contains_key(&name) {
+            return Ok(());
+        }
+        let t = TopicConfig {
+            name,
+            read_queue_nums: 1,
+            write_queue_nums: 1,
+            perm: topic::PERM_READ | topic::PERM_WRITE,
+        };
+        self.admin(AdminOp::TopicUpdate(t), timeout)
+    }
+
+    fn send_async(&self, m: &Message, done: SendCallback, timeout: Duration) -> Result<()> {
+        topic::validate_topic(&m.topic, true)?;
+        if m.topic == topic::DEFAULT_TOPIC {
+            return Err(Error::new(
+                ErrorKind::NoPermission,
+                format!(
+                    "{} is the default topic and takes no messages",
+                    topic::DEFAULT_TOPIC
+                ),
+            ));
+        }
+        if m.body.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a message body must not be empty",
+            ));
+        }
+        if m.body.len() > self.config.max_message_size {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "message body of {} bytes exceeds maxMessageSize={}",
+                    m.body.len(),
+                    self.config.max_message_size
+                ),
+            ));
+        }
+        if self.group.status()?.role != Role::Leader {
+            return Err(self.not_leader());
+        }
+        let now = now_ms();
+        // Properties: the user's, then TAGS, KEYS, DELAY, UNIQ_KEY.
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        let mut uniq = None;
+        for (k, v) in &m.properties {
+            if k.contains(['\u{1}', '\u{2}']) || v.contains(['\u{1}', '\u{2}']) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("property '{k}' contains a 0x01 or 0x02 separator byte"),
+                ));
+            }
+            if k == record::prop::UNIQ_KEY {
+                uniq = Some(v.clone());
+                continue;
+            }
+            if k == record::prop::TAGS || k == record::prop::KEYS {
+                continue;
+            }
+            pairs.push((k, v));
+        }
+        let delay;
+        if let Some(tags) = m.tags.as_deref().filter(|s| !s.is_empty()) {
+            pairs.push((record::prop::TAGS, tags));
+        }
+        if let Some(keys) = m.keys.as_deref().filter(|s| !s.is_empty()) {
+            pairs.push((record::prop::KEYS, keys));
+        }
+        if m.delay_level > 0 {
+            delay = m.delay_level.to_string();
+            pairs.push((record::prop::DELAY, &delay));
+        }
+        let uniq = uniq.unwrap_or_else(|| self.ids.next(now));
+        pairs.push((record::prop::UNIQ_KEY, &uniq));
+        let properties = record::encode_properties(pairs.iter().copied());
+        if properties.len() > record::PROPERTIES_BYTES_MAX {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "properties of {} bytes exceed {} (RocketMQ's limit)",
+                    properties.len(),
+                    record::PROPERTIES_BYTES_MAX
+                ),
+            ));
+        }
+        let t = self.ensure_topic_for_send(&m.topic, timeout)?;
+        if !t.writable() {
+            return Err(Error::new(
+                ErrorKind::NoPermission,
+                format!("topic {} is not writable (perm {})", t.name, t.perm),
+            ));
+        }
+        if t.write_queue_nums == 0 {
+            return Err(Error::new(
+                ErrorKind::NoPermission,
+                format!("topic {} has no write queue", t.name),
+            ));
+        }
+        let queue_id = if m.queue_id < 0 {
+            let mut rr = self.round_robin.lock().map_err(|_| poisoned())?;
+            let n = rr
+                .entry(t.name.clone())
+                .or_insert_with(|| fastrand::u32(..));
+            *n = n.wrapping_add(1);
+            (*n % t.write_queue_nums as u32) as i32
+        } else {
+            if m.queue_id >= t.write_queue_nums {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "queue {} of topic {} is not a write queue (writeQueueNums={})",
+                        m.queue_id, t.name, t.write_queue_nums
+                    ),
+                ));
+            }
+            m.queue_id
+        };
+        let store_host = self.config.store_host;
+        let rec = MessageRecord {
+            queue_id,
+            flag: m.flag,
+            queue_offset: 0,
+            physical_offset: 0,
+            sys_flag: m.sys_flag,
+            born_timestamp: if m.born_timestamp > 0 {
+                m.born_timestamp
+            } else {
+                now
+            },
+            born_host: m.born_host.unwrap_or(store_host),
+            store_timestamp: now,
+            store_host,
+            reconsume_times: m.reconsume_times,
+            prepared_transaction_offset: 0,
+            body: m.body.clone(),
+            topic: t.name.clone(),
+            properties,
+            body_crc: 0,
+        };
+        let encoded = rec.encode()?;
+        if encoded.len() > self.group.config().entry_size_bytes_max as usize {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the message record of {} bytes exceeds maxEntrySize={}",
+                    encoded.len(),
+                    self.group.config().entry_size_bytes_max
+                ),
+            ));
+        }
+        let key: QueueKey = (t.name.clone(), queue_id);
+        let assigned = Arc::new(Mutex::new((0u64, 0u64)));
+        let assigned2 = Arc::clone(&assigned);
+        let make = Arc::new(
+            move |place: EntryPlace, next: &mut HashMap<QueueKey, u64>| {
+                let n = next.entry(key.clone()).or_insert(0);
+                let qo = *n;
+                *n += 1;
+                let mut b = BytesMut::from(&encoded[..]);
+                record::stamp_offsets(&mut b, qo as i64, place.body_pos as i64);
+                if let Ok(mut a) = assigned2.lock() {
+                    *a = (qo, place.body_pos);
+                }
+                Ok(b.freeze())
+            },
+        );
+        let topic_name = t.name.clone();
+        let len = rec.encoded_len();
+        self.append_stamped(
+            EntryKind::Message,
+            len,
+            make,
+            Box::new(move |r| {
+                let r = r
+                    .map(|meta| {
+                        let (qo, off) = assigned.lock().map(|a| *a).unwrap_or((0, 0));
+                        SendResult {
+                            msg_id: uniq,
+                            offset_msg_id: record::offset_msg_id(&store_host, off as i64),
+                            topic: topic_name,
+                            queue_id,
+                            queue_offset: qo,
+                            commitlog_offset: off,
+                            index: meta.index,
+                        }
+                    })
+                    .map_err(|e| match e.kind() {
+                        ErrorKind::Closed => Error::new(
+                            ErrorKind::OutcomeUnknown,
+                            format!(
+                                "the member closed before the send was decided: {}",
+                                e.message()
+                            ),
+                        ),
+                        _ => e,
+                    });
+                done(r)
+            }),
+        )
+    }
+
+    fn pull(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        max: u32,
+        tag_expression: Option<&str>,
+        wait: Duration,
+    ) -> Result<PullResult> {
+        let filter = TagFilter::parse(tag_expression);
+        let max = max.clamp(1, PULL_MAX) as u64;
+        let deadline = Instant::now() + wait;
+        let key: QueueKey = (topic.to_string(), queue_id);
+        let (units, min, count) = {
+            let mut st = self.lock_state()?;
+            loop {
+                let t = st.topic(topic)?;
+                if !t.readable() {
+                    return Err(Error::new(
+                        ErrorKind::NoPermission,
+                        format!("topic {topic} is not readable (perm {})", t.perm),
+                    ));
+                }
+                check_queue(t, queue_id)?;
+                let count = st.queues.get(&key).map_or(0, |q| q.count);
+                let min = 0;
+                if offset < min {
+                    return Ok(PullResult {
+                        messages: Vec::new(),
+                        next_offset: min,
+                        min_offset: min,
+                        max_offset: count,
+                    });
+                }
+                if offset > count {
+                    return Ok(PullResult {
+                        messages: Vec::new(),
+                        next_offset: count,
+                        min_offset: min,
+                        max_offset: count,
+                    });
+                }
+                if offset < count {
+                    let q = st.queues.get(&key).expect("a queue with units");
+                    // Scan more units than asked when filtering by tags.
+                    let scan = if filter.0.is_some() { max * 4 } else { max };
+                    break (q.read(offset, scan)?, min, count);
+                }
+                let now = Instant::now();
+                if now >= deadline || self.closing() {
+                    return Ok(PullResult {
+                        messages: Vec::new(),
+                        next_offset: count,
+                        min_offset: min,
+                        max_offset: count,
+                    });
+                }
+                st = self
+                    .applied_cv
+                    .wait_timeout(st, deadline - now)
+                    .map_err(|_| poisoned())?
+                    .0;
+            }
+        };
+        let mut messages = Vec::new();
+        let mut next = offset;
+        for unit in units {
+            if messages.len() as u64 >= max {
+                break;
+            }
+            next += 1;
+            if !filter.code_may_match(unit.tags_code) {
+                continue;
+            }
+            let Some(view) = self.read_message(unit.commitlog_offset as u64)? else {
+                log::warn!(
+                    "{topic}:{queue_id} offset {}: no message at commitlog offset {}",
+                    next - 1,
+                    unit.commitlog_offset
+                );
+                continue;
+            };
+            if filter.matches(view.tags()) {
+                messages.push(view);
+            }
+        }
+        Ok(PullResult {
+            messages,
+            next_offset: next,
+            min_offset: min,
+            max_offset: count,
+        })
+    }
+
+    fn offset_commit(
+        &self,
+        consumer_group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        if consumer_group.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the consumer group is empty",
+            ));
+        }
+        if self.group.status()?.role != Role::Leader {
+            return Err(self.not_leader());
+        }
+        let retry = topic::retry_topic(consumer_group);
+        if topic == retry {
+            self.ensure_retry_topic(consumer_group, timeout)?;
+        } else {
+            let st = self.lock_state()?;
+            let t = st.topic(topic).map_err(|_| {
+                Error::new(
+                    ErrorKind::NoTopic,
+                    format!("cannot commit an offset for {topic}: the topic does not exist"),
+                )
+            })?;
+            check_queue(t, queue_id).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("cannot commit an offset: {}", e.message()),
+                )
+            })?;
+            drop(st);
+            // The group's retry topic exists once the group commits anything.
+            self.ensure_retry_topic(consumer_group, timeout)?;
+        }
+        let slot = (!timeout.is_zero()).then(Slot::new);
+        {
+            let mut p = self.pending.lock().map_err(|_| poisoned())?;
+            let g = p.entry(consumer_group.to_string()).or_default();
+            g.offsets.insert((topic.to_string(), queue_id), offset);
+            if let Some(s) = &slot {
+                g.waiters.push(Arc::clone(s));
+            }
+        }
+        self.pending_cv.notify_all();
+        let Some(slot) = slot else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + timeout;
+        let index = slot.wait(timeout, "the consumer offset")?;
+        self.wait_applied(index, deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Replicates pending consumer offsets: one entry per consumer group per interval.
+    fn offsets_loop(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.config.offset_commit_interval_ms);
+        let Ok(mut p) = self.pending.lock() else {
+            return;
+        };
+        while !self.closing() {
+            let now = Instant::now();
+            let mut wake = now + Duration::from_secs(1);
+            let mut due = Vec::new();
+            for (group, g) in p.iter_mut() {
+                if g.offsets.is_empty() || g.in_flight {
+                    continue;
+                }
+                let at = g.last_append.map_or(now, |t| t + interval);
+                if at <= now {
+                    g.in_flight = true;
+                    g.last_append = Some(now);
+                    due.push((
+                        group.clone(),
+                        std::mem::take(&mut g.offsets),
+                        std::mem::take(&mut g.waiters),
+                    ));
+                } else {
+                    wake = wake.min(at);
+                }
+            }
+            if !due.is_empty() {
+                drop(p);
+                for (group, offsets, waiters) in due {
+                    let op = AdminOp::ConsumerOffsets {
+                        group: group.clone(),
+                        offsets: offsets
+                            .iter()
+                            .map(|((t, q), o)| (t.clone(), *q, *o))
+                            .collect(),
+                    };
+                    let body = op.encode();
+                    let waiters = Arc::new(waiters);
+                    let w2 = Arc::clone(&waiters);
+                    let me = Arc::downgrade(&self);
+                    let g2 = group.clone();
+                    let r = self.append_stamped(
+                        EntryKind::BrokerAdmin,
+                        body.len(),
+                        Arc::new(move |_, _| Ok(body.clone())),
+                        Box::new(move |r| {
+                            for w in w2.iter() {
+                                w.fill(r.clone().map(|m| m.index));
+                            }
+                            if let Some(me) = me.upgrade() {
+                                if let Ok(mut p) = me.pending.lock() {
+                                    if let Some(g) = p.get_mut(&g2) {
+                                        g.in_flight = false;
+                                    }
+                                }
+                                me.pending_cv.notify_all();
+                            }
+                        }),
+                    );
+                    if let Err(err) = r {
+                        for w in waiters.iter() {
+                            w.fill(Err(err.clone()));
+                        }
+                        if let Ok(mut p) = self.pending.lock() {
+                            if let Some(g) = p.get_mut(&group) {
+                                g.in_flight = false;
+                            }
+                        }
+                    }
+                }
+                p = match self.pending.lock() {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+                continue;
+            }
+            let now = Instant::now();
+            p = match self
+                .pending_cv
+                .wait_timeout(p, wake.saturating_duration_since(now))
+            {
+                Ok((p, _)) => p,
+                Err(_) => return,
+            };
+        }
+    }
+}
