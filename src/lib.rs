@@ -11,6 +11,7 @@ pub mod error;
 pub mod ffi;
 mod group;
 pub mod net;
+pub mod remoting;
 pub mod store;
 pub mod types;
 
