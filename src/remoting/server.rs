@@ -37,6 +37,7 @@ const FIRST_CONNECTION: u64 = 2;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// An input buffer larger than this is released once it is empty again.
 const KEEP_INPUT_BYTES: usize = 4 * 1024;
+const LISTEN_BACKLOG: i32 = 1024;
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A connection's number, unique for the server's lifetime.
@@ -291,6 +292,7 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("remoting: listener", e))?;
+        widen_backlog(&listener);
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("remoting: listener address", e))?;
@@ -754,6 +756,19 @@ impl IoLoop {
 fn malformed(e: &CodecError) -> String {
     log::warn!("remoting: malformed frame, closing the connection: {e}");
     format!("malformed frame: {e}")
+}
+
+/// The standard library listens with a backlog of 128; clients connect in bursts (every
+/// producer and consumer at start-up), so take RocketMQ's serverSocketBacklog of 1024.
+/// Listening again on a listening socket only changes its backlog.
+fn widen_backlog(listener: &std::net::TcpListener) {
+    // SAFETY: `listen` on a socket the listener owns; no memory is passed.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        log::debug!(
+            "remoting: cannot widen the listen backlog: {}",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 /// One non-blocking send that never raises SIGPIPE (hosts embedding the library may not
