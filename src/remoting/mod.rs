@@ -17,5 +17,5 @@ pub mod register;
 pub mod server;
 
 pub use codec::{RemotingCommand, SerializeType};
-
+pub use namesrv::{NameServer, NameServerConfig};
 pub use server::{RequestHandler, Responder, Server, ServerConfig};
