@@ -18,4 +18,5 @@ pub mod server;
 
 pub use codec::{RemotingCommand, SerializeType};
 pub use namesrv::{NameServer, NameServerConfig};
+pub use register::{BrokerRegistration, Registrar, RegistrarConfig, TopicRoute};
 pub use server::{RequestHandler, Responder, Server, ServerConfig};
