@@ -141,6 +141,8 @@ impl Router {
 
 enum Outbound {
     Frame(ConnectionId, Vec<u8>),
+    /// A worker found a malformed frame.
+    Close(ConnectionId, String),
 }
 
 /// Sends frames to connections from any thread, waking the I/O thread.
@@ -253,10 +255,11 @@ pub fn error_response(code: i32, remark: String) -> RemotingCommand {
     r
 }
 
+/// A whole frame without its length field: decoded on a worker, not the I/O thread.
 struct Task {
-    handler: Arc<dyn RequestHandler>,
-    request: Request,
-    responder: Responder,
+    frame: Vec<u8>,
+    connection: ConnectionId,
+    peer: SocketAddr,
 }
 
 /// A running server. [`Server::shutdown`] (or drop) stops it and joins every thread.
@@ -307,12 +310,15 @@ impl Server {
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
         let pusher = Pusher { tx: out_tx, waker };
         let (task_tx, task_rx) = crossbeam_channel::bounded::<Task>(config.queue_len);
+        let close_listeners = router.close_listeners.clone();
+        let router = Arc::new(router);
         let mut workers = Vec::with_capacity(config.workers);
         for i in 0..config.workers {
             let rx = task_rx.clone();
+            let (router, pusher) = (router.clone(), pusher.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("{}-worker-{i}", config.name))
-                .spawn(move || worker_loop(rx));
+                .spawn(move || worker_loop(rx, router, pusher));
             match spawned {
                 Ok(h) => workers.push(h),
                 Err(e) => {
@@ -330,7 +336,7 @@ impl Server {
         let io = IoLoop {
             poll,
             listener,
-            router,
+            close_listeners,
             config: config.clone(),
             conns: HashMap::new(),
             next_id: FIRST_CONNECTION,
@@ -403,18 +409,67 @@ impl Drop for Server {
     }
 }
 
-fn worker_loop(rx: Receiver<Task>) {
+fn worker_loop(rx: Receiver<Task>, router: Arc<Router>, pusher: Pusher) {
     for task in rx {
-        let code = task.request.command.code;
-        let Task {
-            handler,
-            request,
-            responder,
-        } = task;
-        // A panicking handler drops its responder, which answers SYSTEM_ERROR.
-        if catch_unwind(AssertUnwindSafe(|| handler.handle(request, responder))).is_err() {
-            log::error!("remoting: the handler of request code {code} panicked");
+        match codec::decode_frame(&task.frame) {
+            Ok(command) => dispatch(&router, &pusher, task.connection, task.peer, command),
+            Err(e) => {
+                let why = malformed(&e);
+                let _ = pusher.tx.send(Outbound::Close(task.connection, why));
+                let _ = pusher.waker.wake();
+            }
         }
+    }
+}
+
+fn responder_for(
+    pusher: &Pusher,
+    connection: ConnectionId,
+    command: &RemotingCommand,
+) -> Responder {
+    Responder {
+        connection,
+        opaque: command.opaque,
+        serialize_type: command.serialize_type,
+        oneway: command.is_oneway(),
+        request_code: command.code,
+        pusher: Some(pusher.clone()),
+    }
+}
+
+/// Runs the handler of `command`'s code, or answers REQUEST_CODE_NOT_SUPPORTED as
+/// RocketMQ does (the remark names the code).
+fn dispatch(
+    router: &Router,
+    pusher: &Pusher,
+    connection: ConnectionId,
+    peer: SocketAddr,
+    command: RemotingCommand,
+) {
+    if command.is_response() {
+        log::debug!(
+            "remoting: ignored a response (code {}, opaque {}) from {peer}",
+            command.code,
+            command.opaque
+        );
+        return;
+    }
+    let responder = responder_for(pusher, connection, &command);
+    let Some(handler) = router.handlers.get(&command.code) else {
+        let remark = format!(" request type {} not supported", command.code);
+        log::warn!("remoting: {peer}{remark}");
+        responder.respond(error_response(response::REQUEST_CODE_NOT_SUPPORTED, remark));
+        return;
+    };
+    let code = command.code;
+    let request = Request {
+        command,
+        connection,
+        peer,
+    };
+    // A panicking handler drops its responder, which answers SYSTEM_ERROR.
+    if catch_unwind(AssertUnwindSafe(|| handler.handle(request, responder))).is_err() {
+        log::error!("remoting: the handler of request code {code} panicked");
     }
 }
 
@@ -434,7 +489,7 @@ struct Conn {
 struct IoLoop {
     poll: Poll,
     listener: TcpListener,
-    router: Router,
+    close_listeners: Vec<CloseListener>,
     config: ServerConfig,
     conns: HashMap<ConnectionId, Conn>,
     next_id: ConnectionId,
@@ -575,7 +630,7 @@ impl IoLoop {
     fn dispatch_frames(&mut self, id: ConnectionId) -> Closing {
         let max = self.config.max_frame_bytes;
         let mut consumed = 0;
-        let mut commands = Vec::new();
+        let mut frames = Vec::new();
         let Some(conn) = self.conns.get_mut(&id) else {
             return Closing::Keep;
         };
@@ -583,13 +638,10 @@ impl IoLoop {
         let result = loop {
             let rest = &conn.input[consumed..];
             match codec::frame_size(rest, max) {
-                Ok(Some(size)) if rest.len() >= size => match codec::decode_frame(&rest[4..size]) {
-                    Ok(cmd) => {
-                        consumed += size;
-                        commands.push(cmd);
-                    }
-                    Err(e) => break Err(e),
-                },
+                Ok(Some(size)) if rest.len() >= size => {
+                    frames.push(rest[4..size].to_vec());
+                    consumed += size;
+                }
                 Ok(_) => break Ok(()),
                 Err(e) => break Err(e),
             }
@@ -598,8 +650,10 @@ impl IoLoop {
         if conn.input.is_empty() && conn.input.capacity() > KEEP_INPUT_BYTES {
             conn.input = Vec::new();
         }
-        for cmd in commands {
-            self.dispatch(id, peer, cmd);
+        for frame in frames {
+            if let Closing::Close(why) = self.submit(id, peer, frame) {
+                return Closing::Close(why);
+            }
         }
         match result {
             Ok(()) => Closing::Keep,
@@ -607,52 +661,41 @@ impl IoLoop {
         }
     }
 
-    fn dispatch(&mut self, id: ConnectionId, peer: SocketAddr, command: RemotingCommand) {
-        if command.is_response() {
-            log::debug!(
-                "remoting: ignored a response (code {}, opaque {}) from {peer}",
-                command.code,
-                command.opaque
-            );
-            return;
-        }
-        let responder = Responder {
-            connection: id,
-            opaque: command.opaque,
-            serialize_type: command.serialize_type,
-            oneway: command.is_oneway(),
-            request_code: command.code,
-            pusher: Some(self.pusher.clone()),
-        };
-        let Some(handler) = self.router.handlers.get(&command.code).cloned() else {
-            let remark = format!(" request type {} not supported", command.code);
-            log::warn!("remoting: {peer}{remark}");
-            responder.respond(error_response(response::REQUEST_CODE_NOT_SUPPORTED, remark));
-            return;
-        };
+    /// Queues a frame for the workers. When the queue is full the request is answered
+    /// SYSTEM_BUSY, as RocketMQ answers when its executor rejects a task.
+    fn submit(&mut self, connection: ConnectionId, peer: SocketAddr, frame: Vec<u8>) -> Closing {
         let task = Task {
-            handler,
-            request: Request {
-                command,
-                connection: id,
-                peer,
-            },
-            responder,
+            frame,
+            connection,
+            peer,
         };
-        match self.tasks.try_send(task) {
-            Ok(()) => {}
-            Err(TrySendError::Full(task)) | Err(TrySendError::Disconnected(task)) => {
-                task.responder.respond(error_response(
+        let task = match self.tasks.try_send(task) {
+            Ok(()) => return Closing::Keep,
+            Err(TrySendError::Full(task)) | Err(TrySendError::Disconnected(task)) => task,
+        };
+        match codec::decode_frame(&task.frame) {
+            Ok(command) if !command.is_response() => {
+                responder_for(&self.pusher, connection, &command).respond(error_response(
                     response::SYSTEM_BUSY,
                     "[OVERLOAD]system busy, start flow control for a while".to_string(),
                 ));
+                Closing::Keep
             }
+            Ok(_) => Closing::Keep,
+            Err(e) => Closing::Close(malformed(&e)),
         }
     }
 
     fn drain_outbound(&mut self) {
         let mut touched = Vec::new();
-        while let Ok(Outbound::Frame(id, frame)) = self.out_rx.try_recv() {
+        while let Ok(out) = self.out_rx.try_recv() {
+            let (id, frame) = match out {
+                Outbound::Frame(id, frame) => (id, frame),
+                Outbound::Close(id, why) => {
+                    self.close(id, &why);
+                    continue;
+                }
+            };
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
@@ -747,7 +790,7 @@ impl IoLoop {
         log::debug!("remoting: connection {id} from {} closed: {why}", conn.peer);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.connections.store(self.conns.len(), Ordering::Relaxed);
-        for listener in &self.router.close_listeners {
+        for listener in &self.close_listeners {
             listener(id);
         }
     }
