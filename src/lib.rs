@@ -13,6 +13,7 @@ pub mod error;
 pub mod ffi;
 mod group;
 pub mod net;
+pub mod remoting;
 pub mod store;
 pub mod types;
 

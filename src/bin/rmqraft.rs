@@ -11,6 +11,8 @@ mod args;
 mod client;
 #[path = "rmqraft/fast_try.rs"]
 mod fast_try;
+#[path = "rmqraft/namesrv.rs"]
+mod namesrv;
 #[path = "rmqraft/node.rs"]
 mod node;
 #[path = "rmqraft/output.rs"]
@@ -147,6 +149,9 @@ fn read_body_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
 
 fn main() -> ExitCode {
     install_panic_hook();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "namesrv") {
+        return namesrv::main(std::env::args_os().skip(2).collect());
+    }
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(args::UsageError(message)) => {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The signal that asked us to stop, 0 while none has.
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+pub static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     STOP_SIGNAL.store(signal, Ordering::SeqCst);
@@ -18,7 +18,7 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
     }
 }
 
-fn install_stop_handlers() -> Result<(), String> {
+pub fn install_stop_handlers() -> Result<(), String> {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: the handler only stores to an atomic and calls signal(), both
         // async-signal-safe.
@@ -38,7 +38,7 @@ fn install_stop_handlers() -> Result<(), String> {
     Ok(())
 }
 
-fn signal_name(signal: i32) -> &'static str {
+pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",

@@ -1,0 +1,22 @@
+//! RocketMQ's own client protocol (the classic 4.x remoting protocol) and a name server.
+//!
+//! - [`codec`]: frames and both header encodings (JSON, ROCKETMQ).
+//! - [`server`]: a readiness loop with a bounded worker pool and a table of request codes.
+//! - [`client`]: a blocking client for one address (registration, tools, tests).
+//! - [`namesrv`]: a name server (`rmqraft namesrv`, [`NameServer::start`]).
+//! - [`register`]: the broker side's registration with the name servers ([`Registrar`]).
+//!
+//! See docs/REMOTING.md.
+
+pub mod client;
+pub mod codec;
+pub mod codes;
+pub mod json;
+pub mod namesrv;
+pub mod register;
+pub mod server;
+
+pub use codec::{RemotingCommand, SerializeType};
+pub use namesrv::{NameServer, NameServerConfig};
+pub use register::{BrokerRegistration, Registrar, RegistrarConfig, TopicRoute};
+pub use server::{RequestHandler, Responder, Server, ServerConfig};

@@ -1,0 +1,336 @@
+//! The remoting server: unknown codes, oneway requests, malformed frames, parked requests
+//! answered later, many idle connections, and a clean shutdown.
+
+mod common;
+
+use common::wait_for;
+use rmqraft::remoting::client::Client;
+use rmqraft::remoting::codec::{RemotingCommand, SerializeType};
+use rmqraft::remoting::server::{Request, Responder, Router, Server, ServerConfig};
+use rmqraft::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+const ECHO: i32 = 1;
+const PARK: i32 = 2;
+const DROP: i32 = 4;
+const PANIC: i32 = 5;
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+struct Fixture {
+    server: Server,
+    echoes: Arc<AtomicUsize>,
+    parked: Arc<Mutex<Vec<(Request, Responder)>>>,
+    closed: Arc<Mutex<Vec<u64>>>,
+}
+
+fn start(config: ServerConfig) -> Fixture {
+    common::init_logging();
+    let echoes = Arc::new(AtomicUsize::new(0));
+    let parked: Arc<Mutex<Vec<(Request, Responder)>>> = Arc::default();
+    let closed: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let mut router = Router::new();
+    let e = echoes.clone();
+    router.route(
+        ECHO,
+        Arc::new(move |req: Request, resp: Responder| {
+            e.fetch_add(1, Ordering::SeqCst);
+            let out = req
+                .command
+                .response_to(0, None)
+                .with_body(req.command.body.clone());
+            resp.respond(out);
+        }),
+    );
+    let p = parked.clone();
+    router.route(
+        PARK,
+        Arc::new(move |req: Request, resp: Responder| p.lock().unwrap().push((req, resp))),
+    );
+    router.route(DROP, Arc::new(|_req: Request, _resp: Responder| {}));
+    router.route(
+        PANIC,
+        Arc::new(|_req: Request, _resp: Responder| panic!("handler fails on purpose")),
+    );
+    let c = closed.clone();
+    router.on_close(move |id| c.lock().unwrap().push(id));
+    let server = Server::start(any_port(), router, config).expect("server starts");
+    Fixture {
+        server,
+        echoes,
+        parked,
+        closed,
+    }
+}
+
+fn connect(server: &Server) -> Client {
+    Client::connect(&server.local_addr().to_string(), T).expect("connect")
+}
+
+fn proc_status(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
+}
+
+#[test]
+fn unknown_code_is_answered_in_the_serialize_type_asked() {
+    let f = start(ServerConfig::default());
+    let mut c = connect(&f.server);
+    for st in [SerializeType::Json, SerializeType::RocketMq] {
+        let mut req = RemotingCommand::request(9999, 0);
+        req.serialize_type = st;
+        let resp = c.invoke(req, T).unwrap();
+        assert_eq!(resp.code, 3, "REQUEST_CODE_NOT_SUPPORTED");
+        assert_eq!(
+            resp.remark.as_deref(),
+            Some(" request type 9999 not supported")
+        );
+        assert_eq!(resp.serialize_type, st);
+        assert!(resp.is_response());
+    }
+}
+
+#[test]
+fn oneway_requests_are_not_answered() {
+    let f = start(ServerConfig::default());
+    let mut c = connect(&f.server);
+    c.invoke_oneway(RemotingCommand::request(ECHO, 0), T)
+        .unwrap();
+    c.invoke_oneway(RemotingCommand::request(9999, 0), T)
+        .unwrap();
+    let resp = c
+        .invoke(
+            RemotingCommand::request(ECHO, 0).with_body(b"ping".to_vec()),
+            T,
+        )
+        .unwrap();
+    assert_eq!(resp.body, b"ping");
+    // The oneway echo ran (handlers see oneway requests) but sent nothing: the next
+    // command on the connection was the answer to the normal request.
+    wait_for("both echoes ran", || {
+        (f.echoes.load(Ordering::SeqCst) == 2).then_some(())
+    });
+    let err = c
+        .read_command(Instant::now() + Duration::from_millis(300))
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Timeout,
+        "nothing more was sent: {err}"
+    );
+}
+
+#[test]
+fn malformed_frame_closes_only_its_connection() {
+    let f = start(ServerConfig::default());
+    let mut good = connect(&f.server);
+    let mut bad_type = connect(&f.server);
+    let mut too_large = connect(&f.server);
+    wait_for("3 connections", || {
+        (f.server.connection_count() == 3).then_some(())
+    });
+
+    // Serialize type 7 does not exist.
+    let deadline = Instant::now() + T;
+    bad_type
+        .send_raw(&[0, 0, 0, 6, 7, 0, 0, 2, b'{', b'}'], deadline)
+        .unwrap();
+    let err = bad_type.read_command(deadline).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+
+    // A length over the limit is refused from the length field alone: no body is sent.
+    too_large.send_raw(&[0x7f, 0, 0, 0], deadline).unwrap();
+    let err = too_large.read_command(deadline).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Closed | ErrorKind::Io),
+        "{err}"
+    );
+
+    let resp = good.invoke(RemotingCommand::request(ECHO, 0), T).unwrap();
+    assert_eq!(resp.code, 0);
+    wait_for("2 connections closed", || {
+        (f.closed.lock().unwrap().len() == 2).then_some(())
+    });
+    assert_eq!(f.server.connection_count(), 1);
+}
+
+#[test]
+fn parked_request_is_answered_later_without_holding_a_worker() {
+    let f = start(ServerConfig {
+        workers: 1,
+        ..ServerConfig::default()
+    });
+    let mut a = connect(&f.server);
+    let mut b = connect(&f.server);
+    let deadline = Instant::now() + T;
+    let mut park = RemotingCommand::request(PARK, 77);
+    park.serialize_type = SerializeType::RocketMq;
+    let frame = park.encode().unwrap();
+    a.send_raw(&frame, deadline).unwrap();
+    wait_for("the request is parked", || {
+        (f.parked.lock().unwrap().len() == 1).then_some(())
+    });
+    // The only worker is free: another connection is served meanwhile.
+    assert_eq!(
+        b.invoke(RemotingCommand::request(ECHO, 0), T).unwrap().code,
+        0
+    );
+    let (req, responder) = f.parked.lock().unwrap().pop().unwrap();
+    let answer = std::thread::spawn(move || {
+        responder.respond(req.command.response_to(0, Some("woken".into())))
+    });
+    assert!(answer.join().unwrap(), "the response was queued");
+    let resp = a.read_command(deadline).unwrap();
+    assert_eq!(resp.opaque, 77);
+    assert_eq!(resp.remark.as_deref(), Some("woken"));
+    assert_eq!(resp.serialize_type, SerializeType::RocketMq);
+}
+
+#[test]
+fn dropped_or_panicking_handlers_answer_system_error() {
+    let f = start(ServerConfig::default());
+    let mut c = connect(&f.server);
+    let resp = c.invoke(RemotingCommand::request(DROP, 0), T).unwrap();
+    assert_eq!(resp.code, 1, "SYSTEM_ERROR");
+    let resp = c.invoke(RemotingCommand::request(PANIC, 0), T).unwrap();
+    assert_eq!(resp.code, 1, "SYSTEM_ERROR");
+    // The worker survived.
+    assert_eq!(
+        c.invoke(RemotingCommand::request(ECHO, 0), T).unwrap().code,
+        0
+    );
+}
+
+#[test]
+fn a_full_queue_answers_system_busy() {
+    common::init_logging();
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    let (started_tx, started_rx) = crossbeam_channel::unbounded::<i32>();
+    let mut router = Router::new();
+    router.route(
+        ECHO,
+        Arc::new(move |req: Request, resp: Responder| {
+            // Holds the only worker until the test lets it go.
+            let _ = started_tx.send(req.command.opaque);
+            let _ = release_rx.recv_timeout(T);
+            resp.respond(req.command.response_to(0, None));
+        }),
+    );
+    let config = ServerConfig {
+        workers: 1,
+        queue_len: 1,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(any_port(), router, config).unwrap();
+    let mut c = connect(&server);
+    let deadline = Instant::now() + T;
+    // The first occupies the worker, the second fills the queue, the third is refused.
+    c.send_raw(
+        &RemotingCommand::request(ECHO, 1).encode().unwrap(),
+        deadline,
+    )
+    .unwrap();
+    assert_eq!(
+        started_rx.recv_timeout(T),
+        Ok(1),
+        "the worker holds the first"
+    );
+    let mut rest = RemotingCommand::request(ECHO, 2).encode().unwrap();
+    rest.extend(RemotingCommand::request(ECHO, 3).encode().unwrap());
+    c.send_raw(&rest, deadline).unwrap();
+    let busy = c.read_command(deadline).unwrap();
+    assert_eq!(
+        (busy.code, busy.opaque),
+        (2, 3),
+        "SYSTEM_BUSY for the third"
+    );
+    assert!(busy.remark.unwrap().contains("system busy"));
+    release_tx.send(()).unwrap();
+    release_tx.send(()).unwrap();
+    let mut served: Vec<i32> = (0..2)
+        .map(|_| c.read_command(deadline).unwrap().opaque)
+        .collect();
+    served.sort_unstable();
+    assert_eq!(served, vec![1, 2]);
+}
+
+#[test]
+fn a_thousand_idle_connections_cost_little() {
+    let f = start(ServerConfig::default());
+    let threads_before = proc_status("Threads:");
+    let rss_before = proc_status("VmRSS:");
+    let addr = f.server.local_addr();
+    let started = Instant::now();
+    let clients: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect_timeout(&addr, T).expect("connect"))
+        .collect();
+    eprintln!("connected in {:?}", started.elapsed());
+    wait_for("1000 connections accepted", || {
+        (f.server.connection_count() == 1000).then_some(())
+    });
+    let threads_after = proc_status("Threads:");
+    let rss_after = proc_status("VmRSS:");
+    let growth_kib = rss_after.saturating_sub(rss_before);
+    eprintln!(
+        "1000 idle connections: RSS +{growth_kib} KiB, threads {threads_before} -> {threads_after}"
+    );
+    assert_eq!(threads_after, threads_before, "no thread per connection");
+    assert!(
+        growth_kib < 8 * 1024,
+        "RSS grew {growth_kib} KiB for 1000 idle connections"
+    );
+    // They are served, not just held.
+    let mut c = connect(&f.server);
+    assert_eq!(
+        c.invoke(RemotingCommand::request(ECHO, 0), T).unwrap().code,
+        0
+    );
+    drop(clients);
+    wait_for("all closed", || {
+        (f.server.connection_count() == 1).then_some(())
+    });
+}
+
+#[test]
+fn shutdown_joins_every_thread_and_closes_connections() {
+    let threads_before = proc_status("Threads:");
+    let mut f = start(ServerConfig::default());
+    let mut c = connect(&f.server);
+    assert_eq!(
+        c.invoke(RemotingCommand::request(ECHO, 0), T).unwrap().code,
+        0
+    );
+    let mut a = connect(&f.server);
+    a.send_raw(
+        &RemotingCommand::request(PARK, 1).encode().unwrap(),
+        Instant::now() + T,
+    )
+    .unwrap();
+    wait_for("parked", || {
+        (f.parked.lock().unwrap().len() == 1).then_some(())
+    });
+    f.server.shutdown();
+    assert_eq!(
+        proc_status("Threads:"),
+        threads_before,
+        "every server thread joined"
+    );
+    let err = c.read_command(Instant::now() + T).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Closed | ErrorKind::Io),
+        "{err}"
+    );
+    // A parked responder answering after shutdown is harmless.
+    let (req, responder) = f.parked.lock().unwrap().pop().unwrap();
+    assert!(!responder.respond(req.command.response_to(0, None)));
+}
