@@ -1,7 +1,8 @@
 //! Configuration from RocketMQ `broker.conf` text.
 //!
 //! `key = value` lines, `#`/`!` comments, blank lines ignored, whitespace trimmed. A host
-//! passes its whole broker.conf: unknown keys are ignored (logged at debug), a known key
+//! passes its whole broker.conf: unknown keys are ignored (logged at debug; one that looks
+//! like a misspelt known key is warned about, see [`crate::config_hints`]), a known key
 //! with a bad value is a [`ErrorKind::Config`](crate::ErrorKind::Config) error naming the
 //! key and the value.
 
