@@ -239,7 +239,6 @@ fn check_member_dir(dir: &Path) -> Result<()> {
         return Ok(());
     };
     let mut f = Findings::default();
-    // Sorted by name: data/ is seen before index/, whose check uses what data/ holds.
     for (name, meta) in &items {
         let path = dir.join(name);
         match name.as_str() {
@@ -250,8 +249,8 @@ fn check_member_dir(dir: &Path) -> Result<()> {
                         .push(format!("lock ({} bytes; rmqraft's is empty)", meta.len()));
                 }
             }
-            // Written only by rmqraft, never read back: a partial term or spare that a
-            // crash left (a power cut may leave its unsynced bytes as anything).
+            // The term file (recovery checks it), and what a crash may leave of a term
+            // or spare being written (a power cut may leave unsynced bytes as anything).
             "term" | "term.tmp" | "spare.tmp" if meta.is_file() => {}
             "checkpoint" if meta.is_file() => check_checkpoint(&path, meta.len(), &mut f)?,
             "spare" if meta.is_file() => {
