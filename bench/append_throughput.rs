@@ -6,6 +6,11 @@
 //! clients call the leader's API in-process, as an embedding host does. `--remote -c FILE`
 //! drives an existing cluster over TCP through the client protocol instead.
 //!
+//! `--messages` sends RocketMQ messages through the broker layer instead (`broker::Broker`:
+//! one topic of 8 queues per group, a key and a tag per message, the body of
+//! `--entry-size` bytes) and then measures a consumer pulling the whole backlog of group 0
+//! from a follower, queue by queue.
+//!
 //! The last line on stdout is machine-readable:
 //! `append_throughput entries_per_s=N mib_per_s=F p50_us=N p99_us=N p999_us=N replicas=R
 //! groups=G clients=C entry_size=B flush=sync|async seconds=S`
@@ -14,6 +19,7 @@
 mod common;
 use common::free_ports;
 use hdrhistogram::Histogram;
+use rmqraft::broker::{self, Broker};
 use rmqraft::net::{CallError, MembersClient, Message};
 use rmqraft::{Engine, ErrorKind, Group, GroupConfig, Role};
 use std::collections::BTreeMap;
@@ -25,10 +31,17 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage: append_throughput [--replicas 1|3|5] [--groups G] [--clients C] \
 [--entry-size BYTES] [--seconds S] [--warmup S] [--flush sync|async] [--dir PATH] [--json] \
 [--flusher auto|io_uring|pwrite] [--sync-mode auto|fdatasync|syncfs] [--set KEY=VALUE]... [--blocking] [--remote -c FILE]
+[--messages]
 
 By default each in-process client is a closed loop driven by append_async: it issues its
 next append from the completion of the previous one, as an asynchronous broker pipeline
-does. --blocking runs one thread per client calling the blocking append instead.";
+does. --blocking runs one thread per client calling the blocking append instead.
+--messages sends messages (topic, key, tags) through the broker layer, then pulls the
+backlog of group 0 from a follower and reports both.";
+
+/// The topic `--messages` sends to, and its queues.
+const BENCH_TOPIC: &str = "BenchTopic";
+const BENCH_QUEUES: i32 = 8;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -47,6 +60,7 @@ struct Options {
     sync_mode: String,
     /// `--set KEY=VALUE`: more broker.conf lines for every group member.
     extra: Vec<String>,
+    messages: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -65,6 +79,7 @@ fn parse_options() -> Result<Options, String> {
         blocking: false,
         sync_mode: "auto".to_string(),
         extra: Vec::new(),
+        messages: false,
     };
     let mut args = std::env::args().skip(1);
     let mut remote = false;
@@ -96,6 +111,7 @@ fn parse_options() -> Result<Options, String> {
             "--dir" => o.dir = Some(PathBuf::from(value("--dir")?)),
             "--json" => o.json = true,
             "--blocking" => o.blocking = true,
+            "--messages" => o.messages = true,
             "--sync-mode" => o.sync_mode = value("--sync-mode")?,
             "--set" => {
                 let line = value("--set")?;
@@ -109,6 +125,11 @@ fn parse_options() -> Result<Options, String> {
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option '{other}'\n{USAGE}")),
         }
+    }
+    if o.messages && (remote || o.blocking) {
+        return Err(format!(
+            "--messages runs in-process closed loops only\n{USAGE}"
+        ));
     }
     if remote != o.remote.is_some() {
         return Err(format!("--remote and -c FILE go together\n{USAGE}"));
@@ -181,7 +202,9 @@ impl Shared {
 /// The in-process cluster: one engine per replica, each hosting one member of every group.
 struct LocalCluster {
     engines: Vec<Engine>,
-    groups: Vec<Vec<Group>>,
+    groups: Vec<Vec<Arc<Group>>>,
+    /// With `--messages`: the broker over each member, as `groups`.
+    brokers: Vec<Vec<Broker>>,
     _tempdir: Option<tempfile::TempDir>,
 }
 
@@ -213,8 +236,10 @@ fn start_local(o: &Options) -> Result<LocalCluster, String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let mut groups = Vec::new();
+    let mut brokers = Vec::new();
     for g in 0..o.groups {
         let mut members = Vec::new();
+        let mut member_brokers = Vec::new();
         for (i, engine) in engines.iter().enumerate() {
             let props = format!(
                 "dLegerGroup=bench{g}\ndLegerPeers={peers}\ndLegerSelfId=n{i}\nstorePathRootDir={}\n\
@@ -224,18 +249,25 @@ fn start_local(o: &Options) -> Result<LocalCluster, String> {
                 if o.flush_sync { "SYNC_FLUSH" } else { "ASYNC_FLUSH" },
                 o.extra.join("\n")
             );
-            members.push(engine.open_group(&props).map_err(|e| e.to_string())?);
+            let member = Arc::new(engine.open_group(&props).map_err(|e| e.to_string())?);
+            if o.messages {
+                member_brokers
+                    .push(Broker::open(Arc::clone(&member), &props).map_err(|e| e.to_string())?);
+            }
+            members.push(member);
         }
         groups.push(members);
+        brokers.push(member_brokers);
     }
     Ok(LocalCluster {
         engines,
         groups,
+        brokers,
         _tempdir: tempdir,
     })
 }
 
-fn leader_of(members: &[Group]) -> Option<usize> {
+fn leader_of(members: &[Arc<Group>]) -> Option<usize> {
     members
         .iter()
         .position(|g| g.status().map(|s| s.role == Role::Leader).unwrap_or(false))
@@ -270,9 +302,13 @@ struct Loops {
     cluster: Arc<LocalCluster>,
     shared: Arc<Shared>,
     data: Arc<Vec<u8>>,
+    /// The same bytes as `data`, shared by every message body.
+    body: bytes::Bytes,
     groups: usize,
     leaders: Vec<AtomicUsize>,
     outstanding: AtomicU64,
+    /// Numbers each message's key with `--messages`.
+    sent: AtomicU64,
     retry: crossbeam_channel::Sender<usize>,
 }
 
@@ -287,6 +323,30 @@ impl Loops {
         let started = Instant::now();
         let me = Arc::clone(self);
         self.outstanding.fetch_add(1, Ordering::AcqRel);
+        if let Some(brokers) = self.cluster.brokers.get(group).filter(|b| !b.is_empty()) {
+            let n = self.sent.fetch_add(1, Ordering::Relaxed);
+            let message = broker::Message::new(BENCH_TOPIC, bytes::Bytes::clone(&self.body))
+                .with_tags(if n % 2 == 0 { "TagA" } else { "TagB" })
+                .with_keys(format!("k{n}"));
+            let accepted = brokers[leader].send_async(
+                &message,
+                Box::new(move |result| {
+                    match result {
+                        Ok(_) => {
+                            me.shared.record(client, started);
+                            me.issue(client);
+                        }
+                        Err(e) => me.failed(client, e),
+                    }
+                    me.outstanding.fetch_sub(1, Ordering::AcqRel);
+                }),
+            );
+            if let Err(e) = accepted {
+                self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                self.failed(client, e);
+            }
+            return;
+        }
         let accepted = members[leader].append_async(
             &self.data,
             Box::new(move |result| {
@@ -409,6 +469,23 @@ fn main() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    if let Some(cluster) = &local {
+        for (g, brokers) in cluster.brokers.iter().enumerate() {
+            let Some(leader) = leader_of(&cluster.groups[g]) else {
+                continue;
+            };
+            if let Err(e) = brokers[leader].topic_update(
+                BENCH_TOPIC,
+                BENCH_QUEUES,
+                BENCH_QUEUES,
+                6,
+                Duration::from_secs(30),
+            ) {
+                eprintln!("append_throughput: cannot create {BENCH_TOPIC} on bench{g}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let mut threads = Vec::new();
     let mut loops: Option<Arc<Loops>> = None;
     match (&local, o.blocking || remote.is_some()) {
@@ -418,6 +495,7 @@ fn main() {
                 cluster: Arc::clone(cluster),
                 shared: Arc::clone(&shared),
                 data: Arc::clone(&data),
+                body: bytes::Bytes::copy_from_slice(&data),
                 groups: o.groups,
                 leaders: cluster
                     .groups
@@ -425,6 +503,7 @@ fn main() {
                     .map(|m| AtomicUsize::new(leader_of(m).unwrap_or(0)))
                     .collect(),
                 outstanding: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
                 retry: retry_tx,
             });
             // Clients whose append failed come back here and retry after a pause.
@@ -489,6 +568,10 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    let pulled = local
+        .as_ref()
+        .filter(|_| o.messages)
+        .map(|cluster| pull_backlog(cluster, o.entry_size));
     let hist = shared.merged();
     let acked = hist.len();
     let rate = acked as f64 / elapsed;
@@ -531,6 +614,12 @@ fn main() {
             hist.value_at_quantile(0.999),
             hist.max()
         );
+        if let Some(p) = &pulled {
+            println!(
+                "pull          {} messages ({} queues) from follower {} in {:.2} s: {:.0} messages/s   {:.1} MiB/s",
+                p.messages, BENCH_QUEUES, p.member, p.seconds, p.per_s, p.mib_per_s
+            );
+        }
         if errors.is_empty() {
             println!("errors        none");
         } else {
@@ -539,8 +628,14 @@ fn main() {
             }
         }
     }
+    let pull_fields = pulled.as_ref().map_or(String::new(), |p| {
+        format!(
+            " mode=messages pull_messages_per_s={:.0} pull_mib_per_s={:.2}",
+            p.per_s, p.mib_per_s
+        )
+    });
     println!(
-        "append_throughput entries_per_s={rate:.0} mib_per_s={mib:.2} p50_us={} p99_us={} p999_us={} replicas={} groups={} clients={} entry_size={} flush={flush} seconds={}",
+        "append_throughput entries_per_s={rate:.0} mib_per_s={mib:.2} p50_us={} p99_us={} p999_us={} replicas={} groups={} clients={} entry_size={} flush={flush} seconds={}{pull_fields}",
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
@@ -582,10 +677,80 @@ fn main() {
     }
     if let Some(cluster) = local {
         if let Ok(cluster) = Arc::try_unwrap(cluster) {
+            for b in cluster.brokers.iter().flatten() {
+                b.close();
+            }
+            drop(cluster.brokers);
             drop(cluster.groups);
             for e in &cluster.engines {
                 e.close();
             }
         }
+    }
+}
+
+/// What a consumer reading a backlog measured.
+struct Pulled {
+    member: String,
+    messages: u64,
+    seconds: f64,
+    per_s: f64,
+    mib_per_s: f64,
+}
+
+/// A consumer on a follower of group 0 reads every queue of the bench topic from offset 0
+/// to the end the leader reached, in pulls of up to `broker::PULL_MAX` messages.
+fn pull_backlog(cluster: &LocalCluster, entry_size: usize) -> Pulled {
+    let members = &cluster.groups[0];
+    let brokers = &cluster.brokers[0];
+    let leader = leader_of(members).unwrap_or(0);
+    let follower = (leader + 1) % members.len();
+    let consumer = &brokers[follower];
+    // The follower's broker state must have caught up with the leader's log first.
+    let last = members[leader]
+        .status()
+        .map(|s| s.commit_index)
+        .unwrap_or(0);
+    if let Err(e) = consumer.wait_applied(last, Duration::from_secs(60)) {
+        eprintln!("append_throughput: follower did not apply the backlog: {e}");
+    }
+    let start = Instant::now();
+    let mut messages = 0u64;
+    for queue in 0..BENCH_QUEUES {
+        let end = consumer
+            .queue_offsets(BENCH_TOPIC, queue)
+            .map(|(_, max)| max)
+            .unwrap_or(0);
+        let mut offset = 0u64;
+        // Bounded: every pull moves the offset forward or the loop ends.
+        while offset < end {
+            match consumer.pull(
+                BENCH_TOPIC,
+                queue,
+                offset,
+                broker::PULL_MAX,
+                None,
+                Duration::ZERO,
+            ) {
+                Ok(r) if r.next_offset > offset => {
+                    messages += r.messages.len() as u64;
+                    offset = r.next_offset;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    eprintln!("append_throughput: pull {BENCH_TOPIC}/{queue}@{offset}: {e}");
+                    break;
+                }
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    let per_s = messages as f64 / seconds;
+    Pulled {
+        member: members[follower].self_id().to_string(),
+        messages,
+        seconds,
+        per_s,
+        mib_per_s: per_s * entry_size as f64 / (1024.0 * 1024.0),
     }
 }
