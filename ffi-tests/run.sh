@@ -134,7 +134,7 @@ fi
 if wants install; then
   step "install under a prefix, then build with pkg-config"
   prefix="$build/prefix"
-  PREFIX="$prefix" RMQRAFT_LIB="$lib" scripts/install.sh
+  PREFIX="$prefix" RMQRAFT_LIB="$lib" RMQRAFT_JAVA=1 scripts/install.sh
   [[ "$(readlink "$prefix/lib/librmqraft.so")" == "librmqraft.so.${version%%.*}" ]] || die "librmqraft.so symlink"
   [[ "$(readlink "$prefix/lib/librmqraft.so.${version%%.*}")" == "librmqraft.so.$version" ]] || die "SONAME symlink"
   [[ -f "$prefix/lib/librmqraft.so.$version" && -f "$prefix/include/rmqraft.h" ]] || die "installed files"
@@ -146,8 +146,23 @@ if wants install; then
   gcc -std=c99 "${warn[@]}" -pthread ffi-tests/pkgconfig/hello.c -o "$build/hello" $(pkg-config --cflags --libs rmqraft)
   ldd "$build/hello" | grep -q "librmqraft.so.0 => $prefix/lib/librmqraft.so.0" || die "hello does not load the installed library"
   env -u LD_LIBRARY_PATH "$build/hello"
+  step "a Java program outside the repository, built against the installed rmqraft.jar (docs/EMBEDDING.md)"
+  [[ -f "$prefix/share/java/rmqraft.jar" && -f "$prefix/lib/librmqraft_jni.so" ]] || die "rmqraft.jar or librmqraft_jni.so not installed"
+  [[ -x "$build/free_port" ]] || gcc -std=c99 "${warn[@]}" -Iinclude ffi-tests/c/free_port.c -o "$build/free_port" "${link[@]}"
+  app="$(mktemp -d "${TMPDIR:-/tmp}/rmqraft-javaapp-XXXXXX")"
+  [[ "$app" != "$root"/* ]] || die "the Java program's directory $app is inside the repository"
+  cp docs/examples/Messages.java "$app/"
+  (cd "$app" && javac -cp "$prefix/share/java/rmqraft.jar" Messages.java) || die "Messages.java does not compile against rmqraft.jar"
+  for attempt in 1 2 3 4 5; do
+    port="$("$build/free_port")"
+    if out="$(cd "$app" && java -cp "$prefix/share/java/rmqraft.jar:." -Djava.library.path="$prefix/lib" Messages "$port" 2>&1)"; then break; fi
+    grep -q "code 5)" <<<"$out" && [[ $attempt -lt 5 ]] || { rm -rf "$app"; die "the Java program failed: $out"; }
+  done
+  rm -rf "$app"
+  echo "$out" >&2
+  grep -q "^messages: pulled 3 (next offset 3), by key: hello 1, by id: hello 2$" <<<"$out" || die "unexpected output: $out"
   # A system prefix gets no rpath (staged, so nothing outside ffi-tests/build is touched).
-  PREFIX=/usr/local DESTDIR="$build/stage" RMQRAFT_LIB="$lib" scripts/install.sh >/dev/null
+  PREFIX=/usr/local DESTDIR="$build/stage" RMQRAFT_LIB="$lib" RMQRAFT_JAVA=0 scripts/install.sh >/dev/null
   ! grep -q rpath "$build/stage/usr/local/lib/pkgconfig/rmqraft.pc" || die "rpath in the /usr/local rmqraft.pc"
 fi
 

@@ -308,9 +308,7 @@ pub unsafe extern "C" fn rmqraft_message_send_async(
         let message = message_arg(m)?;
         let cb = cb.ok_or_else(|| invalid("cb is NULL"))?;
         let b = broker(shared, CATCH_UP_MAX)?;
-        shared.send_async(cb, UserData(userdata), |done| {
-            b.send_async(&message, done)
-        })
+        shared.send_async(cb, UserData(userdata), |done| b.send_async(&message, done))
     })
 }
 
