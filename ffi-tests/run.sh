@@ -112,6 +112,25 @@ if wants c; then
   if out="$("$build/example_hello" "$held" 2>&1)"; then kill "$holder"; die "the example ran on a taken port"; fi
   kill "$holder"
   grep -q "rmqraft_group_open: RMQRAFT_ERR_IO" <<<"$out" || die "a taken port did not fail clearly: $out"
+
+  step "the message example (docs/examples/messages.c): docs/EMBEDDING.md shows the file as it is, and it runs"
+  example="$(awk '/^<!-- docs\/examples\/messages.c -->$/ {m=1; next} m && /^```c$/ {f=1; next} f && /^```$/ {exit} f' docs/EMBEDDING.md)"
+  [[ "$example" == "$(cat docs/examples/messages.c)" ]] || {
+    diff -u docs/examples/messages.c <(printf '%s\n' "$example") | head -n 20 >&2
+    die "docs/EMBEDDING.md's message example differs from docs/examples/messages.c"
+  }
+  # shellcheck disable=SC2046 # word splitting of pkg-config's flags is intended
+  gcc -std=c99 "${warn[@]}" docs/examples/messages.c -o "$build/example_messages" $(pkg-config --cflags --libs rmqraft)
+  for attempt in 1 2 3 4 5; do
+    port="$("$build/free_port")"
+    if out="$("$build/example_messages" "$port" 2>&1)"; then break; fi
+    grep -q "RMQRAFT_ERR_IO" <<<"$out" && [[ $attempt -lt 5 ]] || die "the message example failed: $out"
+  done
+  echo "$out" >&2
+  [[ "$(grep -c '^pull: queue 0 offset [0-2] tags TagA' <<<"$out")" == 3 ]] || die "the message example pulled otherwise: $out"
+  grep -q "^key: queue 0 offset 1 tags TagA keys 'm600001' body hello 1$" <<<"$out" || die "no message by key: $out"
+  grep -q "^id: queue 0 offset 2 .* body hello 2$" <<<"$out" || die "no message by id: $out"
+  grep -q "^messages: next offset 3, last msg id [0-9A-F]\{32\}$" <<<"$out" || die "unexpected output: $out"
 fi
 
 if wants cpp; then
