@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds and runs the host tests of librmqraft: header and export checks, the C suite
-# (natively, then again under valgrind), the C++ wrapper test, the JNI wrapper test
-# and an install + pkg-config build. Uses target/release/librmqraft.so as built by
-# `cargo build --release` (test.sh runs this afterwards); installs no packages. Everything
-# it builds goes to ffi-tests/build/.
+# (natively, then again under valgrind), the C examples of README and docs/EMBEDDING.md,
+# the C++ wrapper test, the JNI wrapper test, and an install (library, headers, pkg-config,
+# rmqraft.jar, librmqraft_jni.so) with a C program built by pkg-config and a Java program
+# built outside the repository against the installed jar. Uses target/release/librmqraft.so
+# as built by `cargo build --release` (test.sh runs this afterwards); installs no packages.
+# Everything it builds goes to ffi-tests/build/ (the Java program: a temporary directory).
 #
-# Needs gcc, g++, binutils (nm, readelf), pkg-config, valgrind and a JDK (javac, java).
+# Needs gcc, g++, binutils (nm, readelf), pkg-config, valgrind and a JDK (javac, java, jar).
 # RMQRAFT_FFI_VALGRIND=0 skips the valgrind run (RMQRAFT_FFI_VALGRIND_TESTS="a b" runs only
 # those C tests under it); RMQRAFT_FFI_ONLY="c cpp jni install" picks parts.
 set -euo pipefail
