@@ -857,6 +857,23 @@ static int on_message(void *userdata, const rmqraft_message_view *m) {
     return s->stop_after != 0 && s->calls >= s->stop_after;
 }
 
+/* A message callback that calls back into the library (allowed, except _close). */
+typedef struct reentrant_ctx {
+    rmqraft_group *g;
+    int calls, inner_ok;
+} reentrant_ctx;
+
+static int on_message_reentrant(void *userdata, const rmqraft_message_view *m) {
+    reentrant_ctx *c = userdata;
+    uint64_t min = 0, max = 0;
+    int64_t off = 0;
+    c->calls++;
+    if (rmqraft_queue_offsets(c->g, m->topic, m->queue_id, &min, &max) == RMQRAFT_OK && max > m->queue_offset &&
+        rmqraft_consumer_offset_fetch(c->g, "reentrant", m->topic, m->queue_id, &off) == RMQRAFT_OK && off == -1)
+        c->inner_ok++;
+    return 0;
+}
+
 static int on_message_never(void *userdata, const rmqraft_message_view *m) {
     (void)m;
     (*(int *)userdata)++;
@@ -1075,6 +1092,24 @@ static void test_messages(void) {
     REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, NULL, on_message_never, &never, NULL));
     REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(g, "TopicTest", 1, 0, 0, NULL, on_message_never, &never, &next));
     REQUIRE(never == 0 && next == 77);
+    {
+        reentrant_ctx rc_ctx = {NULL, 0, 0};
+        rc_ctx.g = g;
+        REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, NULL, on_message_reentrant, &rc_ctx, &next));
+        REQUIRE(rc_ctx.calls == 3 && rc_ctx.inner_ok == 3);
+    }
+    {
+        /* Properties over RocketMQ's 32767 bytes: refused before anything is stored. */
+        static char huge[40000];
+        memset(huge, 'v', sizeof huge - 1);
+        memcpy(huge, "big=", 4);
+        m = make_message("TopicTest", NULL, NULL, "x");
+        m.properties = huge;
+        REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+        REQUIRE(strstr(last_error_text(), "32767") != NULL);
+        REQUIRE_OK(rmqraft_queue_offsets(g, "TopicTest", 1, &min, &max));
+        REQUIRE(max == 3);
+    }
 
     /* Lookups: by key (each KEYS element), by both ids. */
     memset(&seen, 0, sizeof seen);
