@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds and runs the host tests of librmqraft: header and export checks, the C suite
-# (natively, then again under valgrind), the C++ wrapper test, the JNI wrapper test
-# and an install + pkg-config build. Uses target/release/librmqraft.so as built by
-# `cargo build --release` (test.sh runs this afterwards); installs no packages. Everything
-# it builds goes to ffi-tests/build/.
+# (natively, then again under valgrind), the C examples of README and docs/EMBEDDING.md,
+# the C++ wrapper test, the JNI wrapper test, and an install (library, headers, pkg-config,
+# rmqraft.jar, librmqraft_jni.so) with a C program built by pkg-config and a Java program
+# built outside the repository against the installed jar. Uses target/release/librmqraft.so
+# as built by `cargo build --release` (test.sh runs this afterwards); installs no packages.
+# Everything it builds goes to ffi-tests/build/ (the Java program: a temporary directory).
 #
-# Needs gcc, g++, binutils (nm, readelf), pkg-config, valgrind and a JDK (javac, java).
+# Needs gcc, g++, binutils (nm, readelf), pkg-config, valgrind and a JDK (javac, java, jar).
 # RMQRAFT_FFI_VALGRIND=0 skips the valgrind run (RMQRAFT_FFI_VALGRIND_TESTS="a b" runs only
 # those C tests under it); RMQRAFT_FFI_ONLY="c cpp jni install" picks parts.
 set -euo pipefail
@@ -54,7 +56,10 @@ stray="$(grep -v '^rmqraft_' <<<"$exports" || true)"
 for fn in rmqraft_version rmqraft_version_string rmqraft_result_name rmqraft_last_error \
   rmqraft_engine_open rmqraft_engine_close rmqraft_group_open rmqraft_group_close \
   rmqraft_group_append rmqraft_group_append_async rmqraft_group_read rmqraft_group_status \
-  rmqraft_group_set_role_callback rmqraft_group_transfer_leadership rmqraft_group_wait_leader; do
+  rmqraft_group_set_role_callback rmqraft_group_transfer_leadership rmqraft_group_wait_leader \
+  rmqraft_topic_update rmqraft_topic_delete rmqraft_topic_list rmqraft_message_send \
+  rmqraft_message_send_async rmqraft_queue_pull rmqraft_queue_offsets rmqraft_message_query_by_key \
+  rmqraft_message_view_by_id rmqraft_consumer_offset_commit rmqraft_consumer_offset_fetch; do
   grep -qx "$fn" <<<"$exports" || die "$fn is not exported"
 done
 echo "$(wc -l <<<"$exports") symbols, all rmqraft_*" >&2
@@ -109,6 +114,25 @@ if wants c; then
   if out="$("$build/example_hello" "$held" 2>&1)"; then kill "$holder"; die "the example ran on a taken port"; fi
   kill "$holder"
   grep -q "rmqraft_group_open: RMQRAFT_ERR_IO" <<<"$out" || die "a taken port did not fail clearly: $out"
+
+  step "the message example (docs/examples/messages.c): docs/EMBEDDING.md shows the file as it is, and it runs"
+  example="$(awk '/^<!-- docs\/examples\/messages.c -->$/ {m=1; next} m && /^```c$/ {f=1; next} f && /^```$/ {exit} f' docs/EMBEDDING.md)"
+  [[ "$example" == "$(cat docs/examples/messages.c)" ]] || {
+    diff -u docs/examples/messages.c <(printf '%s\n' "$example") | head -n 20 >&2
+    die "docs/EMBEDDING.md's message example differs from docs/examples/messages.c"
+  }
+  # shellcheck disable=SC2046 # word splitting of pkg-config's flags is intended
+  gcc -std=c99 "${warn[@]}" docs/examples/messages.c -o "$build/example_messages" $(pkg-config --cflags --libs rmqraft)
+  for attempt in 1 2 3 4 5; do
+    port="$("$build/free_port")"
+    if out="$("$build/example_messages" "$port" 2>&1)"; then break; fi
+    grep -q "RMQRAFT_ERR_IO" <<<"$out" && [[ $attempt -lt 5 ]] || die "the message example failed: $out"
+  done
+  echo "$out" >&2
+  [[ "$(grep -c '^pull: queue 0 offset [0-2] tags TagA' <<<"$out")" == 3 ]] || die "the message example pulled otherwise: $out"
+  grep -q "^key: queue 0 offset 1 tags TagA keys 'm600001' body hello 1$" <<<"$out" || die "no message by key: $out"
+  grep -q "^id: queue 0 offset 2 .* body hello 2$" <<<"$out" || die "no message by id: $out"
+  grep -q "^messages: next offset 3, last msg id [0-9A-F]\{32\}$" <<<"$out" || die "unexpected output: $out"
 fi
 
 if wants cpp; then
@@ -131,7 +155,7 @@ fi
 if wants install; then
   step "install under a prefix, then build with pkg-config"
   prefix="$build/prefix"
-  PREFIX="$prefix" RMQRAFT_LIB="$lib" scripts/install.sh
+  PREFIX="$prefix" RMQRAFT_LIB="$lib" RMQRAFT_JAVA=1 scripts/install.sh
   [[ "$(readlink "$prefix/lib/librmqraft.so")" == "librmqraft.so.${version%%.*}" ]] || die "librmqraft.so symlink"
   [[ "$(readlink "$prefix/lib/librmqraft.so.${version%%.*}")" == "librmqraft.so.$version" ]] || die "SONAME symlink"
   [[ -f "$prefix/lib/librmqraft.so.$version" && -f "$prefix/include/rmqraft.h" ]] || die "installed files"
@@ -143,8 +167,23 @@ if wants install; then
   gcc -std=c99 "${warn[@]}" -pthread ffi-tests/pkgconfig/hello.c -o "$build/hello" $(pkg-config --cflags --libs rmqraft)
   ldd "$build/hello" | grep -q "librmqraft.so.0 => $prefix/lib/librmqraft.so.0" || die "hello does not load the installed library"
   env -u LD_LIBRARY_PATH "$build/hello"
+  step "a Java program outside the repository, built against the installed rmqraft.jar (docs/EMBEDDING.md)"
+  [[ -f "$prefix/share/java/rmqraft.jar" && -f "$prefix/lib/librmqraft_jni.so" ]] || die "rmqraft.jar or librmqraft_jni.so not installed"
+  [[ -x "$build/free_port" ]] || gcc -std=c99 "${warn[@]}" -Iinclude ffi-tests/c/free_port.c -o "$build/free_port" "${link[@]}"
+  app="$(mktemp -d "${TMPDIR:-/tmp}/rmqraft-javaapp-XXXXXX")"
+  [[ "$app" != "$root"/* ]] || die "the Java program's directory $app is inside the repository"
+  cp docs/examples/Messages.java "$app/"
+  (cd "$app" && javac -cp "$prefix/share/java/rmqraft.jar" Messages.java) || die "Messages.java does not compile against rmqraft.jar"
+  for attempt in 1 2 3 4 5; do
+    port="$("$build/free_port")"
+    if out="$(cd "$app" && java -cp "$prefix/share/java/rmqraft.jar:." -Djava.library.path="$prefix/lib" Messages "$port" 2>&1)"; then break; fi
+    grep -q "code 5)" <<<"$out" && [[ $attempt -lt 5 ]] || { rm -rf "$app"; die "the Java program failed: $out"; }
+  done
+  rm -rf "$app"
+  echo "$out" >&2
+  grep -q "^messages: pulled 3 (next offset 3), by key: hello 1, by id: hello 2$" <<<"$out" || die "unexpected output: $out"
   # A system prefix gets no rpath (staged, so nothing outside ffi-tests/build is touched).
-  PREFIX=/usr/local DESTDIR="$build/stage" RMQRAFT_LIB="$lib" scripts/install.sh >/dev/null
+  PREFIX=/usr/local DESTDIR="$build/stage" RMQRAFT_LIB="$lib" RMQRAFT_JAVA=0 scripts/install.sh >/dev/null
   ! grep -q rpath "$build/stage/usr/local/lib/pkgconfig/rmqraft.pc" || die "rpath in the /usr/local rmqraft.pc"
 fi
 

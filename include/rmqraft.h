@@ -1,6 +1,7 @@
 /*
- * rmqraft: embeddable replicated commitlog groups (Raft over TCP), C ABI version 0 and
- * rmqraft_group_wait_leader of 0.2. The contract, every function and rule: docs/C-API.md.
+ * rmqraft: embeddable replicated commitlog groups (Raft over TCP), C ABI version 0 with
+ * 0.2's rmqraft_group_wait_leader and messages (topics, sends, pulls, lookups, consumer
+ * offsets). The contract, every function and rule: docs/C-API.md.
  *
  * Generated from src/ffi/ by cbindgen (build.rs, cbindgen.toml). Do not edit: change the
  * Rust source and run `RMQRAFT_UPDATE_HEADER=1 cargo build`.
@@ -17,7 +18,8 @@
  *   RMQRAFT_ERR_PANIC.
  * - Pointer arguments are required (NULL gives RMQRAFT_ERR_INVALID_ARGUMENT) unless the
  *   function says otherwise; `userdata` is never looked at. Strings in are NUL-terminated
- *   UTF-8 and are not retained after the call. Strings out are static.
+ *   UTF-8 and are not retained after the call. Strings out are static or copied into
+ *   caller memory (rmqraft_send_result).
  * - Callbacks get `userdata` first and run on library threads, named in each callback
  *   type's documentation. Their pointer arguments are valid only during the call. A
  *   callback must return promptly, must not throw or longjmp out, and must not call
@@ -245,6 +247,138 @@ typedef void (*rmqraft_role_cb)(void *userdata,
                                 uint64_t term,
                                 int32_t leader_peer);
 
+/**
+ * Told one topic (`rmqraft_topic_list()`), on the calling thread; `topic` is valid only
+ * during the call. Return nonzero to stop.
+ */
+typedef int (*rmqraft_topic_cb)(void *userdata,
+                                const char *topic,
+                                int32_t read_queues,
+                                int32_t write_queues,
+                                int32_t perm);
+
+/**
+ * A message to send (`rmqraft_message_send()`, `rmqraft_message_send_async()`). Every
+ * string and the body are copied before the call returns.
+ */
+typedef struct rmqraft_message {
+  /**
+   * Required; RocketMQ's topic rules (characters `[%|a-zA-Z0-9_-]`, at most 127 bytes
+   * for sends).
+   */
+  const char *topic;
+  /**
+   * NULL or "" for none.
+   */
+  const char *tags;
+  /**
+   * Space-separated keys, NULL or "" for none; each is indexed.
+   */
+  const char *keys;
+  /**
+   * User properties as "name=value\n" lines; NULL or "" for none. A
+   * UNIQ_CLIENT_MESSAGE_ID_KEYIDX line sets the message id; without one the library
+   * makes one.
+   */
+  const char *properties;
+  /**
+   * `body_len` bytes.
+   */
+  const uint8_t *body;
+  /**
+   * 1 .. maxMessageSize (4 MiB by default).
+   */
+  size_t body_len;
+  /**
+   * -1: the library picks a write queue (round robin).
+   */
+  int32_t queue_id;
+  /**
+   * Stored as is.
+   */
+  int32_t flag;
+  /**
+   * 0 none; 1..N: the Nth of messageDelayLevel (stored as the DELAY property).
+   */
+  int32_t delay_level;
+} rmqraft_message;
+
+/**
+ * What a committed send tells.
+ */
+typedef struct rmqraft_send_result {
+  /**
+   * The UNIQ_KEY, NUL-terminated (32 hex characters from IPv4 hosts).
+   */
+  char msg_id[64];
+  /**
+   * Store host + commitlog offset, RocketMQ's offsetMsgId, NUL-terminated (32 hex
+   * characters for an IPv4 store host, 56 for IPv6).
+   */
+  char offset_msg_id[64];
+  int32_t queue_id;
+  /**
+   * For a delayed message: its place in the schedule queue.
+   */
+  uint64_t queue_offset;
+  /**
+   * The record's physical offset.
+   */
+  uint64_t commitlog_offset;
+} rmqraft_send_result;
+
+/**
+ * Completes one `rmqraft_message_send_async()`: runs exactly once, only if that call
+ * returned RMQRAFT_OK, on a library thread (as `rmqraft_append_cb`: the thread that
+ * completes appends on the leader, or, for a send still pending when its group closes,
+ * the closing thread, with RMQRAFT_ERR_OUTCOME_UNKNOWN). `res` is NULL unless `r` is
+ * RMQRAFT_OK, and valid only during the call.
+ */
+typedef void (*rmqraft_send_cb)(void *userdata,
+                                rmqraft_result r,
+                                const struct rmqraft_send_result *res);
+
+/**
+ * A stored message, as handed to an `rmqraft_message_cb`. Valid only during the
+ * callback: copy what must outlive it. Strings are never NULL ("" when absent).
+ */
+typedef struct rmqraft_message_view {
+  const char *topic;
+  const char *tags;
+  const char *keys;
+  /**
+   * The UNIQ_KEY (the offset msg id when the record has none).
+   */
+  const char *msg_id;
+  const char *offset_msg_id;
+  /**
+   * "name=value\n" lines, system properties included.
+   */
+  const char *properties;
+  const uint8_t *body;
+  size_t body_len;
+  /**
+   * The stored record, RocketMQ commitlog format.
+   */
+  const uint8_t *record;
+  size_t record_len;
+  int32_t queue_id;
+  uint64_t queue_offset;
+  uint64_t commitlog_offset;
+  int64_t born_timestamp_ms;
+  int64_t store_timestamp_ms;
+  int32_t flag;
+  int32_t reconsume_times;
+} rmqraft_message_view;
+
+/**
+ * Told one message (`rmqraft_queue_pull()`, `rmqraft_message_query_by_key()`,
+ * `rmqraft_message_view_by_id()`): runs on the calling thread, once per message, before
+ * that call returns; `m` is valid only during the call. Return nonzero to stop after this
+ * message (it counts as delivered). It may call other rmqraft_ functions except `_close`.
+ */
+typedef int (*rmqraft_message_cb)(void *userdata, const struct rmqraft_message_view *m);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -393,6 +527,143 @@ rmqraft_result rmqraft_group_transfer_leadership(struct rmqraft_group *group,
 rmqraft_result rmqraft_group_wait_leader(struct rmqraft_group *group,
                                          uint32_t timeout_ms,
                                          int32_t *leader_peer_out);
+
+/**
+ * Creates or updates `topic` with `read_queues` and `write_queues` queues (1..1024) and
+ * RocketMQ's `perm` bits (2 write, 4 read; 6 usual), replicated through the log; waits at
+ * most `timeout_ms` until this member applied it. On the leader only
+ * (RMQRAFT_ERR_NOT_LEADER elsewhere). A bad topic name or number is
+ * RMQRAFT_ERR_INVALID_ARGUMENT naming the rule.
+ */
+rmqraft_result rmqraft_topic_update(struct rmqraft_group *g,
+                                    const char *topic,
+                                    int32_t read_queues,
+                                    int32_t write_queues,
+                                    int32_t perm,
+                                    uint32_t timeout_ms);
+
+/**
+ * Deletes `topic` with its consume queues and consumer offsets (replicated; on the
+ * leader). RMQRAFT_ERR_NO_TOPIC when it does not exist.
+ */
+rmqraft_result rmqraft_topic_delete(struct rmqraft_group *g,
+                                    const char *topic,
+                                    uint32_t timeout_ms);
+
+/**
+ * Calls `cb` once per topic this member knows (any member), by name, on the calling
+ * thread, until it returns nonzero.
+ */
+rmqraft_result rmqraft_topic_list(const struct rmqraft_group *g,
+                                  rmqraft_topic_cb cb,
+                                  void *userdata);
+
+/**
+ * Sends one message on the leader and blocks until it is committed under the group's
+ * flush policy, at most `timeout_ms`; on RMQRAFT_OK `*out` tells its ids and offsets,
+ * and the message is visible to pulls and lookups on this member. Refused before
+ * anything is stored: RMQRAFT_ERR_INVALID_ARGUMENT (bad topic, empty body, bad
+ * properties), RMQRAFT_ERR_TOO_LARGE (body over maxMessageSize), RMQRAFT_ERR_NO_TOPIC
+ * (unknown topic with autoCreateTopicEnable=false), RMQRAFT_ERR_NO_PERMISSION (perm
+ * without write), RMQRAFT_ERR_NOT_LEADER, RMQRAFT_ERR_BUSY. RMQRAFT_ERR_TIMEOUT and
+ * RMQRAFT_ERR_OUTCOME_UNKNOWN: it may or may not be stored.
+ */
+rmqraft_result rmqraft_message_send(struct rmqraft_group *g,
+                                    const struct rmqraft_message *m,
+                                    uint32_t timeout_ms,
+                                    struct rmqraft_send_result *out);
+
+/**
+ * Starts a send on the leader and returns; the message is copied first. On RMQRAFT_OK
+ * `cb` runs exactly once later (see `rmqraft_send_cb` for the thread); on any other
+ * result it never runs and nothing was stored. A send that must auto-create its topic
+ * waits for that (up to 5 s) before returning.
+ */
+rmqraft_result rmqraft_message_send_async(struct rmqraft_group *g,
+                                          const struct rmqraft_message *m,
+                                          rmqraft_send_cb cb,
+                                          void *userdata);
+
+/**
+ * Pulls committed messages of one queue (any member) from `offset`: at most
+ * `max_messages` (1..1024; more is read as 1024) that match `tag_expression` (NULL, ""
+ * or "*" for all, else "TagA || TagB"), in queue order, each handed to `cb` on the
+ * calling thread. `*next_offset_out`: where the next pull starts (one past the last
+ * message scanned, or past the one `cb` stopped at). Nothing new: RMQRAFT_OK without a
+ * callback. An offset past the end or below the first retained one: RMQRAFT_OK, no
+ * callback, `*next_offset_out` = the queue's max or min offset. Does not wait for new
+ * messages. RMQRAFT_ERR_NO_TOPIC for an unknown topic, RMQRAFT_ERR_INVALID_ARGUMENT for
+ * a queue id that does not exist, RMQRAFT_ERR_NO_PERMISSION when perm lacks read.
+ */
+rmqraft_result rmqraft_queue_pull(const struct rmqraft_group *g,
+                                  const char *topic,
+                                  int32_t queue_id,
+                                  uint64_t offset,
+                                  uint32_t max_messages,
+                                  const char *tag_expression,
+                                  rmqraft_message_cb cb,
+                                  void *userdata,
+                                  uint64_t *next_offset_out);
+
+/**
+ * The min and max offsets of one queue (any member); max is the next offset to be
+ * written (0 and 0 for a queue that never had a message).
+ */
+rmqraft_result rmqraft_queue_offsets(const struct rmqraft_group *g,
+                                     const char *topic,
+                                     int32_t queue_id,
+                                     uint64_t *min_out,
+                                     uint64_t *max_out);
+
+/**
+ * Messages of `topic` with `key` among their KEYS (as mqadmin queryMsgByKey), stored in
+ * `[begin_ms, end_ms]` (store time, 0 = open), newest first, at most `max_messages`
+ * (nonzero), each handed to `cb` on the calling thread until it returns nonzero. Any
+ * member. None found: RMQRAFT_OK without a callback.
+ */
+rmqraft_result rmqraft_message_query_by_key(const struct rmqraft_group *g,
+                                            const char *topic,
+                                            const char *key,
+                                            uint32_t max_messages,
+                                            int64_t begin_ms,
+                                            int64_t end_ms,
+                                            rmqraft_message_cb cb,
+                                            void *userdata);
+
+/**
+ * The message with id `msg_id` (as mqadmin queryMsgById), handed to `cb` once on the
+ * calling thread: an offset msg id naming this group's store host and a record at that
+ * offset, or else a UNIQ_KEY (any topic); both forms are tried in that order. Any
+ * member. RMQRAFT_ERR_NOT_FOUND when neither names a message here.
+ */
+rmqraft_result rmqraft_message_view_by_id(const struct rmqraft_group *g,
+                                          const char *msg_id,
+                                          rmqraft_message_cb cb,
+                                          void *userdata);
+
+/**
+ * Commits `consumer_group`'s next offset to consume in one queue (replicated; on the
+ * leader). Commits are coalesced (at most one entry per consumer group per
+ * rmqraftOffsetCommitIntervalMs); a nonzero `timeout_ms` waits until this commit is
+ * committed and applied, 0 returns once it is queued. RMQRAFT_ERR_NO_TOPIC for an unknown
+ * topic, RMQRAFT_ERR_INVALID_ARGUMENT for a queue that does not exist.
+ */
+rmqraft_result rmqraft_consumer_offset_commit(struct rmqraft_group *g,
+                                              const char *consumer_group,
+                                              const char *topic,
+                                              int32_t queue_id,
+                                              uint64_t offset,
+                                              uint32_t timeout_ms);
+
+/**
+ * The committed next offset of `consumer_group` in one queue (any member; on the leader
+ * a commit still being replicated is included): `*offset_out` = -1 when it has none.
+ */
+rmqraft_result rmqraft_consumer_offset_fetch(const struct rmqraft_group *g,
+                                             const char *consumer_group,
+                                             const char *topic,
+                                             int32_t queue_id,
+                                             int64_t *offset_out);
 
 #ifdef __cplusplus
 }  // extern "C"

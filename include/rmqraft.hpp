@@ -10,6 +10,12 @@
 //   completes appends for async appends), must return promptly and must not throw: an
 //   exception escaping a callback calls std::terminate. They must not close the Group or
 //   Engine that called them.
+// - Messages (ABI 0.2): rmqraft::Message is a builder for sends; Group::send returns a
+//   SendResult, Group::send_async takes a lambda run once on a library thread. pull,
+//   query_by_key and view_by_id call a lambda with a rmqraft::MessageView on the calling
+//   thread; the view (string_views into library memory) is valid only during that call:
+//   copy what must outlive it. An exception thrown by such a lambda stops the call and is
+//   rethrown to its caller.
 // - Thread safety is that of the C ABI: any method from any thread at once, except that
 //   destroying, moving into or close()-ing a handle must not race with other calls on it.
 #ifndef RMQRAFT_HPP
@@ -24,11 +30,13 @@ static_assert(false, "rmqraft.hpp needs C++17 (compile with -std=c++17 or later)
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -78,6 +86,146 @@ inline const char *role_name(Role role) {
     }
     return "UNKNOWN";
 }
+
+/// A message to send, built step by step:
+/// `rmqraft::Message("TopicTest", body).tags("TagA").keys("m600000")`.
+class Message {
+public:
+    Message(std::string topic, std::string body) : topic_(std::move(topic)), body_(std::move(body)) {}
+    Message &tags(std::string tags) { tags_ = std::move(tags); return *this; }
+    /// Space-separated keys; each is indexed (query_by_key).
+    Message &keys(std::string keys) { keys_ = std::move(keys); return *this; }
+    /// A user property; UNIQ_CLIENT_MESSAGE_ID_KEYIDX sets the message id. Names must not
+    /// contain '=' or newlines, values no newlines.
+    Message &property(const std::string &name, const std::string &value) {
+        properties_ += name + "=" + value + "\n";
+        return *this;
+    }
+    /// -1 (the default): the library picks a write queue.
+    Message &queue(std::int32_t queue_id) { queue_id_ = queue_id; return *this; }
+    Message &flag(std::int32_t flag) { flag_ = flag; return *this; }
+    Message &delay_level(std::int32_t level) { delay_level_ = level; return *this; }
+
+    /// The C struct, pointing into this object (valid while it lives unchanged).
+    rmqraft_message c() const noexcept {
+        rmqraft_message m{};
+        m.topic = topic_.c_str();
+        m.tags = tags_.c_str();
+        m.keys = keys_.c_str();
+        m.properties = properties_.c_str();
+        m.body = reinterpret_cast<const std::uint8_t *>(body_.data());
+        m.body_len = body_.size();
+        m.queue_id = queue_id_;
+        m.flag = flag_;
+        m.delay_level = delay_level_;
+        return m;
+    }
+
+private:
+    std::string topic_, body_, tags_, keys_, properties_;
+    std::int32_t queue_id_ = -1, flag_ = 0, delay_level_ = 0;
+};
+
+/// What a committed send tells (a copy of rmqraft_send_result).
+struct SendResult {
+    std::string msg_id;         // UNIQ_KEY
+    std::string offset_msg_id;  // store host + commitlog offset
+    std::int32_t queue_id = -1;
+    std::uint64_t queue_offset = 0;
+    std::uint64_t commitlog_offset = 0;
+
+    SendResult() = default;
+    explicit SendResult(const rmqraft_send_result &r)
+        : msg_id(r.msg_id), offset_msg_id(r.offset_msg_id), queue_id(r.queue_id),
+          queue_offset(r.queue_offset), commitlog_offset(r.commitlog_offset) {}
+};
+
+/// A stored message as a pull or lookup hands it to a lambda: a view into library memory,
+/// valid only during that call.
+class MessageView {
+public:
+    explicit MessageView(const rmqraft_message_view &m) noexcept : m_(m) {}
+    std::string_view topic() const noexcept { return m_.topic; }
+    std::string_view tags() const noexcept { return m_.tags; }
+    std::string_view keys() const noexcept { return m_.keys; }
+    std::string_view msg_id() const noexcept { return m_.msg_id; }
+    std::string_view offset_msg_id() const noexcept { return m_.offset_msg_id; }
+    /// "name=value\n" lines, system properties included.
+    std::string_view properties() const noexcept { return m_.properties; }
+    /// One property's value; empty when absent.
+    std::string_view property(std::string_view name) const noexcept {
+        std::string_view all = properties();
+        while (!all.empty()) {
+            std::size_t end = all.find('\n');
+            std::string_view line = all.substr(0, end);
+            if (line.size() > name.size() && line.compare(0, name.size(), name) == 0 && line[name.size()] == '=')
+                return line.substr(name.size() + 1);
+            if (end == std::string_view::npos) break;
+            all.remove_prefix(end + 1);
+        }
+        return {};
+    }
+    std::string_view body() const noexcept { return {reinterpret_cast<const char *>(m_.body), m_.body_len}; }
+    /// The stored record, RocketMQ commitlog format.
+    std::string_view record() const noexcept { return {reinterpret_cast<const char *>(m_.record), m_.record_len}; }
+    std::int32_t queue_id() const noexcept { return m_.queue_id; }
+    std::uint64_t queue_offset() const noexcept { return m_.queue_offset; }
+    std::uint64_t commitlog_offset() const noexcept { return m_.commitlog_offset; }
+    std::int64_t born_timestamp_ms() const noexcept { return m_.born_timestamp_ms; }
+    std::int64_t store_timestamp_ms() const noexcept { return m_.store_timestamp_ms; }
+    std::int32_t flag() const noexcept { return m_.flag; }
+    std::int32_t reconsume_times() const noexcept { return m_.reconsume_times; }
+    const rmqraft_message_view &c() const noexcept { return m_; }
+
+private:
+    const rmqraft_message_view &m_;
+};
+
+/// A topic as rmqraft_topic_list reports it.
+struct TopicConfig {
+    std::string name;
+    std::int32_t read_queues = 0, write_queues = 0, perm = 0;
+};
+
+/// A queue's offsets; max is the next offset to be written.
+struct QueueOffsets {
+    std::uint64_t min = 0, max = 0;
+};
+
+/// Completes one async send: the result and, when it is RMQRAFT_OK, the SendResult (empty
+/// otherwise).
+using SendCallback = std::function<void(rmqraft_result, const SendResult &)>;
+
+namespace detail {
+/// Runs a lambda taking `const MessageView &` (returning void, or bool: false stops) from a
+/// C message callback; keeps an exception for rethrowing after the C call returns.
+template <typename F>
+struct MessageVisitor {
+    F &f;
+    std::exception_ptr error;
+
+    static int call(void *userdata, const rmqraft_message_view *m) noexcept {
+        auto *self = static_cast<MessageVisitor *>(userdata);
+        try {
+            MessageView view(*m);
+            if constexpr (std::is_same_v<std::invoke_result_t<F &, const MessageView &>, bool>) {
+                return self->f(view) ? 0 : 1;
+            } else {
+                self->f(view);
+                return 0;
+            }
+        } catch (...) {
+            self->error = std::current_exception();
+            return 1;
+        }
+    }
+
+    void finish(rmqraft_result r) {
+        if (error) std::rethrow_exception(error);
+        check(r);
+    }
+};
+}  // namespace detail
 
 /// Completes one async append: the result and, when it is RMQRAFT_OK, where the entry sits.
 using AppendCallback = std::function<void(rmqraft_result, const EntryMeta &)>;
@@ -188,9 +336,107 @@ public:
         detail::check(rmqraft_group_transfer_leadership(handle_, peer_id.c_str(), clamp_ms(timeout)));
     }
 
+    // ---- Messages (ABI 0.2). Sends, topic and offset changes on the leader; reads anywhere.
+
+    /// Sends and blocks until committed; throws e.g. NO_TOPIC, NO_PERMISSION, TOO_LARGE,
+    /// NOT_LEADER (nothing stored) or TIMEOUT / OUTCOME_UNKNOWN (maybe stored).
+    SendResult send(const Message &message, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        rmqraft_message m = message.c();
+        rmqraft_send_result r{};
+        detail::check(rmqraft_message_send(handle_, &m, clamp_ms(timeout), &r));
+        return SendResult(r);
+    }
+
+    /// Sends without waiting; `done` runs exactly once later, on a library thread. Throws
+    /// (and never calls `done`) when the send is refused at once.
+    void send_async(const Message &message, SendCallback done) {
+        rmqraft_message m = message.c();
+        auto owned = std::make_unique<SendCallback>(std::move(done));
+        detail::check(rmqraft_message_send_async(handle_, &m, &Group::on_send, owned.get()));
+        owned.release();  // freed by on_send
+    }
+
+    /// Pulls up to `max` messages of one queue from `offset` matching `tags` ("*" for
+    /// all, else "TagA || TagB"), calling `on_message(const MessageView &)` for each (return
+    /// false from it to stop). Returns the offset the next pull starts at (the queue's max
+    /// when `offset` is past the end). Does not wait for new messages.
+    template <typename F>
+    std::uint64_t pull(const std::string &topic, std::int32_t queue_id, std::uint64_t offset, std::uint32_t max,
+                       F &&on_message, const std::string &tags = "*") const {
+        detail::MessageVisitor<F> v{on_message, nullptr};
+        std::uint64_t next = offset;
+        v.finish(rmqraft_queue_pull(handle_, topic.c_str(), queue_id, offset, max, tags.c_str(),
+                                    &detail::MessageVisitor<F>::call, &v, &next));
+        return next;
+    }
+
+    QueueOffsets queue_offsets(const std::string &topic, std::int32_t queue_id) const {
+        QueueOffsets o;
+        detail::check(rmqraft_queue_offsets(handle_, topic.c_str(), queue_id, &o.min, &o.max));
+        return o;
+    }
+
+    /// Messages of `topic` with `key` among their keys, newest first, at most `max`
+    /// (store time in [begin_ms, end_ms], 0 = open).
+    template <typename F>
+    void query_by_key(const std::string &topic, const std::string &key, std::uint32_t max, F &&on_message,
+                      std::int64_t begin_ms = 0, std::int64_t end_ms = 0) const {
+        detail::MessageVisitor<F> v{on_message, nullptr};
+        v.finish(rmqraft_message_query_by_key(handle_, topic.c_str(), key.c_str(), max, begin_ms, end_ms,
+                                              &detail::MessageVisitor<F>::call, &v));
+    }
+
+    /// The message with this id (offset msg id or UNIQ_KEY); throws NOT_FOUND.
+    template <typename F>
+    void view_by_id(const std::string &msg_id, F &&on_message) const {
+        detail::MessageVisitor<F> v{on_message, nullptr};
+        v.finish(rmqraft_message_view_by_id(handle_, msg_id.c_str(), &detail::MessageVisitor<F>::call, &v));
+    }
+
+    /// Creates or updates a topic (perm: 2 write, 4 read, 6 both).
+    void topic_update(const std::string &topic, std::int32_t read_queues, std::int32_t write_queues,
+                      std::int32_t perm = 6, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        detail::check(rmqraft_topic_update(handle_, topic.c_str(), read_queues, write_queues, perm, clamp_ms(timeout)));
+    }
+    void topic_delete(const std::string &topic, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        detail::check(rmqraft_topic_delete(handle_, topic.c_str(), clamp_ms(timeout)));
+    }
+    std::vector<TopicConfig> topics() const {
+        std::vector<TopicConfig> out;
+        detail::check(rmqraft_topic_list(handle_, &Group::on_topic, &out));
+        return out;
+    }
+
+    /// Commits a consumer group's next offset for a queue (a zero timeout only queues it).
+    void commit_offset(const std::string &consumer_group, const std::string &topic, std::int32_t queue_id,
+                       std::uint64_t offset, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        detail::check(rmqraft_consumer_offset_commit(handle_, consumer_group.c_str(), topic.c_str(), queue_id, offset,
+                                                     clamp_ms(timeout)));
+    }
+    /// The committed next offset, -1 when the consumer group has none for that queue.
+    std::int64_t fetch_offset(const std::string &consumer_group, const std::string &topic, std::int32_t queue_id) const {
+        std::int64_t offset = -1;
+        detail::check(rmqraft_consumer_offset_fetch(handle_, consumer_group.c_str(), topic.c_str(), queue_id, &offset));
+        return offset;
+    }
+
 private:
     friend class Engine;
     explicit Group(rmqraft_group *handle) : handle_(handle) {}
+
+    static void on_send(void *userdata, rmqraft_result result, const rmqraft_send_result *res) noexcept {
+        std::unique_ptr<SendCallback> done(static_cast<SendCallback *>(userdata));
+        (*done)(result, res ? SendResult(*res) : SendResult());
+    }
+
+    static int on_topic(void *userdata, const char *topic, std::int32_t r, std::int32_t w, std::int32_t perm) noexcept {
+        try {
+            static_cast<std::vector<TopicConfig> *>(userdata)->push_back(TopicConfig{topic, r, w, perm});
+            return 0;
+        } catch (...) {
+            return 1;  // out of memory: a shorter list
+        }
+    }
 
     static std::uint32_t clamp_ms(std::chrono::milliseconds t) {
         auto ms = t.count();

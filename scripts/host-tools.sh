@@ -17,6 +17,7 @@ tools=(
   "valgrind valgrind the C suite under memcheck"
   "javac openjdk-17-jdk-headless the Java (JNI) host tests"
   "java openjdk-17-jdk-headless the Java (JNI) host tests"
+  "jar openjdk-17-jdk-headless rmqraft.jar (scripts/install.sh, the install check)"
 )
 have_nextest() { cargo nextest --version >/dev/null 2>&1; }
 

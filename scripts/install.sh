@@ -11,11 +11,19 @@
 #   $PREFIX/include/rmqraft.h, $PREFIX/include/rmqraft.hpp
 #   $PREFIX/lib/pkgconfig/rmqraft.pc  (outside /usr and /usr/local its Libs carry
 #                                      -Wl,-rpath,$LIBDIR: programs run without LD_LIBRARY_PATH)
+#   $PREFIX/share/java/rmqraft.jar     the Java package org.rmqraft (javac + jar)
+#   $PREFIX/lib/librmqraft_jni.so      its JNI glue (cc), linked against librmqraft.so.$MAJOR
+#
+# The Java part needs a JDK (javac, jar, jni.h; JAVA_HOME or javac on PATH) and a C
+# compiler (CC, default cc). RMQRAFT_JAVA=auto (default) skips it with a note when no JDK
+# is found, RMQRAFT_JAVA=1 requires it, RMQRAFT_JAVA=0 skips it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 PREFIX="${PREFIX:-/usr/local}"
 LIBDIR="${LIBDIR:-$PREFIX/lib}"
 INCLUDEDIR="${INCLUDEDIR:-$PREFIX/include}"
+JAVADIR="${JAVADIR:-$PREFIX/share/java}"
+java_mode="${RMQRAFT_JAVA:-auto}"
 DESTDIR="${DESTDIR:-}"
 lib="${RMQRAFT_LIB:-$root/target/release/librmqraft.so}"
 
@@ -33,6 +41,31 @@ ln -sfn "librmqraft.so.$version" "$DESTDIR$LIBDIR/librmqraft.so.$major"
 ln -sfn "librmqraft.so.$major" "$DESTDIR$LIBDIR/librmqraft.so"
 install -m 0644 "$root/include/rmqraft.h" "$root/include/rmqraft.hpp" "$DESTDIR$INCLUDEDIR/"
 "$root/scripts/write-pc.sh" "$DESTDIR$LIBDIR/pkgconfig/rmqraft.pc" "$PREFIX" "$LIBDIR" "$INCLUDEDIR"
+
+install_java() {
+  local javac_path java_home rpath=()
+  if ! javac_path="$(command -v javac)" || ! command -v jar >/dev/null; then
+    [[ "$java_mode" == 1 ]] && { echo "install.sh: no JDK (javac, jar) found; RMQRAFT_JAVA=1 requires one" >&2; exit 1; }
+    echo "install.sh: no JDK found: rmqraft.jar and librmqraft_jni.so not built (RMQRAFT_JAVA=0 silences this)"
+    return 0
+  fi
+  java_home="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$javac_path")")")}"
+  [[ -f "$java_home/include/jni.h" ]] || { echo "install.sh: no jni.h under $java_home/include (set JAVA_HOME)" >&2; exit 1; }
+  case "${PREFIX%/}" in /usr | /usr/local) ;; *) rpath=("-Wl,-rpath,$LIBDIR") ;; esac
+  java_tmp="$(mktemp -d)"
+  trap 'rm -rf "$java_tmp"' EXIT
+  local tmp="$java_tmp"
+  javac -d "$tmp/classes" "$root"/ffi-tests/jni/src/org/rmqraft/*.java
+  jar --create --file "$tmp/rmqraft.jar" -C "$tmp/classes" .
+  "${CC:-cc}" -std=c99 -O2 -fPIC -shared -pthread -I"$root/include" -I"$java_home/include" -I"$java_home/include/linux" \
+    "$root/ffi-tests/jni/native/rmqraft_jni.c" -o "$tmp/librmqraft_jni.so" -L"$DESTDIR$LIBDIR" -lrmqraft "${rpath[@]}"
+  install -d "$DESTDIR$JAVADIR"
+  install -m 0644 "$tmp/rmqraft.jar" "$DESTDIR$JAVADIR/rmqraft.jar"
+  install -m 0755 "$tmp/librmqraft_jni.so" "$DESTDIR$LIBDIR/librmqraft_jni.so"
+  echo "installed $JAVADIR/rmqraft.jar and $LIBDIR/librmqraft_jni.so under $DESTDIR$PREFIX"
+}
+[[ "$java_mode" == 0 ]] || install_java
+
 echo "installed librmqraft $version under $DESTDIR$PREFIX"
 case "${PREFIX%/}" in
   /usr | /usr/local)

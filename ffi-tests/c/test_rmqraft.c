@@ -1,6 +1,6 @@
 /*
  * The C test suite of librmqraft: every exported function, every result code a host can
- * provoke, callbacks from library threads, concurrent host threads, a three-member group
+ * provoke, callbacks from library threads, the message layer of ABI 0.2, concurrent host threads, a three-member group
  * with leadership transfer and failover, and a restart from disk.
  *
  * Usage: test_rmqraft [test-name...]   (no name: every test)
@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include <stdatomic.h>
+#include <sys/stat.h>
 
 #define APPEND_TIMEOUT_MS 10000u
 #define ELECTION_WAIT_MS 15000u
@@ -48,6 +49,10 @@ static void test_result_names(void) {
         {RMQRAFT_ERR_EXISTS, 12, "RMQRAFT_ERR_EXISTS"},
         {RMQRAFT_ERR_PANIC, 13, "RMQRAFT_ERR_PANIC"},
         {RMQRAFT_ERR_DISK_FULL, 14, "RMQRAFT_ERR_DISK_FULL"},
+        {RMQRAFT_ERR_OUT_OF_ORDER, 15, "RMQRAFT_ERR_OUT_OF_ORDER"},
+        {RMQRAFT_ERR_NO_TOPIC, 16, "RMQRAFT_ERR_NO_TOPIC"},
+        {RMQRAFT_ERR_NO_PERMISSION, 17, "RMQRAFT_ERR_NO_PERMISSION"},
+        {RMQRAFT_ERR_OUTCOME_UNKNOWN, 18, "RMQRAFT_ERR_OUTCOME_UNKNOWN"},
     };
     size_t i;
     REQUIRE(sizeof(rmqraft_result) == 4);
@@ -55,7 +60,7 @@ static void test_result_names(void) {
         REQUIRE((unsigned)table[i].code == table[i].number);
         REQUIRE(strcmp(rmqraft_result_name(table[i].code), table[i].name) == 0);
     }
-    REQUIRE(strcmp(rmqraft_result_name((rmqraft_result)15), "RMQRAFT_UNKNOWN_RESULT") == 0);
+    REQUIRE(strcmp(rmqraft_result_name((rmqraft_result)19), "RMQRAFT_UNKNOWN_RESULT") == 0);
     REQUIRE(strcmp(rmqraft_result_name((rmqraft_result)0xffffffffu), "RMQRAFT_UNKNOWN_RESULT") == 0);
     REQUIRE(RMQRAFT_ROLE_CANDIDATE == 0 && RMQRAFT_ROLE_LEADER == 1 && RMQRAFT_ROLE_FOLLOWER == 2);
 }
@@ -804,6 +809,475 @@ static void test_open_close_loop(void) {
     }
 }
 
+/* ---------------------------------------------------------------- messages (ABI 0.2) */
+
+
+#define MSG_TIMEOUT_MS 10000u
+
+/* What a message callback saw. */
+typedef struct seen_messages {
+    int calls;
+    int stop_after; /* return nonzero on this call (1-based); 0: never */
+    uint64_t queue_offsets[64];
+    uint64_t commitlog_offsets[64];
+    char bodies[64][32];
+    char tags[64][16];
+    char keys[64][32];
+    char msg_ids[64][64];
+    char offset_msg_ids[64][64];
+    char properties[1024];
+    char topic[64];
+    int records_ok; /* every record started with its TOTALSIZE and a message magic */
+    int64_t store_ts;
+} seen_messages;
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static int on_message(void *userdata, const rmqraft_message_view *m) {
+    seen_messages *s = userdata;
+    int i = s->calls++;
+    if (i == 0) s->records_ok = 1;
+    if (i < 64) {
+        s->queue_offsets[i] = m->queue_offset;
+        s->commitlog_offsets[i] = m->commitlog_offset;
+        snprintf(s->bodies[i], sizeof s->bodies[i], "%.*s", (int)m->body_len, (const char *)m->body);
+        snprintf(s->tags[i], sizeof s->tags[i], "%s", m->tags);
+        snprintf(s->keys[i], sizeof s->keys[i], "%s", m->keys);
+        snprintf(s->msg_ids[i], sizeof s->msg_ids[i], "%s", m->msg_id);
+        snprintf(s->offset_msg_ids[i], sizeof s->offset_msg_ids[i], "%s", m->offset_msg_id);
+    }
+    snprintf(s->properties, sizeof s->properties, "%s", m->properties);
+    snprintf(s->topic, sizeof s->topic, "%s", m->topic);
+    s->store_ts = m->store_timestamp_ms;
+    if (m->record_len < 8 || be32(m->record) != m->record_len ||
+        (be32(m->record + 4) != 0xDAA320A7u && be32(m->record + 4) != 0xDAA320ABu))
+        s->records_ok = 0;
+    return s->stop_after != 0 && s->calls >= s->stop_after;
+}
+
+/* A message callback that calls back into the library (allowed, except _close). */
+typedef struct reentrant_ctx {
+    rmqraft_group *g;
+    int calls, inner_ok;
+} reentrant_ctx;
+
+static int on_message_reentrant(void *userdata, const rmqraft_message_view *m) {
+    reentrant_ctx *c = userdata;
+    uint64_t min = 0, max = 0;
+    int64_t off = 0;
+    c->calls++;
+    if (rmqraft_queue_offsets(c->g, m->topic, m->queue_id, &min, &max) == RMQRAFT_OK && max > m->queue_offset &&
+        rmqraft_consumer_offset_fetch(c->g, "reentrant", m->topic, m->queue_id, &off) == RMQRAFT_OK && off == -1)
+        c->inner_ok++;
+    return 0;
+}
+
+static int on_message_never(void *userdata, const rmqraft_message_view *m) {
+    (void)m;
+    (*(int *)userdata)++;
+    return 0;
+}
+
+typedef struct seen_topics {
+    int calls;
+    int found_rw;   /* TopicTest with 4/4/6 */
+    int found_read; /* ReadOnly with perm 4 */
+} seen_topics;
+
+static int on_topic(void *userdata, const char *topic, int32_t r, int32_t w, int32_t perm) {
+    seen_topics *s = userdata;
+    s->calls++;
+    if (strcmp(topic, "TopicTest") == 0 && r == 4 && w == 4 && perm == 6) s->found_rw = 1;
+    if (strcmp(topic, "ReadOnly") == 0 && perm == 4) s->found_read = 1;
+    return 0;
+}
+
+/* Async sends: completions counted under a lock. */
+typedef struct send_log {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls, ok, outcome_unknown, other, null_res_on_error, off_host_thread;
+    char last_msg_id[64];
+} send_log;
+
+static void on_send(void *userdata, rmqraft_result r, const rmqraft_send_result *res) {
+    send_log *l = userdata;
+    pthread_mutex_lock(&l->mu);
+    l->calls++;
+    if (r == RMQRAFT_OK && res) {
+        l->ok++;
+        snprintf(l->last_msg_id, sizeof l->last_msg_id, "%s", res->msg_id);
+    } else if (r == RMQRAFT_ERR_OUTCOME_UNKNOWN) {
+        l->outcome_unknown++;
+    } else {
+        l->other++;
+    }
+    if (r != RMQRAFT_OK && res == NULL) l->null_res_on_error++;
+    if (!pthread_equal(pthread_self(), g_main_thread)) l->off_host_thread++;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static int send_log_wait(send_log *l, int calls, uint64_t timeout_ms) {
+    struct timespec until = abs_deadline(timeout_ms);
+    int rc = 0, ok;
+    pthread_mutex_lock(&l->mu);
+    while (l->calls < calls && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&l->cv, &l->mu, &until);
+    ok = l->calls >= calls;
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+
+static rmqraft_message make_message(const char *topic, const char *tags, const char *keys, const char *body) {
+    rmqraft_message m;
+    memset(&m, 0, sizeof m);
+    m.topic = topic;
+    m.tags = tags;
+    m.keys = keys;
+    m.body = (const uint8_t *)body;
+    m.body_len = strlen(body);
+    m.queue_id = -1;
+    return m;
+}
+
+static int path_exists(const char *dir, const char *sub) {
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    return stat(path, &st) == 0;
+}
+
+static void test_messages(void) {
+    cluster c;
+    rmqraft_group *g;
+    rmqraft_message m;
+    rmqraft_send_result res, sentinel_res;
+    rmqraft_entry_meta meta;
+    seen_messages seen;
+    seen_topics topics;
+    send_log sends;
+    uint64_t min = 77, max = 77, next = 77;
+    int64_t off = 77;
+    int i, never = 0, accepted;
+    static uint8_t big[1025];
+    memset(&c, 0, sizeof c);
+    memset(&sends, 0, sizeof sends);
+    pthread_mutex_init(&sends.mu, NULL);
+    pthread_cond_init(&sends.cv, NULL);
+    if (!cluster_open(&c, 1, "autoCreateTopicEnable = false\nmaxMessageSize = 1024\n")) return;
+    g = c.members[0];
+    REQUIRE(wait_leader(&c, ELECTION_WAIT_MS) == 0);
+    /* A raw-entry host pays nothing for the message layer: no broker/ until a message call. */
+    REQUIRE_OK(rmqraft_group_append(g, (const uint8_t *)"raw", 3, APPEND_TIMEOUT_MS, &meta));
+    REQUIRE(!path_exists(c.dir, "dledger-n0/broker"));
+
+    /* Bad input: nothing stored, outputs untouched. */
+    memset(&sentinel_res, 0x5a, sizeof sentinel_res);
+    res = sentinel_res;
+    m = make_message("TopicTest", "TagA", "k1", "body-0");
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(NULL, &m, MSG_TIMEOUT_MS, &res));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, NULL, MSG_TIMEOUT_MS, &res));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, NULL));
+    m.topic = NULL;
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    m.topic = "bad topic!";
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    REQUIRE(strstr(last_error_text(), "illegal character") != NULL);
+    m.topic = "TopicTest";
+    m.body = NULL;
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    m.body = (const uint8_t *)"x";
+    m.body_len = 0;
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    m = make_message("TopicTest", "TagA", "k1", "body-0");
+    m.properties = "no equals sign\n";
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    m.properties = NULL;
+    /* autoCreateTopicEnable=false: an unknown topic is NO_TOPIC. */
+    REQUIRE_RC(RMQRAFT_ERR_NO_TOPIC, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    REQUIRE(strstr(last_error_text(), "TopicTest") != NULL);
+    REQUIRE(memcmp(&res, &sentinel_res, sizeof res) == 0);
+    REQUIRE(path_exists(c.dir, "dledger-n0/broker")); /* opened by the first message call */
+
+    /* Topics. */
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_topic_update(NULL, "TopicTest", 4, 4, 6, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_topic_update(g, NULL, 4, 4, 6, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_topic_update(g, "bad/topic", 4, 4, 6, MSG_TIMEOUT_MS));
+    REQUIRE_OK(rmqraft_topic_update(g, "TopicTest", 4, 4, 6, MSG_TIMEOUT_MS));
+    REQUIRE_OK(rmqraft_topic_update(g, "ReadOnly", 1, 1, 4, MSG_TIMEOUT_MS));
+    REQUIRE_OK(rmqraft_topic_update(g, "Doomed", 1, 1, 6, MSG_TIMEOUT_MS));
+    memset(&topics, 0, sizeof topics);
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_topic_list(g, NULL, &topics));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_topic_list(NULL, on_topic, &topics));
+    REQUIRE_OK(rmqraft_topic_list(g, on_topic, &topics));
+    REQUIRE(topics.calls >= 3 && topics.found_rw && topics.found_read);
+    REQUIRE_OK(rmqraft_topic_delete(g, "Doomed", MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_NO_TOPIC, rmqraft_topic_delete(g, "Doomed", MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_topic_delete(g, NULL, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_topic_delete(NULL, "TopicTest", MSG_TIMEOUT_MS));
+
+    /* perm 4 (read only): a send is NO_PERMISSION; over maxMessageSize: TOO_LARGE. */
+    m = make_message("ReadOnly", NULL, NULL, "x");
+    REQUIRE_RC(RMQRAFT_ERR_NO_PERMISSION, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    memset(big, 'b', sizeof big);
+    m = make_message("TopicTest", NULL, NULL, "");
+    m.body = big;
+    m.body_len = sizeof big;
+    REQUIRE_RC(RMQRAFT_ERR_TOO_LARGE, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+    REQUIRE(strstr(last_error_text(), "maxMessageSize") != NULL);
+    REQUIRE(memcmp(&res, &sentinel_res, sizeof res) == 0);
+
+    /* Sends to queue 1: three messages with tags, keys and properties. */
+    for (i = 0; i < 3; i++) {
+        char body[16], keys[32];
+        snprintf(body, sizeof body, "body-%d", i);
+        snprintf(keys, sizeof keys, "k%d shared", i);
+        m = make_message("TopicTest", i == 1 ? "TagB" : "TagA", keys, body);
+        m.queue_id = 1;
+        m.properties = "a=1\nb=x=y\n";
+        REQUIRE_OK(rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+        REQUIRE(res.queue_id == 1 && res.queue_offset == (uint64_t)i);
+        REQUIRE(strlen(res.msg_id) == 32 && strlen(res.offset_msg_id) == 32);
+        REQUIRE(res.commitlog_offset > 0);
+    }
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_offsets(g, "TopicTest", 1, NULL, &max));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_offsets(g, "TopicTest", 1, &min, NULL));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_offsets(g, NULL, 1, &min, &max));
+    REQUIRE_RC(RMQRAFT_ERR_NO_TOPIC, rmqraft_queue_offsets(g, "Nope", 1, &min, &max));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_offsets(g, "TopicTest", 9, &min, &max));
+    REQUIRE(min == 77 && max == 77);
+    REQUIRE_OK(rmqraft_queue_offsets(g, "TopicTest", 1, &min, &max));
+    REQUIRE(min == 0 && max == 3);
+
+    /* Pull: all, by tag, stopped early, past the end. */
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, NULL, on_message, &seen, &next));
+    REQUIRE(seen.calls == 3 && next == 3 && seen.records_ok);
+    for (i = 0; i < 3; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "body-%d", i);
+        REQUIRE(seen.queue_offsets[i] == (uint64_t)i && strcmp(seen.bodies[i], body) == 0);
+    }
+    REQUIRE(strcmp(seen.tags[1], "TagB") == 0 && strcmp(seen.keys[0], "k0 shared") == 0);
+    REQUIRE(strcmp(seen.msg_ids[2], res.msg_id) == 0 && strcmp(seen.offset_msg_ids[2], res.offset_msg_id) == 0);
+    REQUIRE(seen.commitlog_offsets[2] == res.commitlog_offset);
+    REQUIRE(strstr(seen.properties, "a=1\n") && strstr(seen.properties, "b=x=y\n"));
+    REQUIRE(strstr(seen.properties, "UNIQ_CLIENT_MESSAGE_ID_KEYIDX=") && strstr(seen.properties, "TAGS=TagA\n"));
+    REQUIRE(strcmp(seen.topic, "TopicTest") == 0 && seen.store_ts > 0);
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, "TagB || TagC", on_message, &seen, &next));
+    REQUIRE(seen.calls == 1 && strcmp(seen.bodies[0], "body-1") == 0 && next == 3);
+    memset(&seen, 0, sizeof seen);
+    seen.stop_after = 1;
+    REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, "*", on_message, &seen, &next));
+    REQUIRE(seen.calls == 1 && next == 1);
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 2, 1, "", on_message, &seen, &next));
+    REQUIRE(seen.calls == 1 && next == 3 && seen.queue_offsets[0] == 2);
+    next = 77;
+    REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 100, 32, NULL, on_message_never, &never, &next));
+    REQUIRE(never == 0 && next == 3);
+    REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 3, 32, NULL, on_message_never, &never, &next));
+    REQUIRE(never == 0 && next == 3);
+    REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 0, 0, 32, NULL, on_message_never, &never, &next));
+    REQUIRE(never == 0 && next == 0);
+    next = 77;
+    REQUIRE_RC(RMQRAFT_ERR_NO_TOPIC, rmqraft_queue_pull(g, "Nope", 0, 0, 32, NULL, on_message_never, &never, &next));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(g, "TopicTest", 4, 0, 32, NULL, on_message_never, &never, &next));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(NULL, "TopicTest", 1, 0, 32, NULL, on_message_never, &never, &next));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(g, NULL, 1, 0, 32, NULL, on_message_never, &never, &next));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, NULL, NULL, &never, &next));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, NULL, on_message_never, &never, NULL));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_queue_pull(g, "TopicTest", 1, 0, 0, NULL, on_message_never, &never, &next));
+    REQUIRE(never == 0 && next == 77);
+    {
+        reentrant_ctx rc_ctx = {NULL, 0, 0};
+        rc_ctx.g = g;
+        REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, NULL, on_message_reentrant, &rc_ctx, &next));
+        REQUIRE(rc_ctx.calls == 3 && rc_ctx.inner_ok == 3);
+    }
+    {
+        /* Properties over RocketMQ's 32767 bytes: refused before anything is stored. */
+        static char huge[40000];
+        memset(huge, 'v', sizeof huge - 1);
+        memcpy(huge, "big=", 4);
+        m = make_message("TopicTest", NULL, NULL, "x");
+        m.properties = huge;
+        REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send(g, &m, MSG_TIMEOUT_MS, &res));
+        REQUIRE(strstr(last_error_text(), "32767") != NULL);
+        REQUIRE_OK(rmqraft_queue_offsets(g, "TopicTest", 1, &min, &max));
+        REQUIRE(max == 3);
+    }
+
+    /* Lookups: by key (each KEYS element), by both ids. */
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_message_query_by_key(g, "TopicTest", "k2", 32, 0, 0, on_message, &seen));
+    REQUIRE(seen.calls == 1 && strcmp(seen.bodies[0], "body-2") == 0);
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_message_query_by_key(g, "TopicTest", "shared", 32, 0, 0, on_message, &seen));
+    REQUIRE(seen.calls == 3 && strcmp(seen.bodies[0], "body-2") == 0); /* newest first */
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_message_query_by_key(g, "TopicTest", "shared", 2, 0, 0, on_message, &seen));
+    REQUIRE(seen.calls == 2);
+    REQUIRE_OK(rmqraft_message_query_by_key(g, "TopicTest", "shared", 32, 1, 2, on_message_never, &never));
+    REQUIRE_OK(rmqraft_message_query_by_key(g, "TopicTest", "no-such-key", 32, 0, 0, on_message_never, &never));
+    REQUIRE(never == 0);
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_query_by_key(g, "TopicTest", NULL, 32, 0, 0, on_message_never, &never));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_query_by_key(g, NULL, "k1", 32, 0, 0, on_message_never, &never));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_query_by_key(g, "TopicTest", "k1", 32, 0, 0, NULL, &never));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_query_by_key(NULL, "TopicTest", "k1", 32, 0, 0, on_message_never, &never));
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_message_view_by_id(g, res.msg_id, on_message, &seen));
+    REQUIRE(seen.calls == 1 && seen.commitlog_offsets[0] == res.commitlog_offset);
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_message_view_by_id(g, res.offset_msg_id, on_message, &seen));
+    REQUIRE(seen.calls == 1 && strcmp(seen.msg_ids[0], res.msg_id) == 0);
+    REQUIRE_RC(RMQRAFT_ERR_NOT_FOUND, rmqraft_message_view_by_id(g, "0123456789ABCDEF0123456789ABCDEF", on_message_never, &never));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_view_by_id(g, NULL, on_message_never, &never));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_view_by_id(g, res.msg_id, NULL, &never));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_view_by_id(NULL, res.msg_id, on_message_never, &never));
+    REQUIRE(never == 0);
+
+    /* Consumer offsets: -1, then the committed value. */
+    REQUIRE_OK(rmqraft_consumer_offset_fetch(g, "cg", "TopicTest", 1, &off));
+    REQUIRE(off == -1);
+    REQUIRE_OK(rmqraft_consumer_offset_commit(g, "cg", "TopicTest", 1, 2, MSG_TIMEOUT_MS));
+    REQUIRE_OK(rmqraft_consumer_offset_fetch(g, "cg", "TopicTest", 1, &off));
+    REQUIRE(off == 2);
+    off = 77;
+    REQUIRE_RC(RMQRAFT_ERR_NO_TOPIC, rmqraft_consumer_offset_commit(g, "cg", "Nope", 0, 1, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_consumer_offset_commit(g, "cg", "TopicTest", 9, 1, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_consumer_offset_commit(g, NULL, "TopicTest", 1, 1, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_consumer_offset_commit(g, "cg", NULL, 1, 1, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_consumer_offset_commit(NULL, "cg", "TopicTest", 1, 1, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_consumer_offset_fetch(g, "cg", "TopicTest", 1, NULL));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_consumer_offset_fetch(g, NULL, "TopicTest", 1, &off));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_consumer_offset_fetch(NULL, "cg", "TopicTest", 1, &off));
+    REQUIRE(off == 77);
+
+    /* send_async: exactly once, on a library thread, res NULL unless OK; refused: never. */
+    m = make_message("TopicTest", "TagA", "async", "async-body");
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send_async(g, &m, NULL, &sends));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send_async(g, NULL, on_send, &sends));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_message_send_async(NULL, &m, on_send, &sends));
+    m.body = big;
+    m.body_len = sizeof big;
+    REQUIRE_RC(RMQRAFT_ERR_TOO_LARGE, rmqraft_message_send_async(g, &m, on_send, &sends));
+    m = make_message("ReadOnly", NULL, NULL, "x");
+    REQUIRE_RC(RMQRAFT_ERR_NO_PERMISSION, rmqraft_message_send_async(g, &m, on_send, &sends));
+    m = make_message("TopicTest", "TagA", "async", "async-body");
+    REQUIRE_OK(rmqraft_message_send_async(g, &m, on_send, &sends));
+    REQUIRE(send_log_wait(&sends, 1, 20000));
+    pthread_mutex_lock(&sends.mu);
+    i = sends.calls == 1 && sends.ok == 1 && sends.off_host_thread == 1 && strlen(sends.last_msg_id) == 32;
+    pthread_mutex_unlock(&sends.mu);
+    REQUIRE(i);
+    /* Visible once dispatched: look it up by the id the callback gave. */
+    {
+        uint64_t deadline = deadline_in(10000);
+        memset(&seen, 0, sizeof seen);
+        while (seen.calls == 0 && now_ms() < deadline) {
+            rmqraft_result r = rmqraft_message_view_by_id(g, sends.last_msg_id, on_message, &seen);
+            REQUIRE(r == RMQRAFT_OK || r == RMQRAFT_ERR_NOT_FOUND);
+            if (seen.calls == 0) poll_pause();
+        }
+        REQUIRE(seen.calls == 1 && strcmp(seen.bodies[0], "async-body") == 0);
+    }
+    /* Sends in flight at close: each accepted one completes exactly once, by close's return. */
+    accepted = 0;
+    for (i = 0; i < 50; i++) {
+        if (rmqraft_message_send_async(g, &m, on_send, &sends) == RMQRAFT_OK) accepted++;
+    }
+    rmqraft_group_close(g);
+    c.members[0] = NULL;
+    pthread_mutex_lock(&sends.mu);
+    i = sends.calls == 1 + accepted && sends.other == 0 && sends.null_res_on_error == sends.outcome_unknown;
+    pthread_mutex_unlock(&sends.mu);
+    REQUIRE(i);
+    cluster_close(&c, 1);
+    pthread_mutex_destroy(&sends.mu);
+    pthread_cond_destroy(&sends.cv);
+}
+
+/* Three members: sends on the leader, reads on a follower, NOT_LEADER there. */
+static void test_messages_three(void) {
+    enum { N = 20 };
+    cluster c;
+    rmqraft_message m;
+    rmqraft_send_result res[N], r1;
+    seen_messages seen;
+    send_log sends;
+    rmqraft_group *lg, *fg;
+    uint64_t min = 0, max = 0, next = 0, deadline;
+    int64_t off = -7;
+    int i, leader, follower, never = 0;
+    memset(&c, 0, sizeof c);
+    memset(&sends, 0, sizeof sends);
+    pthread_mutex_init(&sends.mu, NULL);
+    pthread_cond_init(&sends.cv, NULL);
+    if (!cluster_open(&c, 3, "")) return;
+    leader = wait_leader(&c, ELECTION_WAIT_MS);
+    REQUIRE(leader >= 0);
+    follower = (leader + 1) % 3;
+    lg = c.members[leader];
+    fg = c.members[follower];
+    /* Auto-created topic (8 queues): every message to queue 2. */
+    for (i = 0; i < N; i++) {
+        char body[16], key[16];
+        snprintf(body, sizeof body, "m-%d", i);
+        snprintf(key, sizeof key, "key%d", i);
+        m = make_message("TopicAuto", "TagA", key, body);
+        m.queue_id = 2;
+        REQUIRE_OK(rmqraft_message_send(lg, &m, MSG_TIMEOUT_MS, &res[i]));
+        REQUIRE(res[i].queue_offset == (uint64_t)i);
+    }
+    /* The follower refuses writes. */
+    m = make_message("TopicAuto", NULL, NULL, "x");
+    REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_message_send(fg, &m, MSG_TIMEOUT_MS, &r1));
+    REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_message_send_async(fg, &m, on_send, &sends));
+    REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_topic_update(fg, "Other", 1, 1, 6, MSG_TIMEOUT_MS));
+    REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_consumer_offset_commit(fg, "cg", "TopicAuto", 2, 5, MSG_TIMEOUT_MS));
+    /* The follower sees every committed message, in queue order. */
+    deadline = deadline_in(15000);
+    while (now_ms() < deadline) {
+        if (rmqraft_queue_offsets(fg, "TopicAuto", 2, &min, &max) == RMQRAFT_OK && max == N) break;
+        poll_pause();
+    }
+    REQUIRE(min == 0 && max == N);
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_queue_pull(fg, "TopicAuto", 2, 0, 64, NULL, on_message, &seen, &next));
+    REQUIRE(seen.calls == N && next == N && seen.records_ok);
+    for (i = 0; i < N; i++) {
+        REQUIRE(seen.queue_offsets[i] == (uint64_t)i);
+        REQUIRE(strcmp(seen.msg_ids[i], res[i].msg_id) == 0);
+        REQUIRE(seen.commitlog_offsets[i] == res[i].commitlog_offset);
+    }
+    REQUIRE_OK(rmqraft_queue_pull(fg, "TopicAuto", 2, 1000, 64, NULL, on_message_never, &never, &next));
+    REQUIRE(never == 0 && next == N);
+    /* Both ids and a key resolve on the follower. */
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_message_view_by_id(fg, res[7].offset_msg_id, on_message, &seen));
+    REQUIRE_OK(rmqraft_message_view_by_id(fg, res[7].msg_id, on_message, &seen));
+    REQUIRE(seen.calls == 2 && strcmp(seen.bodies[0], "m-7") == 0 && strcmp(seen.bodies[1], "m-7") == 0);
+    memset(&seen, 0, sizeof seen);
+    REQUIRE_OK(rmqraft_message_query_by_key(fg, "TopicAuto", "key11", 32, 0, 0, on_message, &seen));
+    REQUIRE(seen.calls == 1 && strcmp(seen.bodies[0], "m-11") == 0);
+    /* A consumer offset committed on the leader reaches the follower. */
+    REQUIRE_OK(rmqraft_consumer_offset_commit(lg, "cg", "TopicAuto", 2, 5, MSG_TIMEOUT_MS));
+    deadline = deadline_in(15000);
+    while (now_ms() < deadline) {
+        if (rmqraft_consumer_offset_fetch(fg, "cg", "TopicAuto", 2, &off) == RMQRAFT_OK && off == 5) break;
+        poll_pause();
+    }
+    REQUIRE(off == 5);
+    REQUIRE(sends.calls == 0);
+    cluster_close(&c, 1);
+    pthread_mutex_destroy(&sends.mu);
+    pthread_cond_destroy(&sends.cv);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static const struct {
@@ -824,6 +1298,8 @@ static const struct {
     {"restart", test_restart},
     {"closed", test_closed},
     {"open_close_loop", test_open_close_loop},
+    {"messages", test_messages},
+    {"messages_three", test_messages_three},
 };
 
 int main(int argc, char **argv) {

@@ -1,6 +1,6 @@
 // The C++ wrapper used the way a C++ service would: an engine hosting the three members
-// of one group, lambdas as role listeners and async-append callbacks, exceptions for
-// failures, RAII for cleanup.
+// of one group, lambdas as role listeners and async-append callbacks, the message layer
+// (sends, pulls and lookups with lambdas), exceptions for failures, RAII for cleanup.
 #include "rmqraft.hpp"
 
 #include "../c/testutil.h"
@@ -164,6 +164,102 @@ void run(const std::string &dir) {
         EXPECT(futures[k].wait_until(deadline(std::chrono::seconds(20))) == std::future_status::ready);
         auto meta = futures[k].get();
         EXPECT(lead.read_string(meta.index) == "async-" + std::to_string(k));
+    }
+
+    // Messages: topics, sends (sync and with a lambda), pulls, lookups and offsets, read
+    // back on a follower.
+    {
+        auto &fol = svc.members[static_cast<size_t>((leader + 1) % 3)];
+        lead.topic_update("CppTopic", 4, 4, 6);
+        bool listed = false;
+        for (auto &t : lead.topics()) listed |= t.name == "CppTopic" && t.read_queues == 4 && t.write_queues == 4 && t.perm == 6;
+        EXPECT(listed);
+        std::vector<rmqraft::SendResult> sent;
+        for (int k = 0; k < 10; k++) {
+            sent.push_back(lead.send(rmqraft::Message("CppTopic", "cpp-" + std::to_string(k))
+                                         .tags(k % 2 ? "odd" : "even")
+                                         .keys("ck" + std::to_string(k))
+                                         .property("seq", std::to_string(k))
+                                         .queue(3)));
+        }
+        EXPECT(sent[9].queue_id == 3 && sent[9].queue_offset == 9 && sent[9].msg_id.size() == 32);
+        auto promise = std::make_shared<std::promise<rmqraft::SendResult>>();
+        auto sent_async = promise->get_future();
+        lead.send_async(rmqraft::Message("CppTopic", "cpp-async").queue(3),
+                        [promise](rmqraft_result r, const rmqraft::SendResult &res) {
+                            if (r == RMQRAFT_OK) {
+                                promise->set_value(res);
+                            } else {
+                                promise->set_exception(std::make_exception_ptr(rmqraft::Error(r, "async send")));
+                            }
+                        });
+        EXPECT(sent_async.wait_until(deadline(std::chrono::seconds(20))) == std::future_status::ready);
+        EXPECT(sent_async.get().queue_offset == 10);
+        try {
+            fol.send(rmqraft::Message("CppTopic", "nope"));
+            EXPECT(!"a follower accepted a send");
+        } catch (const rmqraft::Error &e) {
+            EXPECT(e.code() == RMQRAFT_ERR_NOT_LEADER);
+        }
+        auto until = deadline(std::chrono::seconds(15));
+        while (fol.queue_offsets("CppTopic", 3).max < 11 && Clock::now() < until) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));  // between two polls
+        }
+        EXPECT(fol.queue_offsets("CppTopic", 3).max == 11);
+        std::vector<std::string> bodies;
+        auto next = fol.pull("CppTopic", 3, 0, 64, [&](const rmqraft::MessageView &m) { bodies.emplace_back(m.body()); });
+        EXPECT(next == 11 && bodies.size() == 11 && bodies[0] == "cpp-0" && bodies[10] == "cpp-async");
+        int odd = 0;
+        fol.pull("CppTopic", 3, 0, 64, [&](const rmqraft::MessageView &m) { odd += m.tags() == "odd"; }, "odd");
+        EXPECT(odd == 5);
+        int calls = 0;
+        next = fol.pull("CppTopic", 3, 0, 64, [&](const rmqraft::MessageView &) { return ++calls < 2; });
+        EXPECT(calls == 2 && next == 2);
+        EXPECT(fol.pull("CppTopic", 3, 500, 64, [](const rmqraft::MessageView &) {}) == 11);
+        std::string got;
+        fol.query_by_key("CppTopic", "ck4", 8, [&](const rmqraft::MessageView &m) {
+            got = m.body();
+            EXPECT(m.property("seq") == "4");
+        });
+        EXPECT(got == "cpp-4");
+        for (auto &id : {sent[6].offset_msg_id, sent[6].msg_id}) {
+            got.clear();
+            fol.view_by_id(id, [&](const auto &m) { got = m.body(); });
+            EXPECT(got == "cpp-6");
+        }
+        try {
+            fol.view_by_id("0123456789ABCDEF0123456789ABCDEF", [](const rmqraft::MessageView &) {});
+            EXPECT(!"an unknown id was found");
+        } catch (const rmqraft::Error &e) {
+            EXPECT(e.code() == RMQRAFT_ERR_NOT_FOUND);
+        }
+        // An exception from the lambda stops the pull and reaches the caller.
+        calls = 0;
+        try {
+            fol.pull("CppTopic", 3, 0, 64, [&](const rmqraft::MessageView &) {
+                calls++;
+                throw std::logic_error("enough");
+            });
+            EXPECT(!"the lambda's exception was lost");
+        } catch (const std::logic_error &) {
+            EXPECT(calls == 1);
+        }
+        try {
+            fol.pull("NoSuchTopic", 0, 0, 64, [](const rmqraft::MessageView &) {});
+            EXPECT(!"a pull of an unknown topic succeeded");
+        } catch (const rmqraft::Error &e) {
+            EXPECT(e.code() == RMQRAFT_ERR_NO_TOPIC);
+        }
+        EXPECT(lead.fetch_offset("cpp-cg", "CppTopic", 3) == -1);
+        lead.commit_offset("cpp-cg", "CppTopic", 3, 7);
+        EXPECT(lead.fetch_offset("cpp-cg", "CppTopic", 3) == 7);
+        until = deadline(std::chrono::seconds(15));
+        while (fol.fetch_offset("cpp-cg", "CppTopic", 3) != 7 && Clock::now() < until) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        EXPECT(fol.fetch_offset("cpp-cg", "CppTopic", 3) == 7);
+        lead.topic_delete("CppTopic");
+        for (auto &t : lead.topics()) EXPECT(t.name != "CppTopic");
     }
 
     // Errors are exceptions with the code and the detail.

@@ -4,6 +4,7 @@
 use super::boundary::{boundary, bytes_arg, copy_last_error, invalid, out_arg, str_arg};
 use super::callbacks::{GroupShared, UserData};
 use super::handle::{handle_ref, into_handle, take_handle, EngineHandle};
+use super::messages::Messages;
 use super::types::{
     rmqraft_append_cb, rmqraft_engine, rmqraft_entry_meta, rmqraft_group, rmqraft_group_state,
     rmqraft_result, rmqraft_result_arg, rmqraft_role_cb,
@@ -160,7 +161,9 @@ pub unsafe extern "C" fn rmqraft_group_open(
         let handle = handle_ref(engine)?;
         let properties = str_arg(properties, "properties")?;
         let out = out_arg(out, "out")?;
-        let shared = Arc::new(GroupShared::new(handle.engine.open_group(properties)?));
+        let group = Arc::new(handle.engine.open_group(properties)?);
+        let messages = Messages::new(&group, properties)?;
+        let shared = Arc::new(GroupShared::new(group, messages));
         let mut groups = handle.groups.lock().unwrap_or_else(PoisonError::into_inner);
         groups.retain(|g| g.strong_count() > 0);
         groups.push(Arc::downgrade(&shared));

@@ -12,7 +12,9 @@
 //! A thread waiting for callbacks to finish does not count callbacks it is itself inside
 //! (a role callback may replace the role callback without deadlocking).
 
-use super::types::{rmqraft_entry_meta, rmqraft_result, rmqraft_role};
+use super::messages::Messages;
+use super::types::{rmqraft_entry_meta, rmqraft_result, rmqraft_role, rmqraft_send_result};
+use crate::broker::SendResult;
 use crate::engine::{Group, RoleListener};
 use crate::error::{Error, Result};
 use crate::types::{EntryMeta, Role};
@@ -34,6 +36,11 @@ pub(crate) type AppendFn = unsafe extern "C" fn(
     result: rmqraft_result,
     meta: *const rmqraft_entry_meta,
 );
+pub(crate) type SendFn = unsafe extern "C" fn(
+    userdata: *mut c_void,
+    result: rmqraft_result,
+    res: *const rmqraft_send_result,
+);
 pub(crate) type RoleFn =
     unsafe extern "C" fn(userdata: *mut c_void, role: rmqraft_role, term: u64, leader_peer: i32);
 
@@ -41,6 +48,19 @@ pub(crate) type RoleFn =
 struct AppendTarget {
     cb: AppendFn,
     userdata: UserData,
+}
+
+#[derive(Clone, Copy)]
+struct SendTarget {
+    cb: SendFn,
+    userdata: UserData,
+}
+
+/// The host callback an accepted async call completes.
+#[derive(Clone, Copy)]
+enum AsyncTarget {
+    Append(AppendTarget),
+    Send(SendTarget),
 }
 
 #[derive(Clone, Copy)]
@@ -64,8 +84,9 @@ thread_local! {
 struct GateState {
     closed: bool,
     next_append_id: u64,
-    /// Accepted async appends whose callback has not started, by submission order.
-    pending_appends: BTreeMap<u64, AppendTarget>,
+    /// Accepted async appends and sends whose callback has not started, by submission
+    /// order.
+    pending_appends: BTreeMap<u64, AsyncTarget>,
     role: Option<RoleTarget>,
     /// Bumped on every role-callback change; a listener of an older generation is mute.
     role_generation: u64,
@@ -157,15 +178,22 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Takes the pending callback `id` and marks it running; `None` when the closing thread
+/// already completed it.
+fn start_async(gate: &CallbackGate, id: u64) -> Option<AsyncTarget> {
+    let mut state = gate.lock();
+    let target = state.pending_appends.remove(&id)?;
+    state.running_appends += 1;
+    Some(target)
+}
+
 fn finish_append(gate: &CallbackGate, id: u64, result: Result<EntryMeta>) {
     let target = {
-        let mut state = gate.lock();
-        let Some(target) = state.pending_appends.remove(&id) else {
+        match start_async(gate, id) {
+            Some(AsyncTarget::Append(t)) => t,
             // Already completed with RMQRAFT_ERR_CLOSED by the closing thread.
-            return;
-        };
-        state.running_appends += 1;
-        target
+            _ => return,
+        }
     };
     let _running = Running::enter(gate, Kind::Append);
     let (code, meta) = match result {
@@ -174,6 +202,26 @@ fn finish_append(gate: &CallbackGate, id: u64, result: Result<EntryMeta>) {
     };
     // SAFETY: the host gave this function and userdata for exactly this call.
     unsafe { (target.cb)(target.userdata.0, code, &meta) };
+}
+
+fn finish_send(gate: &CallbackGate, id: u64, result: Result<SendResult>) {
+    let Some(AsyncTarget::Send(target)) = start_async(gate, id) else {
+        // Already completed with RMQRAFT_ERR_OUTCOME_UNKNOWN by the closing thread.
+        return;
+    };
+    let _running = Running::enter(gate, Kind::Append);
+    match result {
+        Ok(r) => {
+            let res = rmqraft_send_result::from(&r);
+            // SAFETY: the host gave this function and userdata for exactly this call.
+            unsafe { (target.cb)(target.userdata.0, rmqraft_result::RMQRAFT_OK, &res) };
+        }
+        Err(err) => {
+            log::debug!("rmqraft_message_send_async: {err}");
+            // SAFETY: as above; res is NULL unless the result is RMQRAFT_OK.
+            unsafe { (target.cb)(target.userdata.0, err.kind().into(), std::ptr::null()) };
+        }
+    }
 }
 
 fn deliver_role(gate: &CallbackGate, generation: u64, role: Role, term: u64, leader_peer: i32) {
@@ -194,7 +242,9 @@ fn deliver_role(gate: &CallbackGate, generation: u64, role: Role, term: u64, lea
 
 /// What an `rmqraft_group *` owns (through an `Arc`, see `handle.rs`).
 pub(crate) struct GroupShared {
-    pub(crate) group: Group,
+    pub(crate) group: Arc<Group>,
+    /// The member's message layer (opened on its first use, see messages.rs).
+    pub(crate) messages: Messages,
     gate: Arc<CallbackGate>,
     /// Serialises role-callback changes so that the engine ends up with the listener of
     /// the latest generation.
@@ -202,9 +252,10 @@ pub(crate) struct GroupShared {
 }
 
 impl GroupShared {
-    pub(crate) fn new(group: Group) -> GroupShared {
+    pub(crate) fn new(group: Arc<Group>, messages: Messages) -> GroupShared {
         GroupShared {
             group,
+            messages,
             gate: Arc::new(CallbackGate {
                 state: Mutex::new(GateState::default()),
                 idle: Condvar::new(),
@@ -232,7 +283,7 @@ impl GroupShared {
             let id = state.next_append_id;
             state
                 .pending_appends
-                .insert(id, AppendTarget { cb, userdata });
+                .insert(id, AsyncTarget::Append(AppendTarget { cb, userdata }));
             id
         };
         let gate = Arc::clone(&self.gate);
@@ -247,6 +298,41 @@ impl GroupShared {
                 } else {
                     // A concurrent engine close took it and completes it with
                     // RMQRAFT_ERR_CLOSED: to the host, the append was accepted.
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Starts an async send through `start` (which hands its completion to the broker);
+    /// on `Ok`, `cb` runs exactly once, on `Err` never.
+    pub(crate) fn send_async(
+        &self,
+        cb: SendFn,
+        userdata: UserData,
+        start: impl FnOnce(crate::broker::SendCallback) -> Result<()>,
+    ) -> Result<()> {
+        let id = {
+            let mut state = self.gate.lock();
+            if state.closed {
+                return Err(Error::closed("group"));
+            }
+            state.next_append_id += 1;
+            let id = state.next_append_id;
+            state
+                .pending_appends
+                .insert(id, AsyncTarget::Send(SendTarget { cb, userdata }));
+            id
+        };
+        let gate = Arc::clone(&self.gate);
+        match start(Box::new(move |result| finish_send(&gate, id, result))) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                if self.gate.lock().pending_appends.remove(&id).is_some() {
+                    Err(err)
+                } else {
+                    // A concurrent close took it and completes it: to the host, the
+                    // send was accepted.
                     Ok(())
                 }
             }
@@ -290,8 +376,10 @@ impl GroupShared {
     /// run; appends still pending were completed with `RMQRAFT_ERR_CLOSED` on this thread.
     /// Idempotent.
     pub(crate) fn shutdown(&self) {
+        // The broker first: it joins its threads and checkpoints over an open member.
+        self.messages.close();
         self.group.close();
-        let orphans: Vec<AppendTarget> = {
+        let orphans: Vec<AsyncTarget> = {
             let mut state = self.gate.lock();
             state.closed = true;
             state.role = None;
@@ -307,13 +395,20 @@ impl GroupShared {
         for target in orphans {
             // SAFETY: as in finish_append; each target was removed from the map, so it
             // is called exactly once.
-            unsafe {
-                (target.cb)(
-                    target.userdata.0,
-                    rmqraft_result::RMQRAFT_ERR_CLOSED,
-                    &zeros,
-                )
-            };
+            match target {
+                AsyncTarget::Append(t) => unsafe {
+                    (t.cb)(t.userdata.0, rmqraft_result::RMQRAFT_ERR_CLOSED, &zeros)
+                },
+                // The entry may already be on other members: the send's outcome is
+                // unknown, not "never stored".
+                AsyncTarget::Send(t) => unsafe {
+                    (t.cb)(
+                        t.userdata.0,
+                        rmqraft_result::RMQRAFT_ERR_OUTCOME_UNKNOWN,
+                        std::ptr::null(),
+                    )
+                },
+            }
         }
     }
 }

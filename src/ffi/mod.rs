@@ -10,7 +10,8 @@
 //! - [`callbacks`]: the gate between library threads and host callbacks, which lets
 //!   `rmqraft_group_close` and `rmqraft_engine_close` promise that no callback runs after
 //!   they return.
-//! - [`types`], [`api`]: the C types and the exported functions.
+//! - [`types`], [`api`]: the C types and the exported functions; [`messages`]: the
+//!   message layer of ABI 0.2 (topics, sends, pulls, lookups, consumer offsets).
 //!
 //! The header is generated from these files by `build.rs` (cbindgen, `cbindgen.toml`) and
 //! committed; a test below fails when the committed copy is stale.
@@ -24,9 +25,11 @@ mod api;
 mod boundary;
 mod callbacks;
 mod handle;
+mod messages;
 mod types;
 
 pub use api::*;
+pub use messages::*;
 pub use types::*;
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! opaque handles. Names are the C names, hence the lower-case types.
 #![allow(non_camel_case_types)]
 
+use crate::broker::SendResult;
 use crate::error::ErrorKind;
 use crate::types::{EntryMeta, GroupStatus, Role};
-use std::ffi::c_void;
+use std::ffi::{c_char, c_int, c_void};
 
 /// The outcome of a fallible call. The numbers never change; retired numbers are never
 /// reused. `rmqraft_result_name()` gives the constant's name, `rmqraft_last_error()` the
@@ -192,6 +193,125 @@ pub type rmqraft_append_cb = Option<
 /// Runs on the member's role-notification thread (a library thread; do not block it).
 pub type rmqraft_role_cb = Option<
     unsafe extern "C" fn(userdata: *mut c_void, role: rmqraft_role, term: u64, leader_peer: i32),
+>;
+
+/// A message to send (`rmqraft_message_send()`, `rmqraft_message_send_async()`). Every
+/// string and the body are copied before the call returns.
+#[repr(C)]
+pub struct rmqraft_message {
+    /// Required; RocketMQ's topic rules (characters `[%|a-zA-Z0-9_-]`, at most 127 bytes
+    /// for sends).
+    pub topic: *const c_char,
+    /// NULL or "" for none.
+    pub tags: *const c_char,
+    /// Space-separated keys, NULL or "" for none; each is indexed.
+    pub keys: *const c_char,
+    /// User properties as "name=value\n" lines; NULL or "" for none. A
+    /// UNIQ_CLIENT_MESSAGE_ID_KEYIDX line sets the message id; without one the library
+    /// makes one.
+    pub properties: *const c_char,
+    /// `body_len` bytes.
+    pub body: *const u8,
+    /// 1 .. maxMessageSize (4 MiB by default).
+    pub body_len: usize,
+    /// -1: the library picks a write queue (round robin).
+    pub queue_id: i32,
+    /// Stored as is.
+    pub flag: i32,
+    /// 0 none; 1..N: the Nth of messageDelayLevel (stored as the DELAY property).
+    pub delay_level: i32,
+}
+
+/// What a committed send tells.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct rmqraft_send_result {
+    /// The UNIQ_KEY, NUL-terminated (32 hex characters from IPv4 hosts).
+    pub msg_id: [c_char; 64],
+    /// Store host + commitlog offset, RocketMQ's offsetMsgId, NUL-terminated (32 hex
+    /// characters for an IPv4 store host, 56 for IPv6).
+    pub offset_msg_id: [c_char; 64],
+    pub queue_id: i32,
+    /// For a delayed message: its place in the schedule queue.
+    pub queue_offset: u64,
+    /// The record's physical offset.
+    pub commitlog_offset: u64,
+}
+
+/// Copies `s` into a NUL-terminated fixed buffer (truncated to 63 bytes; ids are ASCII
+/// and at most 56 characters).
+fn fixed_str(s: &str) -> [c_char; 64] {
+    let mut out = [0 as c_char; 64];
+    for (dst, src) in out.iter_mut().zip(s.bytes().take(63)) {
+        *dst = src as c_char;
+    }
+    out
+}
+
+impl From<&SendResult> for rmqraft_send_result {
+    fn from(r: &SendResult) -> rmqraft_send_result {
+        rmqraft_send_result {
+            msg_id: fixed_str(&r.msg_id),
+            offset_msg_id: fixed_str(&r.offset_msg_id),
+            queue_id: r.queue_id,
+            queue_offset: r.queue_offset,
+            commitlog_offset: r.commitlog_offset,
+        }
+    }
+}
+
+/// A stored message, as handed to an `rmqraft_message_cb`. Valid only during the
+/// callback: copy what must outlive it. Strings are never NULL ("" when absent).
+#[repr(C)]
+pub struct rmqraft_message_view {
+    pub topic: *const c_char,
+    pub tags: *const c_char,
+    pub keys: *const c_char,
+    /// The UNIQ_KEY (the offset msg id when the record has none).
+    pub msg_id: *const c_char,
+    pub offset_msg_id: *const c_char,
+    /// "name=value\n" lines, system properties included.
+    pub properties: *const c_char,
+    pub body: *const u8,
+    pub body_len: usize,
+    /// The stored record, RocketMQ commitlog format.
+    pub record: *const u8,
+    pub record_len: usize,
+    pub queue_id: i32,
+    pub queue_offset: u64,
+    pub commitlog_offset: u64,
+    pub born_timestamp_ms: i64,
+    pub store_timestamp_ms: i64,
+    pub flag: i32,
+    pub reconsume_times: i32,
+}
+
+/// Told one message (`rmqraft_queue_pull()`, `rmqraft_message_query_by_key()`,
+/// `rmqraft_message_view_by_id()`): runs on the calling thread, once per message, before
+/// that call returns; `m` is valid only during the call. Return nonzero to stop after this
+/// message (it counts as delivered). It may call other rmqraft_ functions except `_close`.
+pub type rmqraft_message_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, m: *const rmqraft_message_view) -> c_int>;
+
+/// Completes one `rmqraft_message_send_async()`: runs exactly once, only if that call
+/// returned RMQRAFT_OK, on a library thread (as `rmqraft_append_cb`: the thread that
+/// completes appends on the leader, or, for a send still pending when its group closes,
+/// the closing thread, with RMQRAFT_ERR_OUTCOME_UNKNOWN). `res` is NULL unless `r` is
+/// RMQRAFT_OK, and valid only during the call.
+pub type rmqraft_send_cb = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, r: rmqraft_result, res: *const rmqraft_send_result),
+>;
+
+/// Told one topic (`rmqraft_topic_list()`), on the calling thread; `topic` is valid only
+/// during the call. Return nonzero to stop.
+pub type rmqraft_topic_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        topic: *const c_char,
+        read_queues: i32,
+        write_queues: i32,
+        perm: i32,
+    ) -> c_int,
 >;
 
 /// An engine: owns the listeners, the flusher and the groups opened on it. Create with

@@ -1,8 +1,8 @@
 /*
  * JNI glue between org.rmqraft (Java) and librmqraft (C ABI).
  *
- * Native library threads that call back into Java (role listeners, async-append
- * completions) attach to the JVM lazily, as daemon threads named after the native thread
+ * Native library threads that call back into Java (role listeners, async-append and
+ * async-send completions) attach to the JVM lazily, as daemon threads named after the native thread
  * ("rmqraft-cb:<name>"), and detach when the native thread ends, through the destructor of
  * a pthread key set on attach.
  *
@@ -71,6 +71,8 @@ static jclass global_class(JNIEnv *env, const char *name) {
     return global;
 }
 
+static int message_ids(JNIEnv *env);
+
 JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     JNIEnv *env;
     (void)reserved;
@@ -86,6 +88,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     g_dispatch_role =
         (*env)->GetStaticMethodID(env, g_group_class, "dispatchRole", "(Lorg/rmqraft/RoleListener;IJI)V");
     if (!g_exception_ctor || !g_complete_append || !g_dispatch_role) return JNI_ERR;
+    if (!message_ids(env)) return JNI_ERR;
     return JNI_VERSION_1_8;
 }
 
@@ -388,4 +391,396 @@ JNIEXPORT void JNICALL Java_org_rmqraft_Native_transferLeadership(JNIEnv *env, j
     r = rmqraft_group_transfer_leadership(jg->group, peer, timeout_arg(timeout_ms));
     free(peer);
     if (r != RMQRAFT_OK) throw_result(env, r);
+}
+
+/* ---------------------------------------------------------------- messages (ABI 0.2) */
+
+static jclass g_send_result_class;   /* org.rmqraft.SendResult */
+static jclass g_message_view_class;  /* org.rmqraft.MessageView */
+static jclass g_topic_config_class;  /* org.rmqraft.TopicConfig */
+static jmethodID g_send_result_from; /* SendResult.fromNative */
+static jmethodID g_view_add;         /* MessageView.addTo */
+static jmethodID g_topic_add;        /* TopicConfig.addTo */
+static jmethodID g_complete_send;    /* Group.completeSend */
+
+/* Looked up once, at JNI_OnLoad. */
+static int message_ids(JNIEnv *env) {
+    if (g_complete_send) return 1;
+    g_send_result_class = global_class(env, "org/rmqraft/SendResult");
+    g_message_view_class = global_class(env, "org/rmqraft/MessageView");
+    g_topic_config_class = global_class(env, "org/rmqraft/TopicConfig");
+    if (!g_send_result_class || !g_message_view_class || !g_topic_config_class) return 0;
+    g_send_result_from = (*env)->GetStaticMethodID(env, g_send_result_class, "fromNative", "([B[BIJJ)Lorg/rmqraft/SendResult;");
+    g_view_add = (*env)->GetStaticMethodID(env, g_message_view_class, "addTo", "(Ljava/util/List;[B[B[B[B[B[B[B[BIJJJJII)V");
+    g_topic_add = (*env)->GetStaticMethodID(env, g_topic_config_class, "addTo", "(Ljava/util/List;[BIII)V");
+    if (!g_send_result_from || !g_view_add || !g_topic_add) return 0;
+    g_complete_send = (*env)->GetStaticMethodID(env, g_group_class, "completeSend",
+                                                "(Ljava/lang/Object;ILorg/rmqraft/SendResult;Ljava/lang/String;)V");
+    return g_complete_send != NULL;
+}
+
+/* NULL for a null array (no exception), else a NUL-terminated copy. *ok is 0 on failure. */
+static char *c_string_opt(JNIEnv *env, jbyteArray bytes, int *ok) {
+    char *s;
+    if (!bytes) return NULL;
+    s = c_string(env, bytes, "string");
+    if (!s) *ok = 0;
+    return s;
+}
+
+static jbyteArray java_bytes(JNIEnv *env, const void *data, size_t len) {
+    jbyteArray a = (*env)->NewByteArray(env, (jsize)len);
+    if (a && len) (*env)->SetByteArrayRegion(env, a, 0, (jsize)len, (const jbyte *)data);
+    return a;
+}
+
+static jbyteArray java_str(JNIEnv *env, const char *s) { return java_bytes(env, s, strlen(s)); }
+
+static jobject java_send_result(JNIEnv *env, const rmqraft_send_result *r) {
+    jbyteArray id = java_str(env, r->msg_id);
+    jbyteArray off = java_str(env, r->offset_msg_id);
+    jobject out = NULL;
+    if (id && off) {
+        out = (*env)->CallStaticObjectMethod(env, g_send_result_class, g_send_result_from, id, off, (jint)r->queue_id,
+                                             (jlong)r->queue_offset, (jlong)r->commitlog_offset);
+    }
+    if (id) (*env)->DeleteLocalRef(env, id);
+    if (off) (*env)->DeleteLocalRef(env, off);
+    return out;
+}
+
+/* A C message whose strings are heap copies (free with message_free). */
+typedef struct jni_message {
+    rmqraft_message m;
+    char *topic, *tags, *keys, *props;
+    uint8_t *body;
+} jni_message;
+
+static void message_free(jni_message *jm) {
+    free(jm->topic);
+    free(jm->tags);
+    free(jm->keys);
+    free(jm->props);
+    free(jm->body);
+}
+
+static int message_from_java(JNIEnv *env, jni_message *jm, jbyteArray topic, jbyteArray tags, jbyteArray keys,
+                             jbyteArray props, jbyteArray body, jint queue_id, jint flag, jint delay_level) {
+    int ok = 1;
+    size_t len = 0;
+    memset(jm, 0, sizeof *jm);
+    jm->topic = c_string(env, topic, "topic");
+    if (!jm->topic) return 0;
+    jm->tags = c_string_opt(env, tags, &ok);
+    if (ok) jm->keys = c_string_opt(env, keys, &ok);
+    if (ok) jm->props = c_string_opt(env, props, &ok);
+    if (ok && !body) {
+        throw_npe(env, "body");
+        ok = 0;
+    }
+    if (ok) {
+        jm->body = c_bytes(env, body, &len);
+        if (!jm->body) {
+            throw_result(env, RMQRAFT_ERR_IO);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        message_free(jm);
+        return 0;
+    }
+    jm->m.topic = jm->topic;
+    jm->m.tags = jm->tags;
+    jm->m.keys = jm->keys;
+    jm->m.properties = jm->props;
+    jm->m.body = jm->body;
+    jm->m.body_len = len;
+    jm->m.queue_id = queue_id;
+    jm->m.flag = flag;
+    jm->m.delay_level = delay_level;
+    return 1;
+}
+
+JNIEXPORT jobject JNICALL Java_org_rmqraft_Native_send(JNIEnv *env, jclass cls, jlong group, jbyteArray topic,
+                                                       jbyteArray tags, jbyteArray keys, jbyteArray props,
+                                                       jbyteArray body, jint queue_id, jint flag, jint delay_level,
+                                                       jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    jni_message jm;
+    rmqraft_send_result res;
+    rmqraft_result r;
+    (void)cls;
+    if (!message_ids(env)) return NULL;
+    if (!message_from_java(env, &jm, topic, tags, keys, props, body, queue_id, flag, delay_level)) return NULL;
+    r = rmqraft_message_send(jg->group, &jm.m, timeout_arg(timeout_ms), &res);
+    message_free(&jm);
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return NULL;
+    }
+    return java_send_result(env, &res);
+}
+
+/* Runs on the library thread that completes appends; userdata is a global ref to the future. */
+static void on_send_done(void *userdata, rmqraft_result result, const rmqraft_send_result *res) {
+    jobject future = userdata;
+    JNIEnv *env = callback_env();
+    jstring name;
+    jobject value = NULL;
+    if (!env) {
+        fprintf(stderr, "rmqraft_jni: cannot attach a callback thread; an async send is lost\n");
+        return;
+    }
+    if (res) value = java_send_result(env, res);
+    drop_pending_exception(env);
+    name = (*env)->NewStringUTF(env, rmqraft_result_name(result));
+    (*env)->CallStaticVoidMethod(env, g_group_class, g_complete_send, future, (jint)result, value, name);
+    drop_pending_exception(env);
+    if (name) (*env)->DeleteLocalRef(env, name);
+    if (value) (*env)->DeleteLocalRef(env, value);
+    (*env)->DeleteGlobalRef(env, future);
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_sendAsync(JNIEnv *env, jclass cls, jlong group, jbyteArray topic,
+                                                         jbyteArray tags, jbyteArray keys, jbyteArray props,
+                                                         jbyteArray body, jint queue_id, jint flag, jint delay_level,
+                                                         jobject future) {
+    jni_group *jg = HANDLE(jni_group, group);
+    jni_message jm;
+    rmqraft_result r;
+    jobject ref;
+    (void)cls;
+    if (!message_ids(env)) return;
+    if (!message_from_java(env, &jm, topic, tags, keys, props, body, queue_id, flag, delay_level)) return;
+    ref = (*env)->NewGlobalRef(env, future);
+    if (!ref) {
+        message_free(&jm);
+        throw_result(env, RMQRAFT_ERR_IO);
+        return;
+    }
+    r = rmqraft_message_send_async(jg->group, &jm.m, on_send_done, ref);
+    message_free(&jm); /* the library copied it */
+    if (r != RMQRAFT_OK) {
+        (*env)->DeleteGlobalRef(env, ref); /* the callback never runs */
+        throw_result(env, r);
+    }
+}
+
+/* Collects message views into a java.util.List on the calling thread. */
+typedef struct view_sink {
+    JNIEnv *env;
+    jobject list;
+} view_sink;
+
+static int on_view(void *userdata, const rmqraft_message_view *m) {
+    view_sink *s = userdata;
+    JNIEnv *env = s->env;
+    jbyteArray a[8];
+    int i, ok = 1;
+    a[0] = java_str(env, m->topic);
+    a[1] = java_str(env, m->tags);
+    a[2] = java_str(env, m->keys);
+    a[3] = java_str(env, m->msg_id);
+    a[4] = java_str(env, m->offset_msg_id);
+    a[5] = java_str(env, m->properties);
+    a[6] = java_bytes(env, m->body, m->body_len);
+    a[7] = java_bytes(env, m->record, m->record_len);
+    for (i = 0; i < 8; i++) ok = ok && a[i] != NULL;
+    if (ok) {
+        (*env)->CallStaticVoidMethod(env, g_message_view_class, g_view_add, s->list, a[0], a[1], a[2], a[3], a[4], a[5],
+                                     a[6], a[7], (jint)m->queue_id, (jlong)m->queue_offset, (jlong)m->commitlog_offset,
+                                     (jlong)m->born_timestamp_ms, (jlong)m->store_timestamp_ms, (jint)m->flag,
+                                     (jint)m->reconsume_times);
+    }
+    for (i = 0; i < 8; i++) {
+        if (a[i]) (*env)->DeleteLocalRef(env, a[i]);
+    }
+    return (*env)->ExceptionCheck(env) ? 1 : 0; /* a Java exception stops the call */
+}
+
+/* After a call that fed a view_sink: a pending Java exception wins over the result. */
+static void finish_views(JNIEnv *env, rmqraft_result r) {
+    if ((*env)->ExceptionCheck(env)) return;
+    if (r != RMQRAFT_OK) throw_result(env, r);
+}
+
+JNIEXPORT jlong JNICALL Java_org_rmqraft_Native_pull(JNIEnv *env, jclass cls, jlong group, jbyteArray topic,
+                                                     jint queue_id, jlong offset, jint max_messages,
+                                                     jbyteArray tag_expression, jobject out) {
+    jni_group *jg = HANDLE(jni_group, group);
+    view_sink sink;
+    uint64_t next = (uint64_t)offset;
+    rmqraft_result r;
+    int ok = 1;
+    char *t, *tags;
+    (void)cls;
+    if (!message_ids(env)) return 0;
+    t = c_string(env, topic, "topic");
+    if (!t) return 0;
+    tags = c_string_opt(env, tag_expression, &ok);
+    if (!ok) {
+        free(t);
+        return 0;
+    }
+    sink.env = env;
+    sink.list = out;
+    r = rmqraft_queue_pull(jg->group, t, (int32_t)queue_id, (uint64_t)offset, max_messages < 0 ? 0u : (uint32_t)max_messages,
+                           tags, on_view, &sink, &next);
+    free(t);
+    free(tags);
+    finish_views(env, r);
+    return (jlong)next;
+}
+
+JNIEXPORT jlongArray JNICALL Java_org_rmqraft_Native_queueOffsets(JNIEnv *env, jclass cls, jlong group,
+                                                                  jbyteArray topic, jint queue_id) {
+    jni_group *jg = HANDLE(jni_group, group);
+    uint64_t min = 0, max = 0;
+    jlong out[2];
+    rmqraft_result r;
+    char *t = c_string(env, topic, "topic");
+    (void)cls;
+    if (!t) return NULL;
+    r = rmqraft_queue_offsets(jg->group, t, (int32_t)queue_id, &min, &max);
+    free(t);
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return NULL;
+    }
+    out[0] = (jlong)min;
+    out[1] = (jlong)max;
+    return long_array(env, out, 2);
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_queryByKey(JNIEnv *env, jclass cls, jlong group, jbyteArray topic,
+                                                          jbyteArray key, jint max_messages, jlong begin_ms,
+                                                          jlong end_ms, jobject out) {
+    jni_group *jg = HANDLE(jni_group, group);
+    view_sink sink;
+    rmqraft_result r;
+    char *t, *k;
+    (void)cls;
+    if (!message_ids(env)) return;
+    t = c_string(env, topic, "topic");
+    if (!t) return;
+    k = c_string(env, key, "key");
+    if (!k) {
+        free(t);
+        return;
+    }
+    sink.env = env;
+    sink.list = out;
+    r = rmqraft_message_query_by_key(jg->group, t, k, max_messages < 0 ? 0u : (uint32_t)max_messages, begin_ms, end_ms,
+                                     on_view, &sink);
+    free(t);
+    free(k);
+    finish_views(env, r);
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_viewById(JNIEnv *env, jclass cls, jlong group, jbyteArray msg_id,
+                                                        jobject out) {
+    jni_group *jg = HANDLE(jni_group, group);
+    view_sink sink;
+    rmqraft_result r;
+    char *id;
+    (void)cls;
+    if (!message_ids(env)) return;
+    id = c_string(env, msg_id, "msgId");
+    if (!id) return;
+    sink.env = env;
+    sink.list = out;
+    r = rmqraft_message_view_by_id(jg->group, id, on_view, &sink);
+    free(id);
+    finish_views(env, r);
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_topicUpdate(JNIEnv *env, jclass cls, jlong group, jbyteArray topic,
+                                                           jint read_queues, jint write_queues, jint perm,
+                                                           jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_result r;
+    char *t = c_string(env, topic, "topic");
+    (void)cls;
+    if (!t) return;
+    r = rmqraft_topic_update(jg->group, t, read_queues, write_queues, perm, timeout_arg(timeout_ms));
+    free(t);
+    if (r != RMQRAFT_OK) throw_result(env, r);
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_topicDelete(JNIEnv *env, jclass cls, jlong group, jbyteArray topic,
+                                                           jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_result r;
+    char *t = c_string(env, topic, "topic");
+    (void)cls;
+    if (!t) return;
+    r = rmqraft_topic_delete(jg->group, t, timeout_arg(timeout_ms));
+    free(t);
+    if (r != RMQRAFT_OK) throw_result(env, r);
+}
+
+static int on_topic(void *userdata, const char *topic, int32_t read_queues, int32_t write_queues, int32_t perm) {
+    view_sink *s = userdata;
+    JNIEnv *env = s->env;
+    jbyteArray name = java_str(env, topic);
+    if (name) {
+        (*env)->CallStaticVoidMethod(env, g_topic_config_class, g_topic_add, s->list, name, (jint)read_queues,
+                                     (jint)write_queues, (jint)perm);
+        (*env)->DeleteLocalRef(env, name);
+    }
+    return (*env)->ExceptionCheck(env) ? 1 : 0;
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_topicList(JNIEnv *env, jclass cls, jlong group, jobject out) {
+    jni_group *jg = HANDLE(jni_group, group);
+    view_sink sink;
+    (void)cls;
+    if (!message_ids(env)) return;
+    sink.env = env;
+    sink.list = out;
+    finish_views(env, rmqraft_topic_list(jg->group, on_topic, &sink));
+}
+
+JNIEXPORT void JNICALL Java_org_rmqraft_Native_offsetCommit(JNIEnv *env, jclass cls, jlong group,
+                                                            jbyteArray consumer_group, jbyteArray topic, jint queue_id,
+                                                            jlong offset, jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_result r;
+    char *cg, *t;
+    (void)cls;
+    cg = c_string(env, consumer_group, "consumerGroup");
+    if (!cg) return;
+    t = c_string(env, topic, "topic");
+    if (!t) {
+        free(cg);
+        return;
+    }
+    r = rmqraft_consumer_offset_commit(jg->group, cg, t, (int32_t)queue_id, (uint64_t)offset, timeout_arg(timeout_ms));
+    free(cg);
+    free(t);
+    if (r != RMQRAFT_OK) throw_result(env, r);
+}
+
+JNIEXPORT jlong JNICALL Java_org_rmqraft_Native_offsetFetch(JNIEnv *env, jclass cls, jlong group,
+                                                            jbyteArray consumer_group, jbyteArray topic, jint queue_id) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_result r;
+    int64_t offset = -1;
+    char *cg, *t;
+    (void)cls;
+    cg = c_string(env, consumer_group, "consumerGroup");
+    if (!cg) return -1;
+    t = c_string(env, topic, "topic");
+    if (!t) {
+        free(cg);
+        return -1;
+    }
+    r = rmqraft_consumer_offset_fetch(jg->group, cg, t, (int32_t)queue_id, &offset);
+    free(cg);
+    free(t);
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return -1;
+    }
+    return (jlong)offset;
 }

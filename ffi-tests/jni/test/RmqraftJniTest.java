@@ -27,7 +27,8 @@ import org.rmqraft.Role;
 
 /**
  * The Java wrapper as a broker would use it: one JVM, one engine, the three members of a
- * group; appends, async appends, reads on every member, role changes seen in Java,
+ * group; appends, async appends, reads on every member, messages (send, sendAsync,
+ * pull, lookups, topics, offsets), role changes seen in Java,
  * leadership transfer, failover and close. Run with -ea; exits non-zero on failure.
  */
 public final class RmqraftJniTest {
@@ -193,6 +194,56 @@ public final class RmqraftJniTest {
         // on the attaching thread (main); every other one runs on a native callback thread.
         assert asyncThreads.values().stream().anyMatch(n -> n.startsWith("rmqraft-cb:")) : asyncThreads;
         assert asyncThreads.values().stream().allMatch(n -> n.startsWith("rmqraft-cb:") || n.equals("main")) : asyncThreads;
+
+        // Messages: topics, sends, pulls, lookups and consumer offsets; read on a follower.
+        {
+            Group lead = members[leader];
+            Group fol = members[(leader + 1) % 3];
+            lead.updateTopic("JavaTopic", 4, 4, 6);
+            assert lead.topics().stream().anyMatch(t -> t.name().equals("JavaTopic") && t.readQueues() == 4
+                    && t.writeQueues() == 4 && t.perm() == 6) : lead.topics();
+            List<org.rmqraft.SendResult> sent = new ArrayList<>();
+            for (int k = 0; k < 10; k++) {
+                sent.add(lead.send(new org.rmqraft.Message("JavaTopic", "java-" + k).tags(k % 2 == 0 ? "even" : "odd")
+                        .keys("jk" + k + " all").property("seq", Integer.toString(k)).queue(2)));
+            }
+            assert sent.get(9).queueOffset() == 9 && sent.get(9).queueId() == 2 && sent.get(9).msgId().length() == 32;
+            org.rmqraft.SendResult async = lead.sendAsync(new org.rmqraft.Message("JavaTopic", "java-async").queue(2))
+                    .get(20 * TIME_SCALE, TimeUnit.SECONDS);
+            assert async.queueOffset() == 10 : async;
+            assert expectCode(() -> fol.send(new org.rmqraft.Message("JavaTopic", "nope"))) == RmqraftException.NOT_LEADER;
+            try {
+                fol.sendAsync(new org.rmqraft.Message("JavaTopic", "nope")).get(5, TimeUnit.SECONDS);
+                throw new AssertionError("a follower accepted an async send");
+            } catch (ExecutionException e) {
+                assert ((RmqraftException) e.getCause()).code() == RmqraftException.NOT_LEADER;
+            }
+            waitUntil("the follower to hold every message", 15_000, () -> fol.queueOffsets("JavaTopic", 2)[1] == 11);
+            org.rmqraft.PullResult all = fol.pull("JavaTopic", 2, 0, 64);
+            assert all.nextOffset() == 11 && all.messages().size() == 11 : all.messages();
+            for (int k = 0; k < 10; k++) {
+                org.rmqraft.MessageView m = all.messages().get(k);
+                assert m.bodyString().equals("java-" + k) && m.queueOffset() == k && m.msgId().equals(sent.get(k).msgId());
+                assert m.properties().get("seq").equals(Integer.toString(k)) && m.tags().equals(k % 2 == 0 ? "even" : "odd");
+                assert m.commitlogOffset() == sent.get(k).commitlogOffset() && m.record().length > m.body().length;
+            }
+            assert fol.pull("JavaTopic", 2, 0, 64, "odd").messages().size() == 5;
+            org.rmqraft.PullResult end = fol.pull("JavaTopic", 2, 1_000, 64);
+            assert end.messages().isEmpty() && end.nextOffset() == 11;
+            assert fol.queryByKey("JavaTopic", "jk3", 8).get(0).bodyString().equals("java-3");
+            assert fol.queryByKey("JavaTopic", "all", 4).size() == 4;
+            assert fol.viewById(sent.get(5).offsetMsgId()).bodyString().equals("java-5");
+            assert fol.viewById(sent.get(5).msgId()).bodyString().equals("java-5");
+            assert expectCode(() -> fol.viewById("0123456789ABCDEF0123456789ABCDEF")) == RmqraftException.NOT_FOUND;
+            assert expectCode(() -> fol.pull("NoSuchTopic", 0, 0, 8)) == RmqraftException.NO_TOPIC;
+            assert lead.fetchOffset("java-cg", "JavaTopic", 2) == -1;
+            lead.commitOffset("java-cg", "JavaTopic", 2, 6);
+            assert lead.fetchOffset("java-cg", "JavaTopic", 2) == 6;
+            waitUntil("the offset on the follower", 15_000, () -> fol.fetchOffset("java-cg", "JavaTopic", 2) == 6);
+            lead.deleteTopic("JavaTopic");
+            assert lead.topics().stream().noneMatch(t -> t.name().equals("JavaTopic"));
+            assert expectCode(() -> lead.deleteTopic("JavaTopic")) == RmqraftException.NO_TOPIC;
+        }
 
         // Failures carry their code.
         int follower = (leader + 1) % 3;

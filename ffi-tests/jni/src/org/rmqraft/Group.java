@@ -1,5 +1,7 @@
 package org.rmqraft;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
@@ -162,6 +164,207 @@ public final class Group implements AutoCloseable {
         long h = acquire();
         try {
             Native.transferLeadership(h, Native.utf8(peerId), timeoutMs);
+        } finally {
+            release();
+        }
+    }
+
+    // ---- Messages (ABI 0.2): sends, topic and offset changes on the leader; reads on any member.
+
+    /**
+     * Sends on the leader and blocks until committed. Throws RmqraftException: NO_TOPIC,
+     * NO_PERMISSION, TOO_LARGE, INVALID_ARGUMENT, NOT_LEADER, BUSY (nothing stored) or
+     * TIMEOUT, OUTCOME_UNKNOWN (maybe stored).
+     */
+    public SendResult send(Message m) {
+        return send(m, DEFAULT_TIMEOUT_MS);
+    }
+
+    public SendResult send(Message m, long timeoutMs) {
+        if (m == null) throw new NullPointerException("message");
+        long h = acquire();
+        try {
+            return Native.send(h, Native.utf8(m.topic()), Native.utf8(m.tags()), Native.utf8(m.keys()),
+                    Native.utf8(m.propertyLines()), m.body(), m.queueId(), m.flag(), m.delayLevel(), timeoutMs);
+        } finally {
+            release();
+        }
+    }
+
+    /**
+     * Sends without blocking. The future completes on a native library thread (keep
+     * dependent stages short or use an executor), or exceptionally with an
+     * RmqraftException; refusals at once (NOT_LEADER, TOO_LARGE, ...) complete it
+     * exceptionally too. OUTCOME_UNKNOWN: the member closed with the send in flight.
+     */
+    public CompletableFuture<SendResult> sendAsync(Message m) {
+        if (m == null) throw new NullPointerException("message");
+        CompletableFuture<SendResult> future = new CompletableFuture<>();
+        long h;
+        try {
+            h = acquire();
+        } catch (RmqraftException e) {
+            future.completeExceptionally(e);
+            return future;
+        }
+        try {
+            Native.sendAsync(h, Native.utf8(m.topic()), Native.utf8(m.tags()), Native.utf8(m.keys()),
+                    Native.utf8(m.propertyLines()), m.body(), m.queueId(), m.flag(), m.delayLevel(), future);
+        } catch (RmqraftException e) {
+            future.completeExceptionally(e);
+        } finally {
+            release();
+        }
+        return future;
+    }
+
+    /** Called from native code exactly once per accepted async send. */
+    @SuppressWarnings("unchecked")
+    static void completeSend(Object future, int code, SendResult result, String name) {
+        CompletableFuture<SendResult> f = (CompletableFuture<SendResult>) future;
+        if (code == 0) {
+            f.complete(result);
+        } else {
+            f.completeExceptionally(new RmqraftException(code, name + ": async send failed"));
+        }
+    }
+
+    /** All messages of one queue from {@code offset}, at most {@code maxMessages}. */
+    public PullResult pull(String topic, int queueId, long offset, int maxMessages) {
+        return pull(topic, queueId, offset, maxMessages, null);
+    }
+
+    /**
+     * Pulls committed messages of one queue from {@code offset}: at most {@code maxMessages}
+     * (1..1024) matching {@code tagExpression} (null or "*" for all, else "TagA || TagB"),
+     * in queue order. Past the end: no messages, nextOffset = the queue's max. Does not
+     * wait for new messages.
+     */
+    public PullResult pull(String topic, int queueId, long offset, int maxMessages, String tagExpression) {
+        if (topic == null) throw new NullPointerException("topic");
+        List<MessageView> out = new ArrayList<>();
+        long h = acquire();
+        try {
+            long next = Native.pull(h, Native.utf8(topic), queueId, offset, maxMessages, Native.utf8(tagExpression), out);
+            return new PullResult(out, next);
+        } finally {
+            release();
+        }
+    }
+
+    /** {min, max} offsets of one queue; max is the next offset to be written. */
+    public long[] queueOffsets(String topic, int queueId) {
+        if (topic == null) throw new NullPointerException("topic");
+        long h = acquire();
+        try {
+            return Native.queueOffsets(h, Native.utf8(topic), queueId);
+        } finally {
+            release();
+        }
+    }
+
+    /** Messages of {@code topic} with {@code key} among their keys, newest first (mqadmin queryMsgByKey). */
+    public List<MessageView> queryByKey(String topic, String key, int maxMessages) {
+        return queryByKey(topic, key, maxMessages, 0, 0);
+    }
+
+    /** As above, stored within [beginMs, endMs] (0 = open). */
+    public List<MessageView> queryByKey(String topic, String key, int maxMessages, long beginMs, long endMs) {
+        if (topic == null) throw new NullPointerException("topic");
+        if (key == null) throw new NullPointerException("key");
+        List<MessageView> out = new ArrayList<>();
+        long h = acquire();
+        try {
+            Native.queryByKey(h, Native.utf8(topic), Native.utf8(key), maxMessages, beginMs, endMs, out);
+            return out;
+        } finally {
+            release();
+        }
+    }
+
+    /**
+     * The message with this id: an offset msg id of this group, else a UNIQ_KEY (mqadmin
+     * queryMsgById). Throws RmqraftException NOT_FOUND when neither names one here.
+     */
+    public MessageView viewById(String msgId) {
+        if (msgId == null) throw new NullPointerException("msgId");
+        List<MessageView> out = new ArrayList<>();
+        long h = acquire();
+        try {
+            Native.viewById(h, Native.utf8(msgId), out);
+            return out.get(0);
+        } finally {
+            release();
+        }
+    }
+
+    /** Creates or updates a topic (perm: 2 write, 4 read, 6 both), replicated. */
+    public void updateTopic(String topic, int readQueues, int writeQueues, int perm) {
+        updateTopic(topic, readQueues, writeQueues, perm, DEFAULT_TIMEOUT_MS);
+    }
+
+    public void updateTopic(String topic, int readQueues, int writeQueues, int perm, long timeoutMs) {
+        if (topic == null) throw new NullPointerException("topic");
+        long h = acquire();
+        try {
+            Native.topicUpdate(h, Native.utf8(topic), readQueues, writeQueues, perm, timeoutMs);
+        } finally {
+            release();
+        }
+    }
+
+    /** Deletes a topic with its queues and consumer offsets. NO_TOPIC when it does not exist. */
+    public void deleteTopic(String topic) {
+        deleteTopic(topic, DEFAULT_TIMEOUT_MS);
+    }
+
+    public void deleteTopic(String topic, long timeoutMs) {
+        if (topic == null) throw new NullPointerException("topic");
+        long h = acquire();
+        try {
+            Native.topicDelete(h, Native.utf8(topic), timeoutMs);
+        } finally {
+            release();
+        }
+    }
+
+    /** Every topic this member knows, by name. */
+    public List<TopicConfig> topics() {
+        List<TopicConfig> out = new ArrayList<>();
+        long h = acquire();
+        try {
+            Native.topicList(h, out);
+            return out;
+        } finally {
+            release();
+        }
+    }
+
+    /** Commits a consumer group's next offset for a queue (replicated, on the leader). */
+    public void commitOffset(String consumerGroup, String topic, int queueId, long offset) {
+        commitOffset(consumerGroup, topic, queueId, offset, DEFAULT_TIMEOUT_MS);
+    }
+
+    /** As above; a zero timeout only queues the commit. */
+    public void commitOffset(String consumerGroup, String topic, int queueId, long offset, long timeoutMs) {
+        if (consumerGroup == null) throw new NullPointerException("consumerGroup");
+        if (topic == null) throw new NullPointerException("topic");
+        if (offset < 0) throw new IllegalArgumentException("offset " + offset + " is negative");
+        long h = acquire();
+        try {
+            Native.offsetCommit(h, Native.utf8(consumerGroup), Native.utf8(topic), queueId, offset, timeoutMs);
+        } finally {
+            release();
+        }
+    }
+
+    /** The committed next offset of a consumer group for a queue; -1 when it has none. */
+    public long fetchOffset(String consumerGroup, String topic, int queueId) {
+        if (consumerGroup == null) throw new NullPointerException("consumerGroup");
+        if (topic == null) throw new NullPointerException("topic");
+        long h = acquire();
+        try {
+            return Native.offsetFetch(h, Native.utf8(consumerGroup), Native.utf8(topic), queueId);
         } finally {
             release();
         }

@@ -42,4 +42,24 @@ final class Native {
     static native int waitLeader(long group, long timeoutMs);
 
     static native void transferLeadership(long group, byte[] peerId, long timeoutMs);
+
+    // Messages (ABI 0.2). Optional strings (tags, keys, properties, tag expression) may be null.
+    static native SendResult send(long group, byte[] topic, byte[] tags, byte[] keys, byte[] properties, byte[] body,
+            int queueId, int flag, int delayLevel, long timeoutMs);
+    /** On return without exception, {@link Group#completeSend} runs exactly once for this future. */
+    static native void sendAsync(long group, byte[] topic, byte[] tags, byte[] keys, byte[] properties, byte[] body,
+            int queueId, int flag, int delayLevel, Object future);
+    /** Adds the messages to {@code out}; returns the next offset. */
+    static native long pull(long group, byte[] topic, int queueId, long offset, int maxMessages, byte[] tagExpression,
+            java.util.List<MessageView> out);
+    /** Returns {min, max}. */
+    static native long[] queueOffsets(long group, byte[] topic, int queueId);
+    static native void queryByKey(long group, byte[] topic, byte[] key, int maxMessages, long beginMs, long endMs,
+            java.util.List<MessageView> out);
+    static native void viewById(long group, byte[] msgId, java.util.List<MessageView> out);
+    static native void topicUpdate(long group, byte[] topic, int readQueues, int writeQueues, int perm, long timeoutMs);
+    static native void topicDelete(long group, byte[] topic, long timeoutMs);
+    static native void topicList(long group, java.util.List<TopicConfig> out);
+    static native void offsetCommit(long group, byte[] consumerGroup, byte[] topic, int queueId, long offset, long timeoutMs);
+    static native long offsetFetch(long group, byte[] consumerGroup, byte[] topic, int queueId);
 }

@@ -18,6 +18,10 @@ public class RmqraftException extends RuntimeException {
     public static final int EXISTS = 12;
     public static final int PANIC = 13;
     public static final int DISK_FULL = 14;
+    public static final int OUT_OF_ORDER = 15;
+    public static final int NO_TOPIC = 16;
+    public static final int NO_PERMISSION = 17;
+    public static final int OUTCOME_UNKNOWN = 18;
 
     private final int code;
 
