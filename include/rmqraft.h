@@ -190,7 +190,7 @@ typedef struct rmqraft_entry_meta {
  * Runs on a library thread: the thread that completes appends on the leader (do not
  * block it: it completes every other append of the engine too), or, for an append still
  * pending when its group closes, on the thread calling `rmqraft_group_close()` or
- * `rmqraft_engine_close()`, before that call returns, with `RMQRAFT_ERR_CLOSED`.
+ * `rmqraft_engine_close()`, before that call returns, with `RMQRAFT_ERR_OUTCOME_UNKNOWN` (the entry may still commit on the other members).
  * `meta` is never NULL: it holds the entry's place when `result` is `RMQRAFT_OK` and
  * zeros otherwise, and is valid only during the call.
  */
@@ -443,7 +443,7 @@ rmqraft_result rmqraft_group_open(struct rmqraft_engine *engine,
 
 /**
  * Closes the member: stops its threads, flushes its log, releases its store, and frees
- * the handle. Async appends still pending are completed with RMQRAFT_ERR_CLOSED on the
+ * the handle. Async appends still pending are completed with RMQRAFT_ERR_OUTCOME_UNKNOWN on the
  * calling thread before it returns; on return no callback of this group is running or
  * will run. NULL is a no-op. Must not be called from a callback, nor race with other
  * calls on the same handle.

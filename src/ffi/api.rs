@@ -174,7 +174,7 @@ pub unsafe extern "C" fn rmqraft_group_open(
 }
 
 /// Closes the member: stops its threads, flushes its log, releases its store, and frees
-/// the handle. Async appends still pending are completed with RMQRAFT_ERR_CLOSED on the
+/// the handle. Async appends still pending are completed with RMQRAFT_ERR_OUTCOME_UNKNOWN on the
 /// calling thread before it returns; on return no callback of this group is running or
 /// will run. NULL is a no-op. Must not be called from a callback, nor race with other
 /// calls on the same handle.

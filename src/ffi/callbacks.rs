@@ -7,7 +7,7 @@
 //! - `rmqraft_group_set_role_callback` returns only once the callback it replaced is not
 //!   running, so the host may free the old `userdata` at once;
 //! - every accepted async append reaches its callback exactly once: appends still pending
-//!   when the group closes are completed with `RMQRAFT_ERR_CLOSED` by the closing thread.
+//!   when the group closes are completed with `RMQRAFT_ERR_OUTCOME_UNKNOWN` by the closing thread.
 //!
 //! A thread waiting for callbacks to finish does not count callbacks it is itself inside
 //! (a role callback may replace the role callback without deadlocking).
@@ -373,7 +373,7 @@ impl GroupShared {
     }
 
     /// Closes the member and its gate. On return no callback of this group runs or will
-    /// run; appends still pending were completed with `RMQRAFT_ERR_CLOSED` on this thread.
+    /// run; appends still pending were completed with `RMQRAFT_ERR_OUTCOME_UNKNOWN` on this thread.
     /// Idempotent.
     pub(crate) fn shutdown(&self) {
         // The broker first: it joins its threads and checkpoints over an open member.
@@ -389,18 +389,26 @@ impl GroupShared {
                 .collect()
         };
         if !orphans.is_empty() {
-            log::debug!("{} pending appends completed as closed", orphans.len());
+            log::debug!(
+                "{} pending appends completed with an unknown outcome",
+                orphans.len()
+            );
         }
         let zeros = rmqraft_entry_meta::default();
         for target in orphans {
             // SAFETY: as in finish_append; each target was removed from the map, so it
             // is called exactly once.
             match target {
+                // The entry may already be on other members: its outcome is unknown, not
+                // "never stored" (ABI 0.2: an error other than TIMEOUT and
+                // OUTCOME_UNKNOWN promises the entry will never commit).
                 AsyncTarget::Append(t) => unsafe {
-                    (t.cb)(t.userdata.0, rmqraft_result::RMQRAFT_ERR_CLOSED, &zeros)
+                    (t.cb)(
+                        t.userdata.0,
+                        rmqraft_result::RMQRAFT_ERR_OUTCOME_UNKNOWN,
+                        &zeros,
+                    )
                 },
-                // The entry may already be on other members: the send's outcome is
-                // unknown, not "never stored".
                 AsyncTarget::Send(t) => unsafe {
                     (t.cb)(
                         t.userdata.0,

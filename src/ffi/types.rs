@@ -176,7 +176,7 @@ impl From<GroupStatus> for rmqraft_group_state {
 /// Runs on a library thread: the thread that completes appends on the leader (do not
 /// block it: it completes every other append of the engine too), or, for an append still
 /// pending when its group closes, on the thread calling `rmqraft_group_close()` or
-/// `rmqraft_engine_close()`, before that call returns, with `RMQRAFT_ERR_CLOSED`.
+/// `rmqraft_engine_close()`, before that call returns, with `RMQRAFT_ERR_OUTCOME_UNKNOWN` (the entry may still commit on the other members).
 /// `meta` is never NULL: it holds the entry's place when `result` is `RMQRAFT_OK` and
 /// zeros otherwise, and is valid only during the call.
 pub type rmqraft_append_cb = Option<

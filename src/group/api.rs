@@ -475,8 +475,14 @@ impl Member {
                 std::mem::take(&mut st.waiters)
             }
         };
+        // A pending entry may already be on other members and commit there: its outcome
+        // is unknown, never "failed".
         for (_, waiter) in waiters {
-            (waiter.done)(Err(Error::closed("the group member")));
+            (waiter.done)(Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                "the member closed before the entry was decided; it may still commit on \
+                 the other members",
+            )));
         }
         log::info!("{}/{}: closed", self.config.group, self.config.self_id);
     }
