@@ -334,3 +334,30 @@ fn shutdown_joins_every_thread_and_closes_connections() {
     let (req, responder) = f.parked.lock().unwrap().pop().unwrap();
     assert!(!responder.respond(req.command.response_to(0, None)));
 }
+
+#[test]
+fn garbage_on_many_connections_leaves_the_server_serving() {
+    let f = start(ServerConfig::default());
+    let addr = f.server.local_addr().to_string();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let deadline = Instant::now() + T;
+    for i in 0..64 {
+        let mut c = Client::connect(&addr, T).unwrap();
+        let len = rng.usize(1..512);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        if i % 2 == 0 {
+            // A plausible length field with a garbage header behind it.
+            let l = (len as u32).saturating_sub(4).max(4).to_be_bytes();
+            bytes.splice(0..0, l);
+        }
+        let _ = c.send_raw(&bytes, deadline);
+        // Whatever happens to this connection, the server keeps serving others.
+        let mut good = connect(&f.server);
+        assert_eq!(
+            good.invoke(RemotingCommand::request(ECHO, 0), T)
+                .unwrap()
+                .code,
+            0
+        );
+    }
+}
