@@ -325,3 +325,38 @@ fn garbage_on_many_connections_leaves_the_server_serving() {
         );
     }
 }
+
+#[test]
+fn the_server_pushes_requests_to_a_connection() {
+    common::init_logging();
+    let pusher: Arc<std::sync::OnceLock<rmqraft::remoting::server::Pusher>> = Arc::default();
+    let p = pusher.clone();
+    let mut router = Router::new();
+    router.route(
+        ECHO,
+        Arc::new(move |req: Request, resp: Responder| {
+            // A notice to this client first (as NOTIFY_CONSUMER_IDS_CHANGED is), then the answer.
+            let mut notice = RemotingCommand::request(40, 900).with_field("consumerGroup", "G");
+            notice.flag = 2;
+            assert!(p.get().unwrap().push(req.connection, &notice));
+            resp.respond(req.command.response_to(0, None));
+        }),
+    );
+    let server = Server::start(any_port(), router, ServerConfig::default()).unwrap();
+    assert!(pusher.set(server.pusher()).is_ok());
+    let mut c = connect(&server);
+    let deadline = Instant::now() + T;
+    c.send_raw(
+        &RemotingCommand::request(ECHO, 5).encode().unwrap(),
+        deadline,
+    )
+    .unwrap();
+    let notice = c.read_command(deadline).unwrap();
+    assert_eq!(
+        (notice.code, notice.opaque, notice.is_oneway()),
+        (40, 900, true)
+    );
+    assert_eq!(notice.field("consumerGroup"), Some("G"));
+    let resp = c.read_command(deadline).unwrap();
+    assert_eq!((resp.opaque, resp.is_response()), (5, true));
+}
