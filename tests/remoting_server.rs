@@ -360,3 +360,49 @@ fn the_server_pushes_requests_to_a_connection() {
     let resp = c.read_command(deadline).unwrap();
     assert_eq!((resp.opaque, resp.is_response()), (5, true));
 }
+
+#[test]
+fn a_connection_that_does_not_read_is_closed_at_the_output_limit() {
+    common::init_logging();
+    let mut router = Router::new();
+    router.route(
+        ECHO,
+        Arc::new(|req: Request, resp: Responder| {
+            // The remark tells the client its connection id.
+            let id = req.connection.to_string();
+            resp.respond(req.command.response_to(0, Some(id)));
+        }),
+    );
+    let config = ServerConfig {
+        output_pause_bytes: 256 * 1024,
+        output_max_bytes: 1024 * 1024,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(any_port(), router, config).unwrap();
+    let mut reader = connect(&server);
+    let mut stuck = connect(&server);
+    let stuck_id: u64 = stuck
+        .invoke(RemotingCommand::request(ECHO, 0), T)
+        .unwrap()
+        .remark
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 40 MiB for a client that reads nothing: far more than the socket buffers hold.
+    let pusher = server.pusher();
+    let big = RemotingCommand::request(40, 0).with_body(vec![7; 2 * 1024 * 1024]);
+    for _ in 0..20 {
+        pusher.push(stuck_id, &big);
+    }
+    wait_for("the stuck connection is closed", || {
+        (server.connection_count() == 1).then_some(())
+    });
+    // The other one is untouched.
+    assert_eq!(
+        reader
+            .invoke(RemotingCommand::request(ECHO, 0), T)
+            .unwrap()
+            .code,
+        0
+    );
+}
