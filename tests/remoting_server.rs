@@ -406,3 +406,43 @@ fn a_connection_that_does_not_read_is_closed_at_the_output_limit() {
         0
     );
 }
+
+#[test]
+fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    let f = start(ServerConfig {
+        idle_timeout: Some(Duration::from_millis(1500)),
+        ..ServerConfig::default()
+    });
+    let silent = connect(&f.server);
+    let mut busy = connect(&f.server);
+    wait_for("2 connections", || {
+        (f.server.connection_count() == 2).then_some(())
+    });
+    let started = Instant::now();
+    // The busy one sends every 200 ms; the silent one sends nothing.
+    while f.server.connection_count() == 2 {
+        assert!(
+            started.elapsed() < T,
+            "the silent connection was never closed"
+        );
+        assert_eq!(
+            busy.invoke(RemotingCommand::request(ECHO, 0), T)
+                .unwrap()
+                .code,
+            0
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed too early"
+    );
+    assert_eq!(f.server.connection_count(), 1);
+    assert_eq!(
+        busy.invoke(RemotingCommand::request(ECHO, 0), T)
+            .unwrap()
+            .code,
+        0
+    );
+    drop(silent);
+}
