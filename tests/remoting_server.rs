@@ -413,12 +413,13 @@ fn a_silent_connection_is_closed_after_the_idle_timeout() {
         idle_timeout: Some(Duration::from_millis(1500)),
         ..ServerConfig::default()
     });
+    // Before the connections exist: the silent one cannot be closed 1.5 s after this.
+    let started = Instant::now();
     let silent = connect(&f.server);
     let mut busy = connect(&f.server);
     wait_for("2 connections", || {
         (f.server.connection_count() == 2).then_some(())
     });
-    let started = Instant::now();
     // The busy one sends every 200 ms; the silent one sends nothing.
     while f.server.connection_count() == 2 {
         assert!(
