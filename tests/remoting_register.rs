@@ -226,3 +226,32 @@ fn a_closed_registration_connection_drops_its_brokers() {
     assert_eq!(route_addrs(&ns, "g1"), None);
     drop(r);
 }
+
+#[test]
+fn a_dead_name_server_does_not_stop_registration_with_the_others() {
+    let ns = namesrv(Duration::from_secs(120));
+    let dead = common::free_ports(1)[0];
+    let mut r = Registrar::start(RegistrarConfig::new(format!(
+        "127.0.0.1:{dead};{}",
+        ns.local_addr()
+    )))
+    .unwrap();
+    for g in 0..20 {
+        r.update(
+            &format!("g{g}"),
+            member(&format!("127.0.0.1:{}", 1000 + g), 0),
+        );
+    }
+    wait_for("20 brokers", || (ns.brokers().len() == 20).then_some(()));
+    let started = Instant::now();
+    r.stop();
+    assert!(
+        ns.brokers().is_empty(),
+        "stop unregistered from the live one"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -221,6 +221,32 @@ impl RemotingCommand {
         self.ext_fields.get(name).map(String::as_str)
     }
 
+    /// A header field the request must carry; the error is RocketMQ's text for a missing
+    /// `@CFNotNull` field.
+    pub fn required(&self, name: &str) -> Result<&str, String> {
+        self.field(name)
+            .ok_or_else(|| format!("the custom field <{name}> is null"))
+    }
+
+    /// A required integer field (Java's Integer/Long header fields travel as text).
+    pub fn required_i64(&self, name: &str) -> Result<i64, String> {
+        let v = self.required(name)?;
+        v.trim()
+            .parse()
+            .map_err(|_| format!("the custom field <{name}> is not a number: '{v}'"))
+    }
+
+    /// An optional integer field; absent or not a number is `None`.
+    pub fn optional_i64(&self, name: &str) -> Option<i64> {
+        self.field(name).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// An optional boolean field, parsed as Java's Boolean.parseBoolean does.
+    pub fn optional_bool(&self, name: &str) -> Option<bool> {
+        self.field(name)
+            .map(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
     pub fn set_field(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.ext_fields.insert(name.into(), value.into());
     }
@@ -581,6 +607,24 @@ mod tests {
         }
         assert_eq!(LanguageCode(200).name(), "OTHER");
         assert_eq!(LanguageCode::from_name("COBOL"), LanguageCode::OTHER);
+    }
+
+    #[test]
+    fn typed_header_fields() {
+        let cmd = RemotingCommand::request(10, 1)
+            .with_field("queueId", " 3 ")
+            .with_field("batch", "TRUE")
+            .with_field("bad", "x");
+        assert_eq!(cmd.required_i64("queueId"), Ok(3));
+        assert_eq!(
+            cmd.required("topic"),
+            Err("the custom field <topic> is null".to_string())
+        );
+        assert!(cmd.required_i64("bad").unwrap_err().contains("'x'"));
+        assert_eq!(cmd.optional_i64("bad"), None);
+        assert_eq!(cmd.optional_bool("batch"), Some(true));
+        assert_eq!(cmd.optional_bool("bad"), Some(false));
+        assert_eq!(cmd.optional_bool("none"), None);
     }
 
     #[test]

@@ -356,24 +356,16 @@ impl Answer {
     }
 }
 
-/// A required header field, with RocketMQ's message when it is missing.
+/// A required header field; missing, the request is answered SYSTEM_ERROR with
+/// RocketMQ's message.
 fn required<'a>(cmd: &'a RemotingCommand, name: &str) -> std::result::Result<&'a str, Answer> {
-    cmd.field(name).ok_or_else(|| {
-        Answer::error(
-            rs::SYSTEM_ERROR,
-            format!("the custom field <{name}> is null"),
-        )
-    })
+    cmd.required(name)
+        .map_err(|m| Answer::error(rs::SYSTEM_ERROR, m))
 }
 
 fn required_i64(cmd: &RemotingCommand, name: &str) -> std::result::Result<i64, Answer> {
-    let v = required(cmd, name)?;
-    v.trim().parse().map_err(|_| {
-        Answer::error(
-            rs::SYSTEM_ERROR,
-            format!("the custom field <{name}> is not a number: '{v}'"),
-        )
-    })
+    cmd.required_i64(name)
+        .map_err(|m| Answer::error(rs::SYSTEM_ERROR, m))
 }
 
 impl RequestHandler for Handler {
@@ -629,15 +621,12 @@ impl Handler {
         let cluster = required(cmd, "clusterName")?;
         let ha_server_addr = required(cmd, "haServerAddr")?;
         let broker_id = required_i64(cmd, "brokerId")?;
-        let crc = cmd
-            .field("bodyCrc32")
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(0);
+        let crc = cmd.optional_i64("bodyCrc32").unwrap_or(0);
         if crc != 0 && i64::from(java_crc32(&cmd.body)) != crc {
             log::warn!("namesrv: REGISTER_BROKER from {broker_addr}: body crc32 does not match");
             return Err(Answer::error(rs::SYSTEM_ERROR, "crc32 not match"));
         }
-        if cmd.field("compressed").and_then(|v| v.parse::<bool>().ok()) == Some(true) {
+        if cmd.optional_bool("compressed") == Some(true) {
             return Err(Answer::error(
                 rs::SYSTEM_ERROR,
                 "compressed REGISTER_BROKER bodies are not supported: set compressedRegister=false on the broker",
@@ -650,11 +639,11 @@ impl Handler {
             )
         })?;
         let timeout = cmd
-            .field("heartbeatTimeoutMillis")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_millis)
+            .optional_i64("heartbeatTimeoutMillis")
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms as u64))
             .unwrap_or(self.broker_expiry);
-        let acting = cmd.field("enableActingMaster").map(|v| v == "true");
+        let acting = cmd.optional_bool("enableActingMaster");
 
         let mut r = lock(&self.routes);
         r.clusters

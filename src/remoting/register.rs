@@ -247,7 +247,7 @@ impl Worker {
                 }
                 Ok(Cmd::Remove(name)) => {
                     if let Some(b) = self.brokers.remove(&name) {
-                        self.unregister_everywhere(&name, &b.registration);
+                        self.unregister_everywhere(&[(name, b.registration)]);
                     }
                 }
                 Ok(Cmd::RegisterAll) => self.register_all(),
@@ -258,10 +258,11 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let brokers = std::mem::take(&mut self.brokers);
-        for (name, b) in &brokers {
-            self.unregister_everywhere(name, &b.registration);
-        }
+        let brokers: Vec<(String, BrokerRegistration)> = std::mem::take(&mut self.brokers)
+            .into_iter()
+            .map(|(name, b)| (name, b.registration))
+            .collect();
+        self.unregister_everywhere(&brokers);
     }
 
     fn register_all(&mut self) {
@@ -321,29 +322,34 @@ impl Worker {
         Ok(())
     }
 
-    fn unregister_everywhere(&mut self, name: &str, reg: &BrokerRegistration) {
-        let request = RemotingCommand::request(rq::UNREGISTER_BROKER, 0)
-            .with_field("brokerName", name)
-            .with_field("brokerAddr", reg.broker_addr.as_str())
-            .with_field("clusterName", reg.cluster_name.as_str())
-            .with_field("brokerId", reg.broker_id.to_string());
+    /// A name server that fails is skipped for the rest of the brokers: stopping costs at
+    /// most one timeout per dead name server, not one per broker.
+    fn unregister_everywhere(&mut self, brokers: &[(String, BrokerRegistration)]) {
         for addr in self.addrs.clone() {
-            let timeout = self.timeout;
-            let result = self
-                .connection(&addr)
-                .and_then(|c| c.invoke(request.clone(), timeout));
-            match result {
-                Ok(resp) if resp.code == rs::SUCCESS => {
-                    log::info!("registrar: {name} unregistered from {addr}")
-                }
-                Ok(resp) => log::warn!(
-                    "registrar: unregistering {name} from {addr}: code {} {:?}",
-                    resp.code,
-                    resp.remark
-                ),
-                Err(e) => {
-                    log::warn!("registrar: unregistering {name} from {addr} failed: {e}");
-                    self.conns.remove(&addr);
+            for (name, reg) in brokers {
+                let request = RemotingCommand::request(rq::UNREGISTER_BROKER, 0)
+                    .with_field("brokerName", name.as_str())
+                    .with_field("brokerAddr", reg.broker_addr.as_str())
+                    .with_field("clusterName", reg.cluster_name.as_str())
+                    .with_field("brokerId", reg.broker_id.to_string());
+                let timeout = self.timeout;
+                let result = self
+                    .connection(&addr)
+                    .and_then(|c| c.invoke(request, timeout));
+                match result {
+                    Ok(resp) if resp.code == rs::SUCCESS => {
+                        log::info!("registrar: {name} unregistered from {addr}")
+                    }
+                    Ok(resp) => log::warn!(
+                        "registrar: unregistering {name} from {addr}: code {} {:?}",
+                        resp.code,
+                        resp.remark
+                    ),
+                    Err(e) => {
+                        log::warn!("registrar: unregistering from {addr} failed: {e}");
+                        self.conns.remove(&addr);
+                        break;
+                    }
                 }
             }
         }
