@@ -471,6 +471,9 @@ fn main() {
     }
     if let Some(cluster) = &local {
         for (g, brokers) in cluster.brokers.iter().enumerate() {
+            if brokers.is_empty() {
+                continue;
+            }
             let Some(leader) = leader_of(&cluster.groups[g]) else {
                 continue;
             };
