@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod config;
 pub mod cq;
+mod delay;
 pub mod index;
 pub mod record;
 pub mod topic;
@@ -77,8 +78,8 @@ pub struct Message {
     pub queue_id: i32,
     /// Stored as is.
     pub flag: i32,
-    /// 0 none. (Delayed delivery is not built yet: a level is stored as the DELAY
-    /// property only.)
+    /// 0 none; 1..N: the Nth of messageDelayLevel (above N: N, as RocketMQ does). The
+    /// message reaches its topic when due, delivered by the leader.
     pub delay_level: i32,
     /// 0: the send time.
     pub born_timestamp: i64,
@@ -109,6 +110,10 @@ impl Message {
     }
     pub fn with_queue(mut self, queue_id: i32) -> Message {
         self.queue_id = queue_id;
+        self
+    }
+    pub fn with_delay_level(mut self, level: i32) -> Message {
+        self.delay_level = level;
         self
     }
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
@@ -239,6 +244,9 @@ struct State {
     offsets: BTreeMap<(String, String, i32), u64>,
     queues: HashMap<QueueKey, QueueFile>,
     index: KeyIndex,
+    /// Delay level (1-based) -> next schedule queue offset to deliver, from the
+    /// delivered messages' DELAY_FROM property.
+    delay_progress: BTreeMap<i32, u64>,
     last_checkpoint: Instant,
     checkpointed: u64,
 }
@@ -465,6 +473,8 @@ impl Broker {
         broker.threads.lock().map_err(|_| poisoned())?.push(t1);
         let t2 = spawn("offsets", Box::new(|i| i.offsets_loop()))?;
         broker.threads.lock().map_err(|_| poisoned())?.push(t2);
+        let t3 = spawn("schedule", Box::new(|i| i.schedule_loop()))?;
+        broker.threads.lock().map_err(|_| poisoned())?.push(t3);
         Ok(broker)
     }
 
@@ -760,7 +770,15 @@ impl State {
     }
 
     /// Applies one committed entry.
-    fn apply(&mut self, dir: &Path, kind: EntryKind, body: &Bytes, pos: u64, index: u64) {
+    fn apply(
+        &mut self,
+        dir: &Path,
+        delay_levels: &[u64],
+        kind: EntryKind,
+        body: &Bytes,
+        pos: u64,
+        index: u64,
+    ) {
         match kind {
             EntryKind::Message => match MessageRecord::decode(body) {
                 Ok((rec, size)) => {
@@ -798,8 +816,14 @@ impl State {
                     let unit = Unit {
                         commitlog_offset: body_pos as i64,
                         size: size as i32,
-                        tags_code: rec.tags_code(),
+                        tags_code: delay::tags_code(&rec, delay_levels),
                     };
+                    if let Some((level, offset)) =
+                        rec.property(delay::DELAY_FROM).and_then(delay::parse_from)
+                    {
+                        let p = self.delay_progress.entry(level).or_insert(0);
+                        *p = (*p).max(offset + 1);
+                    }
                     if let Err(err) = q.push(unit) {
                         log::error!("entry {index}: consume queue: {err}");
                     }
@@ -890,6 +914,11 @@ fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
         b.put_i32_le(*q);
         b.put_u64_le(f.count);
     }
+    b.put_u32_le(st.delay_progress.len() as u32);
+    for (level, offset) in &st.delay_progress {
+        b.put_i32_le(*level);
+        b.put_u64_le(*offset);
+    }
     let crc = crc32c::crc32c(&b);
     b.put_u32_le(crc);
     let tmp = dir.join("checkpoint.tmp");
@@ -919,6 +948,7 @@ fn empty_state(dir: &Path) -> Result<State> {
         offsets: BTreeMap::new(),
         queues: HashMap::new(),
         index,
+        delay_progress: BTreeMap::new(),
         last_checkpoint: Instant::now(),
         checkpointed: 0,
     })
@@ -994,6 +1024,11 @@ fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
             None => return Ok(None),
         }
     }
+    let mut delay_progress = BTreeMap::new();
+    for _ in 0..r.u32()? {
+        let level = r.i32()?;
+        delay_progress.insert(level, r.u64()?);
+    }
     let Some(index) = KeyIndex::open(&dir.join("index"), index_len)? else {
         return Ok(None);
     };
@@ -1003,6 +1038,7 @@ fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
         offsets,
         queues,
         index,
+        delay_progress,
         last_checkpoint: Instant::now(),
         checkpointed: applied,
     }))
@@ -1059,7 +1095,14 @@ impl Inner {
                 if entry.index != st.applied + 1 {
                     continue;
                 }
-                st.apply(&self.dir, entry.kind, &entry.body, meta.pos, entry.index);
+                st.apply(
+                    &self.dir,
+                    &self.config.delay_levels_ms,
+                    entry.kind,
+                    &entry.body,
+                    meta.pos,
+                    entry.index,
+                );
             }
             if had {
                 self.applied_cv.notify_all();
@@ -1294,7 +1337,26 @@ impl Inner {
     }
 
     fn send_async(&self, m: &Message, done: SendCallback, timeout: Duration) -> Result<()> {
+        self.put(m, done, timeout, None)
+    }
+
+    /// Stores a message. `delivered_from`: (delay level, schedule queue offset) of a
+    /// delayed message the leader delivers now (recorded in the DELAY_FROM property, so
+    /// delivery progress is part of the log).
+    fn put(
+        &self,
+        m: &Message,
+        done: SendCallback,
+        timeout: Duration,
+        delivered_from: Option<(i32, u64)>,
+    ) -> Result<()> {
         topic::validate_topic(&m.topic, true)?;
+        if m.topic == topic::SCHEDULE_TOPIC {
+            return Err(Error::new(
+                ErrorKind::NoPermission,
+                format!("{} is the broker's own topic", topic::SCHEDULE_TOPIC),
+            ));
+        }
         if m.topic == topic::DEFAULT_TOPIC {
             return Err(Error::new(
                 ErrorKind::NoPermission,
@@ -1343,21 +1405,30 @@ impl Inner {
             }
             pairs.push((k, v));
         }
-        let delay;
         if let Some(tags) = m.tags.as_deref().filter(|s| !s.is_empty()) {
             pairs.push((record::prop::TAGS, tags));
         }
         if let Some(keys) = m.keys.as_deref().filter(|s| !s.is_empty()) {
             pairs.push((record::prop::KEYS, keys));
         }
-        if m.delay_level > 0 {
-            delay = m.delay_level.to_string();
-            pairs.push((record::prop::DELAY, &delay));
-        }
+        let levels = self.config.delay_levels_ms.len() as i32;
+        // RocketMQ clamps a level above the highest to the highest.
+        let delay_level = if delivered_from.is_some() {
+            0
+        } else {
+            m.delay_level.clamp(0, levels)
+        };
         let uniq = uniq.unwrap_or_else(|| self.ids.next(now));
         pairs.push((record::prop::UNIQ_KEY, &uniq));
-        let properties = record::encode_properties(pairs.iter().copied());
-        if properties.len() > record::PROPERTIES_BYTES_MAX {
+        let from;
+        if let Some((level, offset)) = delivered_from {
+            from = format!("{level}:{offset}");
+            pairs.push((delay::DELAY_FROM, &from));
+        }
+        let mut properties = record::encode_properties(pairs.iter().copied());
+        // Room for DELAY, REAL_TOPIC and REAL_QID of a delayed message.
+        let reserve = if delay_level > 0 { 200 } else { 0 };
+        if properties.len() + reserve > record::PROPERTIES_BYTES_MAX {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
@@ -1399,9 +1470,23 @@ impl Inner {
             }
             m.queue_id
         };
+        // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, with its
+        // destination in REAL_TOPIC / REAL_QID.
+        let (record_topic, record_queue) = if delay_level > 0 {
+            let qid = queue_id.to_string();
+            let level = delay_level.to_string();
+            properties.push_str(&record::encode_properties([
+                (record::prop::DELAY, level.as_str()),
+                (record::prop::REAL_TOPIC, t.name.as_str()),
+                (record::prop::REAL_QID, qid.as_str()),
+            ]));
+            (topic::SCHEDULE_TOPIC.to_string(), delay_level - 1)
+        } else {
+            (t.name.clone(), queue_id)
+        };
         let store_host = self.config.store_host;
         let rec = MessageRecord {
-            queue_id,
+            queue_id: record_queue,
             flag: m.flag,
             queue_offset: 0,
             physical_offset: 0,
@@ -1417,7 +1502,7 @@ impl Inner {
             reconsume_times: m.reconsume_times,
             prepared_transaction_offset: 0,
             body: m.body.clone(),
-            topic: t.name.clone(),
+            topic: record_topic.clone(),
             properties,
             body_crc: 0,
         };
@@ -1432,7 +1517,7 @@ impl Inner {
                 ),
             ));
         }
-        let key: QueueKey = (t.name.clone(), queue_id);
+        let key: QueueKey = (record_topic, record_queue);
         let assigned = Arc::new(Mutex::new((0u64, 0u64)));
         let assigned2 = Arc::clone(&assigned);
         let make = Arc::new(
