@@ -715,3 +715,54 @@ fn delayed_messages_arrive_when_due_across_a_failover() {
         assert_eq!(hits.len(), 1, "indexed under its topic once delivered");
     }
 }
+
+#[test]
+fn retries_then_dlq_after_max_reconsume_times() {
+    let levels = vec!["100ms"; 18].join(" ");
+    let b = Brokers::start(3, &format!("messageDelayLevel={levels}"));
+    let l = b.leader();
+    let broker = b.broker(l);
+    let t = Duration::from_secs(10);
+    broker.topic_update("T4", 1, 1, 6, t).unwrap();
+    let first = broker
+        .send(
+            &Message::new("T4", &b"poison"[..])
+                .with_keys("p1")
+                .with_tags("TagP"),
+            t,
+        )
+        .unwrap();
+    let mut cur = pull_until(broker, "T4", 0, 1).remove(0);
+    for round in 0..16 {
+        let r = broker
+            .send_back("cg4", cur.commitlog_offset(), 0, 16, t)
+            .unwrap();
+        assert_eq!(r.topic, "%RETRY%cg4");
+        cur = pull_until(broker, "%RETRY%cg4", 0, round + 1)
+            .pop()
+            .unwrap();
+        assert_eq!(cur.decoded.reconsume_times, round as i32 + 1);
+        assert_eq!(cur.decoded.property("RETRY_TOPIC"), Some("T4"));
+        assert_eq!(
+            cur.decoded.property("ORIGIN_MESSAGE_ID"),
+            Some(first.msg_id.as_str())
+        );
+        assert_eq!(cur.msg_id, first.msg_id, "the UNIQ_KEY stays");
+        assert_eq!(cur.tags(), Some("TagP"));
+        assert_eq!(&cur.body()[..], b"poison");
+    }
+    // The 16th reconsume failed too: the dead-letter queue, at once.
+    let r = broker
+        .send_back("cg4", cur.commitlog_offset(), 0, 16, t)
+        .unwrap();
+    assert_eq!(r.topic, "%DLQ%cg4");
+    let dlq = pull_until(broker, "%DLQ%cg4", 0, 1);
+    assert_eq!(&dlq[0].body()[..], b"poison");
+    assert_eq!(dlq[0].decoded.property("RETRY_TOPIC"), Some("T4"));
+    b.settle();
+    let f = (l + 1) % 3;
+    assert_eq!(pull_all(b.broker(f), "%DLQ%cg4", 0).len(), 1);
+    assert_eq!(pull_all(b.broker(f), "%RETRY%cg4", 0).len(), 16);
+    let err = broker.send_back("cg4", 12345, 0, 16, t).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}

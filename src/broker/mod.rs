@@ -644,6 +644,31 @@ impl Broker {
         self.inner.ensure_retry_topic(consumer_group, timeout)
     }
 
+    /// A consumer's send-back of a message it failed to consume (RocketMQ's
+    /// CONSUMER_SEND_MSG_BACK), by the message's commitlog offset. The message's
+    /// reconsume count so far is its RECONSUMETIMES; below `max_reconsume_times` (16 in
+    /// RocketMQ's clients) and with `delay_level` >= 0 it is stored again for
+    /// `%RETRY%<group>` (created if needed), delayed by `delay_level`, or by level 3 +
+    /// its reconsume count when 0, with RECONSUMETIMES + 1; otherwise (or with a negative
+    /// `delay_level`) it goes to `%DLQ%<group>` at once. RETRY_TOPIC keeps the topic it
+    /// was first sent to, ORIGIN_MESSAGE_ID its first id; the UNIQ_KEY stays.
+    pub fn send_back(
+        &self,
+        consumer_group: &str,
+        commitlog_offset: u64,
+        delay_level: i32,
+        max_reconsume_times: i32,
+        timeout: Duration,
+    ) -> Result<SendResult> {
+        self.inner.send_back(
+            consumer_group,
+            commitlog_offset,
+            delay_level,
+            max_reconsume_times,
+            timeout,
+        )
+    }
+
     /// Commits a consumer group's next offset for a queue (replicated). Commits are
     /// coalesced: at most one entry per consumer group per
     /// `rmqraftOffsetCommitIntervalMs`. With a nonzero `timeout` this waits until the
@@ -1804,5 +1829,99 @@ impl Inner {
                 Err(_) => return,
             };
         }
+    }
+}
+
+impl Inner {
+    fn send_back(
+        &self,
+        consumer_group: &str,
+        commitlog_offset: u64,
+        delay_level: i32,
+        max_reconsume_times: i32,
+        timeout: Duration,
+    ) -> Result<SendResult> {
+        if consumer_group.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the consumer group is empty",
+            ));
+        }
+        let Some(view) = self.read_message(commitlog_offset)? else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no message at commitlog offset {commitlog_offset} to send back"),
+            ));
+        };
+        let rec = &view.decoded;
+        let times = rec.reconsume_times;
+        let to_dlq = delay_level < 0 || times >= max_reconsume_times;
+        let target = if to_dlq {
+            let dlq = format!("{}{consumer_group}", topic::DLQ_PREFIX);
+            topic::validate_topic(&dlq, true)?;
+            if !self.lock_state()?.topics.contains_key(&dlq) {
+                let t = TopicConfig {
+                    name: dlq.clone(),
+                    read_queue_nums: 1,
+                    write_queue_nums: 1,
+                    perm: topic::PERM_READ | topic::PERM_WRITE,
+                };
+                self.admin(AdminOp::TopicUpdate(t), timeout)?;
+            }
+            dlq
+        } else {
+            self.ensure_retry_topic(consumer_group, timeout)?;
+            topic::retry_topic(consumer_group)
+        };
+        let origin_topic = rec
+            .property(record::prop::RETRY_TOPIC)
+            .unwrap_or(&rec.topic)
+            .to_string();
+        let origin_id = rec
+            .property(record::prop::ORIGIN_MESSAGE_ID)
+            .map(str::to_string)
+            .unwrap_or_else(|| view.msg_id.clone());
+        let mut properties: Vec<(String, String)> = record::decode_properties(&rec.properties)
+            .into_iter()
+            .filter(|(k, _)| {
+                ![
+                    record::prop::TAGS,
+                    record::prop::KEYS,
+                    record::prop::DELAY,
+                    record::prop::REAL_TOPIC,
+                    record::prop::REAL_QID,
+                    record::prop::RETRY_TOPIC,
+                    record::prop::ORIGIN_MESSAGE_ID,
+                    delay::DELAY_FROM,
+                ]
+                .contains(&k.as_str())
+            })
+            .collect();
+        properties.push((record::prop::RETRY_TOPIC.into(), origin_topic));
+        properties.push((record::prop::ORIGIN_MESSAGE_ID.into(), origin_id));
+        let m = Message {
+            topic: target,
+            tags: rec.tags().map(str::to_string),
+            keys: rec.keys().map(str::to_string),
+            properties,
+            body: rec.body.clone(),
+            queue_id: 0,
+            flag: rec.flag,
+            delay_level: if to_dlq {
+                0
+            } else if delay_level == 0 {
+                3 + times
+            } else {
+                delay_level
+            },
+            born_timestamp: rec.born_timestamp,
+            born_host: Some(rec.born_host),
+            sys_flag: rec.sys_flag,
+            reconsume_times: times + 1,
+        };
+        let slot = Slot::new();
+        let filler = Arc::clone(&slot);
+        self.put(&m, Box::new(move |r| filler.fill(r)), timeout, None)?;
+        slot.wait(timeout, "the sent-back message")
     }
 }
