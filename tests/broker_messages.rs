@@ -766,3 +766,76 @@ fn retries_then_dlq_after_max_reconsume_times() {
     let err = broker.send_back("cg4", 12345, 0, 16, t).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn a_resent_uniq_key_is_stored_once_across_a_failover() {
+    let mut b = Brokers::start(3, "");
+    let l = b.leader();
+    let t = Duration::from_secs(10);
+    b.broker(l).topic_update("T5", 2, 2, 6, t).unwrap();
+    let m = |body: &'static [u8], id: &str| {
+        Message::new("T5", body).with_property("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", id)
+    };
+    let id = "0A0000010000000000000000000000AA";
+    let first = b.broker(l).send(&m(b"one", id), t).unwrap();
+    assert_eq!(first.msg_id, id);
+    // Resent while the first is committed: the original result, nothing stored.
+    let again = b.broker(l).send(&m(b"one", id), t).unwrap();
+    assert_eq!(again, first);
+    // Many resends in flight at once: one record, every answer the same.
+    let id2 = "0A0000010000000000000000000000BB";
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..20 {
+        let tx = tx.clone();
+        b.broker(l)
+            .send_async(&m(b"two", id2), Box::new(move |r| tx.send(r).unwrap()))
+            .unwrap();
+    }
+    let answers: Vec<SendResult> = (0..20)
+        .map(|_| rx.recv_timeout(DEADLINE).unwrap().unwrap())
+        .collect();
+    assert!(answers.windows(2).all(|w| w[0] == w[1]));
+    // Another topic with the same id is another message.
+    let other = b
+        .broker(l)
+        .send(
+            &Message::new("T6", &b"one"[..]).with_property("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", id),
+            t,
+        )
+        .unwrap();
+    assert_ne!(other.commitlog_offset, first.commitlog_offset);
+    // After a failover the next leader knows it too.
+    b.stop(l);
+    let nl = b.leader();
+    let after = send_retrying(&b, &m(b"one", id));
+    assert_eq!(after.commitlog_offset, first.commitlog_offset);
+    assert_eq!(after.offset_msg_id, first.offset_msg_id);
+    b.settle();
+    let mut bodies: Vec<Bytes> = Vec::new();
+    for q in 0..2 {
+        bodies.extend(
+            pull_all(b.broker(nl), "T5", q)
+                .iter()
+                .map(|v| v.body().clone()),
+        );
+    }
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]
+    );
+}
+
+#[test]
+fn dedup_is_off_with_a_zero_window() {
+    let b = Brokers::start(1, "dedupWindowMs=0");
+    let l = b.leader();
+    let t = Duration::from_secs(10);
+    let m = Message::new("T7", &b"x"[..])
+        .with_queue(0)
+        .with_property("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", "ABC");
+    let a = b.broker(l).send(&m, t).unwrap();
+    let c = b.broker(l).send(&m, t).unwrap();
+    assert_ne!(a.commitlog_offset, c.commitlog_offset);
+    assert_eq!(c.queue_offset, a.queue_offset + 1);
+}

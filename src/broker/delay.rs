@@ -151,6 +151,7 @@ impl Inner {
                             Box::new(move |r| filler.fill(r)),
                             t,
                             Some((level, offset)),
+                            false,
                         )
                         .and_then(|()| slot.wait(t, "the delayed message"));
                     match r {

@@ -141,6 +141,8 @@ pub struct SendResult {
 /// A stored message as read back.
 #[derive(Debug, Clone)]
 pub struct MessageView {
+    /// The log index of the message's entry.
+    pub index: u64,
     /// The stored record, RocketMQ commitlog format.
     pub record: Bytes,
     pub decoded: MessageRecord,
@@ -150,7 +152,7 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    fn from_record(record: Bytes) -> Result<MessageView> {
+    fn from_record(index: u64, record: Bytes) -> Result<MessageView> {
         let (decoded, _) = MessageRecord::decode(&record)?;
         let offset_msg_id = decoded.offset_msg_id();
         let msg_id = decoded
@@ -158,6 +160,7 @@ impl MessageView {
             .map(str::to_string)
             .unwrap_or_else(|| offset_msg_id.clone());
         Ok(MessageView {
+            index,
             record,
             decoded,
             msg_id,
@@ -262,6 +265,45 @@ struct Counters {
     next: HashMap<QueueKey, u64>,
 }
 
+/// A message id a send stored (or is storing) on this leader, for UNIQ_KEY dedup.
+struct DedupEntry {
+    store_ts: i64,
+    /// Log index once committed; 0 while in flight.
+    index: u64,
+    result: Option<SendResult>,
+    waiters: Vec<SendCallback>,
+    /// Found in the inherited tail at a recount (dropped at the next one).
+    from_tail: bool,
+}
+
+type DedupMap = HashMap<(String, String), DedupEntry>;
+
+/// The send result a stored record gives.
+fn result_of(view: &MessageView) -> SendResult {
+    let rec = &view.decoded;
+    let (topic, queue_id) = if rec.topic == topic::SCHEDULE_TOPIC {
+        (
+            rec.property(record::prop::REAL_TOPIC)
+                .unwrap_or(&rec.topic)
+                .to_string(),
+            rec.property(record::prop::REAL_QID)
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(rec.queue_id),
+        )
+    } else {
+        (rec.topic.clone(), rec.queue_id)
+    };
+    SendResult {
+        msg_id: view.msg_id.clone(),
+        offset_msg_id: view.offset_msg_id.clone(),
+        topic,
+        queue_id,
+        queue_offset: rec.queue_offset as u64,
+        commitlog_offset: rec.physical_offset as u64,
+        index: view.index,
+    }
+}
+
 /// Consumer offsets waiting to be replicated, per consumer group.
 #[derive(Default)]
 struct PendingOffsets {
@@ -336,6 +378,7 @@ struct Inner {
     round_robin: Mutex<HashMap<String, u32>>,
     pending: Mutex<HashMap<String, PendingOffsets>>,
     pending_cv: Condvar,
+    dedup: Arc<Mutex<DedupMap>>,
     ids: ids::UniqIds,
     closing: AtomicBool,
 }
@@ -454,6 +497,7 @@ impl Broker {
             round_robin: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             pending_cv: Condvar::new(),
+            dedup: Arc::new(Mutex::new(HashMap::new())),
             ids,
             closing: AtomicBool::new(false),
         });
@@ -766,6 +810,13 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+enum Dedup {
+    /// `done` ran, or waits for the original send.
+    Handled,
+    /// A new message: send it with this callback; remove the key if the send fails at once.
+    New(SendCallback, (String, String)),
 }
 
 /// Completes a `send_async` exactly once.
@@ -1171,7 +1222,7 @@ impl Inner {
                 if entry.kind == EntryKind::Message
                     && meta.pos + crate::store::ENTRY_HEADER_SIZE as u64 == offset =>
             {
-                Ok(Some(MessageView::from_record(entry.body)?))
+                Ok(Some(MessageView::from_record(entry.index, entry.body)?))
             }
             Ok(_) => Ok(None),
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
@@ -1212,13 +1263,34 @@ impl Inner {
             (st.applied, next)
         };
         let last = status.last_index;
+        let mut tail = Vec::new();
         for index in applied + 1..=last {
             let (entry, _) = self.group.read_local(index)?;
             if entry.kind == EntryKind::Message {
-                if let Ok((rec, _)) = MessageRecord::decode(&entry.body) {
-                    let n = next.entry((rec.topic, rec.queue_id)).or_insert(0);
+                if let Ok(view) = MessageView::from_record(index, entry.body) {
+                    let rec = &view.decoded;
+                    let n = next.entry((rec.topic.clone(), rec.queue_id)).or_insert(0);
                     *n = (*n).max(rec.queue_offset as u64 + 1);
+                    if rec.uniq_key().is_some() && rec.property(delay::DELAY_FROM).is_none() {
+                        tail.push(view);
+                    }
                 }
+            }
+        }
+        if let Ok(mut d) = self.dedup.lock() {
+            d.retain(|_, e| !e.from_tail);
+            for view in tail {
+                let r = result_of(&view);
+                d.insert(
+                    (r.topic.clone(), r.msg_id.clone()),
+                    DedupEntry {
+                        store_ts: view.decoded.store_timestamp,
+                        index: view.index,
+                        result: Some(r),
+                        waiters: Vec::new(),
+                        from_tail: true,
+                    },
+                );
             }
         }
         let mut c = self.counters.lock().map_err(|_| poisoned())?;
@@ -1235,6 +1307,103 @@ impl Inner {
             status.term
         );
         Ok(())
+    }
+
+    /// Recomputes the counters unless they are valid for the current term.
+    fn ensure_counters(&self) -> Result<()> {
+        // The member lock (status) is never taken while holding the counters: the
+        // stamp takes them in the other order.
+        let s = self.group.status()?;
+        let ready = {
+            let c = self.counters.lock().map_err(|_| poisoned())?;
+            c.valid && c.term == s.term
+        };
+        if !ready {
+            self.rebuild_counters()?;
+        }
+        Ok(())
+    }
+
+    /// UNIQ_KEY dedup: answers `done` with the original's result when `uniq` was stored
+    /// in `topic` within dedupWindowMs (committed, in the inherited tail, or in flight),
+    /// or hands `done` back, wrapped to record this send's outcome.
+    fn dedup(&self, topic: &str, uniq: &str, now: i64, done: SendCallback) -> Result<Dedup> {
+        self.ensure_counters()?;
+        let window = self.config.dedup_window_ms as i64;
+        let applied = self.lock_state()?.applied;
+        let dedup = Arc::clone(&self.dedup);
+        let mut d = dedup.lock().map_err(|_| poisoned())?;
+        if d.len() >= 1024 {
+            d.retain(|_, e| {
+                let covered = e.result.is_some() && e.index <= applied && !e.from_tail;
+                !covered && e.store_ts.saturating_add(window) >= now
+            });
+        }
+        let key = (topic.to_string(), uniq.to_string());
+        if let Some(e) = d.get_mut(&key) {
+            if e.store_ts.saturating_add(window) >= now {
+                match &e.result {
+                    Some(r) => {
+                        let r = r.clone();
+                        drop(d);
+                        done(Ok(r));
+                    }
+                    None => e.waiters.push(done),
+                }
+                return Ok(Dedup::Handled);
+            }
+        }
+        let hits = self.lock_state()?.index.by_uniq(uniq).to_vec();
+        for hit in hits.iter().rev() {
+            if hit.store_timestamp.saturating_add(window) < now {
+                continue;
+            }
+            let Some(view) = self.read_message(hit.commitlog_offset)? else {
+                continue;
+            };
+            if view.decoded.property(delay::DELAY_FROM).is_some() {
+                continue;
+            }
+            let r = result_of(&view);
+            if r.topic == topic {
+                drop(d);
+                done(Ok(r));
+                return Ok(Dedup::Handled);
+            }
+        }
+        d.insert(
+            key.clone(),
+            DedupEntry {
+                store_ts: now,
+                index: 0,
+                result: None,
+                waiters: Vec::new(),
+                from_tail: false,
+            },
+        );
+        let dedup2 = Arc::clone(&self.dedup);
+        let returned_key = key.clone();
+        Ok(Dedup::New(
+            Box::new(move |r: Result<SendResult>| {
+                let waiters = match dedup2.lock() {
+                    Ok(mut d) => match (&r, d.get_mut(&key)) {
+                        (Ok(res), Some(e)) => {
+                            e.result = Some(res.clone());
+                            e.index = res.index;
+                            std::mem::take(&mut e.waiters)
+                        }
+                        (Err(_), Some(_)) => d.remove(&key).map(|e| e.waiters).unwrap_or_default(),
+                        (_, None) => Vec::new(),
+                    },
+                    Err(_) => Vec::new(),
+                };
+                for w in waiters {
+                    w(r.clone());
+                }
+                done(r)
+            }),
+            returned_key,
+        ))
     }
 
     fn not_leader(&self) -> Error {
@@ -1275,16 +1444,7 @@ impl Inner {
     ) -> Result<()> {
         let done = Arc::new(Mutex::new(Some(done)));
         for _ in 0..STAMP_ATTEMPTS {
-            // The member lock (status) is never taken while holding the counters: the
-            // stamp takes them in the other order.
-            let s = self.group.status()?;
-            let ready = {
-                let c = self.counters.lock().map_err(|_| poisoned())?;
-                c.valid && c.term == s.term
-            };
-            if !ready {
-                self.rebuild_counters()?;
-            }
+            self.ensure_counters()?;
             let make = Arc::clone(&make);
             let counters = Arc::clone(&self.counters);
             let done2 = Arc::clone(&done);
@@ -1362,18 +1522,20 @@ impl Inner {
     }
 
     fn send_async(&self, m: &Message, done: SendCallback, timeout: Duration) -> Result<()> {
-        self.put(m, done, timeout, None)
+        self.put(m, done, timeout, None, true)
     }
 
     /// Stores a message. `delivered_from`: (delay level, schedule queue offset) of a
     /// delayed message the leader delivers now (recorded in the DELAY_FROM property, so
-    /// delivery progress is part of the log).
-    fn put(
+    /// delivery progress is part of the log). `dedup`: a client's send (UNIQ_KEY dedup);
+    /// the broker's own re-puts are not deduplicated against their originals.
+    pub(super) fn put(
         &self,
         m: &Message,
         done: SendCallback,
         timeout: Duration,
         delivered_from: Option<(i32, u64)>,
+        dedup: bool,
     ) -> Result<()> {
         topic::validate_topic(&m.topic, true)?;
         if m.topic == topic::SCHEDULE_TOPIC {
@@ -1443,6 +1605,7 @@ impl Inner {
         } else {
             m.delay_level.clamp(0, levels)
         };
+        let user_uniq = uniq.clone();
         let uniq = uniq.unwrap_or_else(|| self.ids.next(now));
         pairs.push((record::prop::UNIQ_KEY, &uniq));
         let from;
@@ -1560,7 +1723,16 @@ impl Inner {
         );
         let topic_name = t.name.clone();
         let len = rec.encoded_len();
-        self.append_stamped(
+        let (done, dedup_key) = match &user_uniq {
+            Some(u) if dedup && self.config.dedup_window_ms > 0 => {
+                match self.dedup(&t.name, u, now, done)? {
+                    Dedup::Handled => return Ok(()),
+                    Dedup::New(done, key) => (done, Some(key)),
+                }
+            }
+            _ => (done, None),
+        };
+        let sent = self.append_stamped(
             EntryKind::Message,
             len,
             make,
@@ -1590,7 +1762,20 @@ impl Inner {
                     });
                 done(r)
             }),
-        )
+        );
+        if let (Err(err), Some(key)) = (&sent, dedup_key) {
+            let waiters = self
+                .dedup
+                .lock()
+                .ok()
+                .and_then(|mut d| d.remove(&key))
+                .map(|e| e.waiters)
+                .unwrap_or_default();
+            for w in waiters {
+                w(Err(err.clone()));
+            }
+        }
+        sent
     }
 
     fn pull(
@@ -1921,7 +2106,7 @@ impl Inner {
         };
         let slot = Slot::new();
         let filler = Arc::clone(&slot);
-        self.put(&m, Box::new(move |r| filler.fill(r)), timeout, None)?;
+        self.put(&m, Box::new(move |r| filler.fill(r)), timeout, None, false)?;
         slot.wait(timeout, "the sent-back message")
     }
 }
