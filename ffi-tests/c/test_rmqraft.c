@@ -48,6 +48,10 @@ static void test_result_names(void) {
         {RMQRAFT_ERR_EXISTS, 12, "RMQRAFT_ERR_EXISTS"},
         {RMQRAFT_ERR_PANIC, 13, "RMQRAFT_ERR_PANIC"},
         {RMQRAFT_ERR_DISK_FULL, 14, "RMQRAFT_ERR_DISK_FULL"},
+        {RMQRAFT_ERR_OUT_OF_ORDER, 15, "RMQRAFT_ERR_OUT_OF_ORDER"},
+        {RMQRAFT_ERR_NO_TOPIC, 16, "RMQRAFT_ERR_NO_TOPIC"},
+        {RMQRAFT_ERR_NO_PERMISSION, 17, "RMQRAFT_ERR_NO_PERMISSION"},
+        {RMQRAFT_ERR_OUTCOME_UNKNOWN, 18, "RMQRAFT_ERR_OUTCOME_UNKNOWN"},
     };
     size_t i;
     REQUIRE(sizeof(rmqraft_result) == 4);
@@ -55,7 +59,7 @@ static void test_result_names(void) {
         REQUIRE((unsigned)table[i].code == table[i].number);
         REQUIRE(strcmp(rmqraft_result_name(table[i].code), table[i].name) == 0);
     }
-    REQUIRE(strcmp(rmqraft_result_name((rmqraft_result)15), "RMQRAFT_UNKNOWN_RESULT") == 0);
+    REQUIRE(strcmp(rmqraft_result_name((rmqraft_result)19), "RMQRAFT_UNKNOWN_RESULT") == 0);
     REQUIRE(strcmp(rmqraft_result_name((rmqraft_result)0xffffffffu), "RMQRAFT_UNKNOWN_RESULT") == 0);
     REQUIRE(RMQRAFT_ROLE_CANDIDATE == 0 && RMQRAFT_ROLE_LEADER == 1 && RMQRAFT_ROLE_FOLLOWER == 2);
 }
