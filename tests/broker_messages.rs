@@ -226,7 +226,9 @@ fn ten_thousand_keyed_messages_on_every_member() {
     b.settle();
     for m in 0..3 {
         let broker = b.broker(m);
+        let start = Instant::now();
         let by_body = all_by_body(broker, TOPIC);
+        log::info!("member {m}: {N} messages pulled in {:?}", start.elapsed());
         assert_eq!(by_body.len(), N, "member {m}: every message, once");
         for (n, r) in results.iter().enumerate() {
             let found = &by_body[format!("body-{n}").as_bytes()];
