@@ -15,8 +15,10 @@ use std::time::Duration;
 
 /// Property of a delivered message: `<level>:<schedule queue offset>`.
 pub const DELAY_FROM: &str = "RMQRAFT_DELAY_FROM";
-/// Delivery checks at least this often.
+/// The leader checks for due messages at least this often.
 const TICK: Duration = Duration::from_millis(50);
+/// A follower looks whether it leads this often (it delivers nothing).
+const IDLE_TICK: Duration = Duration::from_millis(500);
 /// Schedule units looked at per level and round.
 const BATCH: u64 = 64;
 
@@ -75,11 +77,12 @@ impl Inner {
         let mut term_start = 0;
         let mut progress: Option<BTreeMap<i32, u64>> = None;
         let mut warned = None;
+        let mut tick = IDLE_TICK;
         while !self.closing() {
             // A bounded wait, woken early by the dispatch thread.
             match self.state.lock() {
                 Ok(st) => {
-                    if self.applied_cv.wait_timeout(st, TICK).is_err() {
+                    if self.applied_cv.wait_timeout(st, tick).is_err() {
                         return;
                     }
                 }
@@ -91,8 +94,10 @@ impl Inner {
             if status.role != Role::Leader {
                 progress = None;
                 term_seen = 0;
+                tick = IDLE_TICK;
                 continue;
             }
+            tick = TICK;
             if status.term != term_seen {
                 // Everything before this term must be applied before this leader knows
                 // what was delivered; what it delivers itself it tracks here.
