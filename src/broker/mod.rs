@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod config;
 pub mod cq;
+mod delay;
 pub mod index;
 pub mod record;
 pub mod topic;
@@ -77,8 +78,8 @@ pub struct Message {
     pub queue_id: i32,
     /// Stored as is.
     pub flag: i32,
-    /// 0 none. (Delayed delivery is not built yet: a level is stored as the DELAY
-    /// property only.)
+    /// 0 none; 1..N: the Nth of messageDelayLevel (above N: N, as RocketMQ does). The
+    /// message reaches its topic when due, delivered by the leader.
     pub delay_level: i32,
     /// 0: the send time.
     pub born_timestamp: i64,
@@ -111,6 +112,10 @@ impl Message {
         self.queue_id = queue_id;
         self
     }
+    pub fn with_delay_level(mut self, level: i32) -> Message {
+        self.delay_level = level;
+        self
+    }
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
         self.properties.push((name.into(), value.into()));
         self
@@ -136,6 +141,8 @@ pub struct SendResult {
 /// A stored message as read back.
 #[derive(Debug, Clone)]
 pub struct MessageView {
+    /// The log index of the message's entry.
+    pub index: u64,
     /// The stored record, RocketMQ commitlog format.
     pub record: Bytes,
     pub decoded: MessageRecord,
@@ -145,7 +152,7 @@ pub struct MessageView {
 }
 
 impl MessageView {
-    fn from_record(record: Bytes) -> Result<MessageView> {
+    fn from_record(index: u64, record: Bytes) -> Result<MessageView> {
         let (decoded, _) = MessageRecord::decode(&record)?;
         let offset_msg_id = decoded.offset_msg_id();
         let msg_id = decoded
@@ -153,6 +160,7 @@ impl MessageView {
             .map(str::to_string)
             .unwrap_or_else(|| offset_msg_id.clone());
         Ok(MessageView {
+            index,
             record,
             decoded,
             msg_id,
@@ -239,6 +247,9 @@ struct State {
     offsets: BTreeMap<(String, String, i32), u64>,
     queues: HashMap<QueueKey, QueueFile>,
     index: KeyIndex,
+    /// Delay level (1-based) -> next schedule queue offset to deliver, from the
+    /// delivered messages' DELAY_FROM property.
+    delay_progress: BTreeMap<i32, u64>,
     last_checkpoint: Instant,
     checkpointed: u64,
 }
@@ -252,6 +263,45 @@ struct Counters {
     /// The last log index these counters account for.
     through: u64,
     next: HashMap<QueueKey, u64>,
+}
+
+/// A message id a send stored (or is storing) on this leader, for UNIQ_KEY dedup.
+struct DedupEntry {
+    store_ts: i64,
+    /// Log index once committed; 0 while in flight.
+    index: u64,
+    result: Option<SendResult>,
+    waiters: Vec<SendCallback>,
+    /// Found in the inherited tail at a recount (dropped at the next one).
+    from_tail: bool,
+}
+
+type DedupMap = HashMap<(String, String), DedupEntry>;
+
+/// The send result a stored record gives.
+fn result_of(view: &MessageView) -> SendResult {
+    let rec = &view.decoded;
+    let (topic, queue_id) = if rec.topic == topic::SCHEDULE_TOPIC {
+        (
+            rec.property(record::prop::REAL_TOPIC)
+                .unwrap_or(&rec.topic)
+                .to_string(),
+            rec.property(record::prop::REAL_QID)
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(rec.queue_id),
+        )
+    } else {
+        (rec.topic.clone(), rec.queue_id)
+    };
+    SendResult {
+        msg_id: view.msg_id.clone(),
+        offset_msg_id: view.offset_msg_id.clone(),
+        topic,
+        queue_id,
+        queue_offset: rec.queue_offset as u64,
+        commitlog_offset: rec.physical_offset as u64,
+        index: view.index,
+    }
 }
 
 /// Consumer offsets waiting to be replicated, per consumer group.
@@ -328,6 +378,7 @@ struct Inner {
     round_robin: Mutex<HashMap<String, u32>>,
     pending: Mutex<HashMap<String, PendingOffsets>>,
     pending_cv: Condvar,
+    dedup: Arc<Mutex<DedupMap>>,
     ids: ids::UniqIds,
     closing: AtomicBool,
 }
@@ -446,6 +497,7 @@ impl Broker {
             round_robin: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             pending_cv: Condvar::new(),
+            dedup: Arc::new(Mutex::new(HashMap::new())),
             ids,
             closing: AtomicBool::new(false),
         });
@@ -465,6 +517,8 @@ impl Broker {
         broker.threads.lock().map_err(|_| poisoned())?.push(t1);
         let t2 = spawn("offsets", Box::new(|i| i.offsets_loop()))?;
         broker.threads.lock().map_err(|_| poisoned())?.push(t2);
+        let t3 = spawn("schedule", Box::new(|i| i.schedule_loop()))?;
+        broker.threads.lock().map_err(|_| poisoned())?.push(t3);
         Ok(broker)
     }
 
@@ -634,6 +688,31 @@ impl Broker {
         self.inner.ensure_retry_topic(consumer_group, timeout)
     }
 
+    /// A consumer's send-back of a message it failed to consume (RocketMQ's
+    /// CONSUMER_SEND_MSG_BACK), by the message's commitlog offset. The message's
+    /// reconsume count so far is its RECONSUMETIMES; below `max_reconsume_times` (16 in
+    /// RocketMQ's clients) and with `delay_level` >= 0 it is stored again for
+    /// `%RETRY%<group>` (created if needed), delayed by `delay_level`, or by level 3 +
+    /// its reconsume count when 0, with RECONSUMETIMES + 1; otherwise (or with a negative
+    /// `delay_level`) it goes to `%DLQ%<group>` at once. RETRY_TOPIC keeps the topic it
+    /// was first sent to, ORIGIN_MESSAGE_ID its first id; the UNIQ_KEY stays.
+    pub fn send_back(
+        &self,
+        consumer_group: &str,
+        commitlog_offset: u64,
+        delay_level: i32,
+        max_reconsume_times: i32,
+        timeout: Duration,
+    ) -> Result<SendResult> {
+        self.inner.send_back(
+            consumer_group,
+            commitlog_offset,
+            delay_level,
+            max_reconsume_times,
+            timeout,
+        )
+    }
+
     /// Commits a consumer group's next offset for a queue (replicated). Commits are
     /// coalesced: at most one entry per consumer group per
     /// `rmqraftOffsetCommitIntervalMs`. With a nonzero `timeout` this waits until the
@@ -733,6 +812,13 @@ impl Drop for Broker {
     }
 }
 
+enum Dedup {
+    /// `done` ran, or waits for the original send.
+    Handled,
+    /// A new message: send it with this callback; remove the key if the send fails at once.
+    New(SendCallback, (String, String)),
+}
+
 /// Completes a `send_async` exactly once.
 pub type SendCallback = Box<dyn FnOnce(Result<SendResult>) + Send>;
 
@@ -760,7 +846,15 @@ impl State {
     }
 
     /// Applies one committed entry.
-    fn apply(&mut self, dir: &Path, kind: EntryKind, body: &Bytes, pos: u64, index: u64) {
+    fn apply(
+        &mut self,
+        dir: &Path,
+        delay_levels: &[u64],
+        kind: EntryKind,
+        body: &Bytes,
+        pos: u64,
+        index: u64,
+    ) {
         match kind {
             EntryKind::Message => match MessageRecord::decode(body) {
                 Ok((rec, size)) => {
@@ -798,8 +892,14 @@ impl State {
                     let unit = Unit {
                         commitlog_offset: body_pos as i64,
                         size: size as i32,
-                        tags_code: rec.tags_code(),
+                        tags_code: delay::tags_code(&rec, delay_levels),
                     };
+                    if let Some((level, offset)) =
+                        rec.property(delay::DELAY_FROM).and_then(delay::parse_from)
+                    {
+                        let p = self.delay_progress.entry(level).or_insert(0);
+                        *p = (*p).max(offset + 1);
+                    }
                     if let Err(err) = q.push(unit) {
                         log::error!("entry {index}: consume queue: {err}");
                     }
@@ -890,6 +990,11 @@ fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
         b.put_i32_le(*q);
         b.put_u64_le(f.count);
     }
+    b.put_u32_le(st.delay_progress.len() as u32);
+    for (level, offset) in &st.delay_progress {
+        b.put_i32_le(*level);
+        b.put_u64_le(*offset);
+    }
     let crc = crc32c::crc32c(&b);
     b.put_u32_le(crc);
     let tmp = dir.join("checkpoint.tmp");
@@ -919,6 +1024,7 @@ fn empty_state(dir: &Path) -> Result<State> {
         offsets: BTreeMap::new(),
         queues: HashMap::new(),
         index,
+        delay_progress: BTreeMap::new(),
         last_checkpoint: Instant::now(),
         checkpointed: 0,
     })
@@ -994,6 +1100,11 @@ fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
             None => return Ok(None),
         }
     }
+    let mut delay_progress = BTreeMap::new();
+    for _ in 0..r.u32()? {
+        let level = r.i32()?;
+        delay_progress.insert(level, r.u64()?);
+    }
     let Some(index) = KeyIndex::open(&dir.join("index"), index_len)? else {
         return Ok(None);
     };
@@ -1003,6 +1114,7 @@ fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
         offsets,
         queues,
         index,
+        delay_progress,
         last_checkpoint: Instant::now(),
         checkpointed: applied,
     }))
@@ -1059,7 +1171,14 @@ impl Inner {
                 if entry.index != st.applied + 1 {
                     continue;
                 }
-                st.apply(&self.dir, entry.kind, &entry.body, meta.pos, entry.index);
+                st.apply(
+                    &self.dir,
+                    &self.config.delay_levels_ms,
+                    entry.kind,
+                    &entry.body,
+                    meta.pos,
+                    entry.index,
+                );
             }
             if had {
                 self.applied_cv.notify_all();
@@ -1103,7 +1222,7 @@ impl Inner {
                 if entry.kind == EntryKind::Message
                     && meta.pos + crate::store::ENTRY_HEADER_SIZE as u64 == offset =>
             {
-                Ok(Some(MessageView::from_record(entry.body)?))
+                Ok(Some(MessageView::from_record(entry.index, entry.body)?))
             }
             Ok(_) => Ok(None),
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
@@ -1144,13 +1263,34 @@ impl Inner {
             (st.applied, next)
         };
         let last = status.last_index;
+        let mut tail = Vec::new();
         for index in applied + 1..=last {
             let (entry, _) = self.group.read_local(index)?;
             if entry.kind == EntryKind::Message {
-                if let Ok((rec, _)) = MessageRecord::decode(&entry.body) {
-                    let n = next.entry((rec.topic, rec.queue_id)).or_insert(0);
+                if let Ok(view) = MessageView::from_record(index, entry.body) {
+                    let rec = &view.decoded;
+                    let n = next.entry((rec.topic.clone(), rec.queue_id)).or_insert(0);
                     *n = (*n).max(rec.queue_offset as u64 + 1);
+                    if rec.uniq_key().is_some() && rec.property(delay::DELAY_FROM).is_none() {
+                        tail.push(view);
+                    }
                 }
+            }
+        }
+        if let Ok(mut d) = self.dedup.lock() {
+            d.retain(|_, e| !e.from_tail);
+            for view in tail {
+                let r = result_of(&view);
+                d.insert(
+                    (r.topic.clone(), r.msg_id.clone()),
+                    DedupEntry {
+                        store_ts: view.decoded.store_timestamp,
+                        index: view.index,
+                        result: Some(r),
+                        waiters: Vec::new(),
+                        from_tail: true,
+                    },
+                );
             }
         }
         let mut c = self.counters.lock().map_err(|_| poisoned())?;
@@ -1167,6 +1307,103 @@ impl Inner {
             status.term
         );
         Ok(())
+    }
+
+    /// Recomputes the counters unless they are valid for the current term.
+    fn ensure_counters(&self) -> Result<()> {
+        // The member lock (status) is never taken while holding the counters: the
+        // stamp takes them in the other order.
+        let s = self.group.status()?;
+        let ready = {
+            let c = self.counters.lock().map_err(|_| poisoned())?;
+            c.valid && c.term == s.term
+        };
+        if !ready {
+            self.rebuild_counters()?;
+        }
+        Ok(())
+    }
+
+    /// UNIQ_KEY dedup: answers `done` with the original's result when `uniq` was stored
+    /// in `topic` within dedupWindowMs (committed, in the inherited tail, or in flight),
+    /// or hands `done` back, wrapped to record this send's outcome.
+    fn dedup(&self, topic: &str, uniq: &str, now: i64, done: SendCallback) -> Result<Dedup> {
+        self.ensure_counters()?;
+        let window = self.config.dedup_window_ms as i64;
+        let applied = self.lock_state()?.applied;
+        let dedup = Arc::clone(&self.dedup);
+        let mut d = dedup.lock().map_err(|_| poisoned())?;
+        if d.len() >= 1024 {
+            d.retain(|_, e| {
+                let covered = e.result.is_some() && e.index <= applied && !e.from_tail;
+                !covered && e.store_ts.saturating_add(window) >= now
+            });
+        }
+        let key = (topic.to_string(), uniq.to_string());
+        if let Some(e) = d.get_mut(&key) {
+            if e.store_ts.saturating_add(window) >= now {
+                match &e.result {
+                    Some(r) => {
+                        let r = r.clone();
+                        drop(d);
+                        done(Ok(r));
+                    }
+                    None => e.waiters.push(done),
+                }
+                return Ok(Dedup::Handled);
+            }
+        }
+        let hits = self.lock_state()?.index.by_uniq(uniq).to_vec();
+        for hit in hits.iter().rev() {
+            if hit.store_timestamp.saturating_add(window) < now {
+                continue;
+            }
+            let Some(view) = self.read_message(hit.commitlog_offset)? else {
+                continue;
+            };
+            if view.decoded.property(delay::DELAY_FROM).is_some() {
+                continue;
+            }
+            let r = result_of(&view);
+            if r.topic == topic {
+                drop(d);
+                done(Ok(r));
+                return Ok(Dedup::Handled);
+            }
+        }
+        d.insert(
+            key.clone(),
+            DedupEntry {
+                store_ts: now,
+                index: 0,
+                result: None,
+                waiters: Vec::new(),
+                from_tail: false,
+            },
+        );
+        let dedup2 = Arc::clone(&self.dedup);
+        let returned_key = key.clone();
+        Ok(Dedup::New(
+            Box::new(move |r: Result<SendResult>| {
+                let waiters = match dedup2.lock() {
+                    Ok(mut d) => match (&r, d.get_mut(&key)) {
+                        (Ok(res), Some(e)) => {
+                            e.result = Some(res.clone());
+                            e.index = res.index;
+                            std::mem::take(&mut e.waiters)
+                        }
+                        (Err(_), Some(_)) => d.remove(&key).map(|e| e.waiters).unwrap_or_default(),
+                        (_, None) => Vec::new(),
+                    },
+                    Err(_) => Vec::new(),
+                };
+                for w in waiters {
+                    w(r.clone());
+                }
+                done(r)
+            }),
+            returned_key,
+        ))
     }
 
     fn not_leader(&self) -> Error {
@@ -1207,16 +1444,7 @@ impl Inner {
     ) -> Result<()> {
         let done = Arc::new(Mutex::new(Some(done)));
         for _ in 0..STAMP_ATTEMPTS {
-            // The member lock (status) is never taken while holding the counters: the
-            // stamp takes them in the other order.
-            let s = self.group.status()?;
-            let ready = {
-                let c = self.counters.lock().map_err(|_| poisoned())?;
-                c.valid && c.term == s.term
-            };
-            if !ready {
-                self.rebuild_counters()?;
-            }
+            self.ensure_counters()?;
             let make = Arc::clone(&make);
             let counters = Arc::clone(&self.counters);
             let done2 = Arc::clone(&done);
@@ -1294,7 +1522,28 @@ impl Inner {
     }
 
     fn send_async(&self, m: &Message, done: SendCallback, timeout: Duration) -> Result<()> {
+        self.put(m, done, timeout, None, true)
+    }
+
+    /// Stores a message. `delivered_from`: (delay level, schedule queue offset) of a
+    /// delayed message the leader delivers now (recorded in the DELAY_FROM property, so
+    /// delivery progress is part of the log). `dedup`: a client's send (UNIQ_KEY dedup);
+    /// the broker's own re-puts are not deduplicated against their originals.
+    pub(super) fn put(
+        &self,
+        m: &Message,
+        done: SendCallback,
+        timeout: Duration,
+        delivered_from: Option<(i32, u64)>,
+        dedup: bool,
+    ) -> Result<()> {
         topic::validate_topic(&m.topic, true)?;
+        if m.topic == topic::SCHEDULE_TOPIC {
+            return Err(Error::new(
+                ErrorKind::NoPermission,
+                format!("{} is the broker's own topic", topic::SCHEDULE_TOPIC),
+            ));
+        }
         if m.topic == topic::DEFAULT_TOPIC {
             return Err(Error::new(
                 ErrorKind::NoPermission,
@@ -1343,21 +1592,31 @@ impl Inner {
             }
             pairs.push((k, v));
         }
-        let delay;
         if let Some(tags) = m.tags.as_deref().filter(|s| !s.is_empty()) {
             pairs.push((record::prop::TAGS, tags));
         }
         if let Some(keys) = m.keys.as_deref().filter(|s| !s.is_empty()) {
             pairs.push((record::prop::KEYS, keys));
         }
-        if m.delay_level > 0 {
-            delay = m.delay_level.to_string();
-            pairs.push((record::prop::DELAY, &delay));
-        }
+        let levels = self.config.delay_levels_ms.len() as i32;
+        // RocketMQ clamps a level above the highest to the highest.
+        let delay_level = if delivered_from.is_some() {
+            0
+        } else {
+            m.delay_level.clamp(0, levels)
+        };
+        let user_uniq = uniq.clone();
         let uniq = uniq.unwrap_or_else(|| self.ids.next(now));
         pairs.push((record::prop::UNIQ_KEY, &uniq));
-        let properties = record::encode_properties(pairs.iter().copied());
-        if properties.len() > record::PROPERTIES_BYTES_MAX {
+        let from;
+        if let Some((level, offset)) = delivered_from {
+            from = format!("{level}:{offset}");
+            pairs.push((delay::DELAY_FROM, &from));
+        }
+        let mut properties = record::encode_properties(pairs.iter().copied());
+        // Room for DELAY, REAL_TOPIC and REAL_QID of a delayed message.
+        let reserve = if delay_level > 0 { 200 } else { 0 };
+        if properties.len() + reserve > record::PROPERTIES_BYTES_MAX {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
@@ -1399,9 +1658,23 @@ impl Inner {
             }
             m.queue_id
         };
+        // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, with its
+        // destination in REAL_TOPIC / REAL_QID.
+        let (record_topic, record_queue) = if delay_level > 0 {
+            let qid = queue_id.to_string();
+            let level = delay_level.to_string();
+            properties.push_str(&record::encode_properties([
+                (record::prop::DELAY, level.as_str()),
+                (record::prop::REAL_TOPIC, t.name.as_str()),
+                (record::prop::REAL_QID, qid.as_str()),
+            ]));
+            (topic::SCHEDULE_TOPIC.to_string(), delay_level - 1)
+        } else {
+            (t.name.clone(), queue_id)
+        };
         let store_host = self.config.store_host;
         let rec = MessageRecord {
-            queue_id,
+            queue_id: record_queue,
             flag: m.flag,
             queue_offset: 0,
             physical_offset: 0,
@@ -1417,7 +1690,7 @@ impl Inner {
             reconsume_times: m.reconsume_times,
             prepared_transaction_offset: 0,
             body: m.body.clone(),
-            topic: t.name.clone(),
+            topic: record_topic.clone(),
             properties,
             body_crc: 0,
         };
@@ -1432,7 +1705,7 @@ impl Inner {
                 ),
             ));
         }
-        let key: QueueKey = (t.name.clone(), queue_id);
+        let key: QueueKey = (record_topic, record_queue);
         let assigned = Arc::new(Mutex::new((0u64, 0u64)));
         let assigned2 = Arc::clone(&assigned);
         let make = Arc::new(
@@ -1450,7 +1723,16 @@ impl Inner {
         );
         let topic_name = t.name.clone();
         let len = rec.encoded_len();
-        self.append_stamped(
+        let (done, dedup_key) = match &user_uniq {
+            Some(u) if dedup && self.config.dedup_window_ms > 0 => {
+                match self.dedup(&t.name, u, now, done)? {
+                    Dedup::Handled => return Ok(()),
+                    Dedup::New(done, key) => (done, Some(key)),
+                }
+            }
+            _ => (done, None),
+        };
+        let sent = self.append_stamped(
             EntryKind::Message,
             len,
             make,
@@ -1480,7 +1762,20 @@ impl Inner {
                     });
                 done(r)
             }),
-        )
+        );
+        if let (Err(err), Some(key)) = (&sent, dedup_key) {
+            let waiters = self
+                .dedup
+                .lock()
+                .ok()
+                .and_then(|mut d| d.remove(&key))
+                .map(|e| e.waiters)
+                .unwrap_or_default();
+            for w in waiters {
+                w(Err(err.clone()));
+            }
+        }
+        sent
     }
 
     fn pull(
@@ -1719,5 +2014,99 @@ impl Inner {
                 Err(_) => return,
             };
         }
+    }
+}
+
+impl Inner {
+    fn send_back(
+        &self,
+        consumer_group: &str,
+        commitlog_offset: u64,
+        delay_level: i32,
+        max_reconsume_times: i32,
+        timeout: Duration,
+    ) -> Result<SendResult> {
+        if consumer_group.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the consumer group is empty",
+            ));
+        }
+        let Some(view) = self.read_message(commitlog_offset)? else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no message at commitlog offset {commitlog_offset} to send back"),
+            ));
+        };
+        let rec = &view.decoded;
+        let times = rec.reconsume_times;
+        let to_dlq = delay_level < 0 || times >= max_reconsume_times;
+        let target = if to_dlq {
+            let dlq = format!("{}{consumer_group}", topic::DLQ_PREFIX);
+            topic::validate_topic(&dlq, true)?;
+            if !self.lock_state()?.topics.contains_key(&dlq) {
+                let t = TopicConfig {
+                    name: dlq.clone(),
+                    read_queue_nums: 1,
+                    write_queue_nums: 1,
+                    perm: topic::PERM_READ | topic::PERM_WRITE,
+                };
+                self.admin(AdminOp::TopicUpdate(t), timeout)?;
+            }
+            dlq
+        } else {
+            self.ensure_retry_topic(consumer_group, timeout)?;
+            topic::retry_topic(consumer_group)
+        };
+        let origin_topic = rec
+            .property(record::prop::RETRY_TOPIC)
+            .unwrap_or(&rec.topic)
+            .to_string();
+        let origin_id = rec
+            .property(record::prop::ORIGIN_MESSAGE_ID)
+            .map(str::to_string)
+            .unwrap_or_else(|| view.msg_id.clone());
+        let mut properties: Vec<(String, String)> = record::decode_properties(&rec.properties)
+            .into_iter()
+            .filter(|(k, _)| {
+                ![
+                    record::prop::TAGS,
+                    record::prop::KEYS,
+                    record::prop::DELAY,
+                    record::prop::REAL_TOPIC,
+                    record::prop::REAL_QID,
+                    record::prop::RETRY_TOPIC,
+                    record::prop::ORIGIN_MESSAGE_ID,
+                    delay::DELAY_FROM,
+                ]
+                .contains(&k.as_str())
+            })
+            .collect();
+        properties.push((record::prop::RETRY_TOPIC.into(), origin_topic));
+        properties.push((record::prop::ORIGIN_MESSAGE_ID.into(), origin_id));
+        let m = Message {
+            topic: target,
+            tags: rec.tags().map(str::to_string),
+            keys: rec.keys().map(str::to_string),
+            properties,
+            body: rec.body.clone(),
+            queue_id: 0,
+            flag: rec.flag,
+            delay_level: if to_dlq {
+                0
+            } else if delay_level == 0 {
+                3 + times
+            } else {
+                delay_level
+            },
+            born_timestamp: rec.born_timestamp,
+            born_host: Some(rec.born_host),
+            sys_flag: rec.sys_flag,
+            reconsume_times: times + 1,
+        };
+        let slot = Slot::new();
+        let filler = Arc::clone(&slot);
+        self.put(&m, Box::new(move |r| filler.fill(r)), timeout, None, false)?;
+        slot.wait(timeout, "the sent-back message")
     }
 }
