@@ -326,7 +326,7 @@ impl Loops {
         if let Some(brokers) = self.cluster.brokers.get(group).filter(|b| !b.is_empty()) {
             let n = self.sent.fetch_add(1, Ordering::Relaxed);
             let message = broker::Message::new(BENCH_TOPIC, bytes::Bytes::clone(&self.body))
-                .with_tags(if n % 2 == 0 { "TagA" } else { "TagB" })
+                .with_tags(if n.is_multiple_of(2) { "TagA" } else { "TagB" })
                 .with_keys(format!("k{n}"));
             let accepted = brokers[leader].send_async(
                 &message,
