@@ -321,49 +321,40 @@ impl Loops {
         let members = &self.cluster.groups[group];
         let leader = self.leaders[group].load(Ordering::Relaxed);
         let started = Instant::now();
-        let me = Arc::clone(self);
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        if let Some(brokers) = self.cluster.brokers.get(group).filter(|b| !b.is_empty()) {
-            let n = self.sent.fetch_add(1, Ordering::Relaxed);
-            let message = broker::Message::new(BENCH_TOPIC, bytes::Bytes::clone(&self.body))
-                .with_tags(if n.is_multiple_of(2) { "TagA" } else { "TagB" })
-                .with_keys(format!("k{n}"));
-            let accepted = brokers[leader].send_async(
-                &message,
-                Box::new(move |result| {
-                    match result {
-                        Ok(_) => {
-                            me.shared.record(client, started);
-                            me.issue(client);
-                        }
-                        Err(e) => me.failed(client, e),
-                    }
-                    me.outstanding.fetch_sub(1, Ordering::AcqRel);
-                }),
-            );
-            if let Err(e) = accepted {
-                self.outstanding.fetch_sub(1, Ordering::AcqRel);
-                self.failed(client, e);
+        let accepted = match self.cluster.brokers.get(group).filter(|b| !b.is_empty()) {
+            Some(brokers) => {
+                let n = self.sent.fetch_add(1, Ordering::Relaxed);
+                let message = broker::Message::new(BENCH_TOPIC, bytes::Bytes::clone(&self.body))
+                    .with_tags(if n.is_multiple_of(2) { "TagA" } else { "TagB" })
+                    .with_keys(format!("k{n}"));
+                brokers[leader].send_async(&message, self.completion(client, started))
             }
-            return;
-        }
-        let accepted = members[leader].append_async(
-            &self.data,
-            Box::new(move |result| {
-                match result {
-                    Ok(_) => {
-                        me.shared.record(client, started);
-                        me.issue(client);
-                    }
-                    Err(e) => me.failed(client, e),
-                }
-                me.outstanding.fetch_sub(1, Ordering::AcqRel);
-            }),
-        );
+            None => members[leader].append_async(&self.data, self.completion(client, started)),
+        };
         if let Err(e) = accepted {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
             self.failed(client, e);
         }
+    }
+
+    /// What runs when a client's append or send completes: record it and go on.
+    fn completion<T>(
+        self: &Arc<Self>,
+        client: usize,
+        started: Instant,
+    ) -> Box<dyn FnOnce(Result<T, rmqraft::Error>) + Send> {
+        let me = Arc::clone(self);
+        Box::new(move |result| {
+            match result {
+                Ok(_) => {
+                    me.shared.record(client, started);
+                    me.issue(client);
+                }
+                Err(e) => me.failed(client, e),
+            }
+            me.outstanding.fetch_sub(1, Ordering::AcqRel);
+        })
     }
 
     fn failed(&self, client: usize, e: rmqraft::Error) {
