@@ -587,6 +587,12 @@ impl Broker {
         ))
     }
 
+    /// The message whose record starts at commitlog offset `offset` (VIEW_MESSAGE_BY_ID
+    /// names messages so); `None` when no committed message starts there.
+    pub fn view_at(&self, offset: u64) -> Result<Option<MessageView>> {
+        self.inner.read_message(offset)
+    }
+
     /// Creates or updates a topic (replicated) and waits until this member applied it.
     pub fn topic_update(
         &self,
