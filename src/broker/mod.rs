@@ -68,7 +68,7 @@ pub struct Message {
     pub tags: Option<String>,
     /// Space-separated keys (KEYS); each is indexed.
     pub keys: Option<String>,
-    /// User properties. A `UNIQ_CLIENT_MESSAGE_ID_KEYIDX` pair sets the message id;
+    /// User properties. A `UNIQ_KEY` pair (PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX) sets the message id;
     /// without one the broker makes one.
     pub properties: Vec<(String, String)>,
     /// 1 ..= maxMessageSize bytes.

@@ -1462,27 +1462,48 @@ impl Side {
     }
 
     /// What this member should be registered as now; `None` while it may not register
-    /// as anything new (a leader whose log is not yet committed to its end).
-    fn wanted_id(&self, leader_since: &mut Option<(u64, u64)>) -> Option<i64> {
+    /// as anything new (a leader whose term's first entry is not yet committed and
+    /// applied here). `first_of_term` caches (term, index of that term's first entry).
+    fn wanted_id(&self, first_of_term: &mut Option<(u64, u64)>) -> Option<i64> {
         let s = self.broker.group().status().ok()?;
         match s.role {
             Role::Leader => {
-                let (term, through) = match *leader_since {
-                    Some((t, i)) if t == s.term => (t, i),
+                let first = match *first_of_term {
+                    Some((t, i)) if t == s.term => i,
                     _ => {
-                        *leader_since = Some((s.term, s.last_index));
-                        (s.term, s.last_index)
+                        let i = self.first_index_of_term(s.term, s.last_index, s.first_index)?;
+                        *first_of_term = Some((s.term, i));
+                        i
                     }
                 };
-                let _ = term;
                 let applied = self.broker.applied_index().unwrap_or(0);
-                (s.commit_index >= through && applied >= through).then_some(0)
+                (s.commit_index >= first && applied >= first).then_some(0)
             }
             _ => {
-                *leader_since = None;
+                *first_of_term = None;
                 Some(follower_broker_id(self.broker.group().self_id()).unwrap_or(1))
             }
         }
+    }
+
+    /// The index of the first entry of `term` in the local log, scanning back from
+    /// `last` (a new leader's first entry is near the end); `None` while the log holds
+    /// no entry of the term yet.
+    fn first_index_of_term(&self, term: u64, last: u64, first_retained: u64) -> Option<u64> {
+        let group = self.broker.group();
+        let term_of = |i: u64| group.read_local(i).ok().map(|(_, m)| m.term);
+        if last == 0 || term_of(last)? != term {
+            return None;
+        }
+        let mut i = last;
+        // Bounded: at most this many entries of the term are looked at.
+        for _ in 0..100_000 {
+            if i <= first_retained.max(1) || term_of(i - 1) != Some(term) {
+                return Some(i);
+            }
+            i -= 1;
+        }
+        Some(i)
     }
 
     fn topic_routes(&self) -> Vec<TopicRoute> {
@@ -1504,9 +1525,9 @@ impl Side {
     fn refresh_registration(
         &self,
         registrar: &Option<Arc<Mutex<Registrar>>>,
-        leader_since: &mut Option<(u64, u64)>,
+        first_of_term: &mut Option<(u64, u64)>,
     ) {
-        let Some(id) = self.wanted_id(leader_since) else {
+        let Some(id) = self.wanted_id(first_of_term) else {
             return;
         };
         let topics = self.topic_routes();
@@ -1535,7 +1556,7 @@ impl Side {
 
     /// The background thread: parked pulls and registration.
     fn background(self: Arc<Self>, wake: Receiver<()>, registrar: Option<Arc<Mutex<Registrar>>>) {
-        let mut leader_since = None;
+        let mut first_of_term = None;
         let mut last_refresh = Instant::now() - TICK;
         let mut seen_applied = self.broker.applied_index().unwrap_or(0);
         while !self.stop.load(Ordering::SeqCst) {
@@ -1555,7 +1576,7 @@ impl Side {
                 self.serve_parked();
                 if wake.try_recv().is_ok() {
                     while wake.try_recv().is_ok() {}
-                    self.refresh_registration(&registrar, &mut leader_since);
+                    self.refresh_registration(&registrar, &mut first_of_term);
                     last_refresh = Instant::now();
                 }
             } else {
@@ -1565,12 +1586,12 @@ impl Side {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
                 seen_applied = self.broker.applied_index().unwrap_or(seen_applied);
-                self.refresh_registration(&registrar, &mut leader_since);
+                self.refresh_registration(&registrar, &mut first_of_term);
                 last_refresh = Instant::now();
                 continue;
             }
             if last_refresh.elapsed() >= TICK {
-                self.refresh_registration(&registrar, &mut leader_since);
+                self.refresh_registration(&registrar, &mut first_of_term);
                 last_refresh = Instant::now();
             }
         }

@@ -359,6 +359,25 @@ fn route(o: &Opts, topic: &str) -> Result<Route, String> {
     Ok(Route { brokers, queues })
 }
 
+/// The topic's route, or every group of the cluster info while the name server has no
+/// route for it yet (a topic a send just created is routed at the next registration).
+fn route_or_cluster(o: &Opts, topic: &str) -> Result<Route, String> {
+    match route(o, topic) {
+        Ok(r) => Ok(r),
+        Err(e) if e.starts_with("no route") => {
+            let brokers = cluster_info(o)?;
+            if brokers.is_empty() {
+                return Err(e);
+            }
+            Ok(Route {
+                queues: brokers.keys().map(|b| (b.clone(), 4, 4)).collect(),
+                brokers: brokers.into_iter().map(|(k, (_, a))| (k, a)).collect(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn runtime_info(addr: &str) -> Result<BTreeMap<String, String>, String> {
     let r = call(
         addr,
@@ -520,18 +539,8 @@ fn send_one(
     let mut pause = Duration::from_millis(100);
     loop {
         let attempt = (|| -> Result<Result<Sent, String>, String> {
-            let route = match route(o, topic) {
-                Ok(r) => r,
-                // A new topic: the first send creates it on a master (autoCreateTopicEnable).
-                Err(e) if e.starts_with("no route") => {
-                    let brokers = cluster_info(o)?;
-                    Route {
-                        queues: brokers.keys().map(|b| (b.clone(), 4, 4)).collect(),
-                        brokers: brokers.into_iter().map(|(k, (_, a))| (k, a)).collect(),
-                    }
-                }
-                Err(e) => return Err(e),
-            };
+            // A new topic: the first send creates it on a master (autoCreateTopicEnable).
+            let route = route_or_cluster(o, topic)?;
             let mut targets: Vec<(String, String, i32)> = Vec::new();
             for (b, w, _) in &route.queues {
                 if let Some(addr) = route.brokers.get(b).and_then(|a| a.get(&0)) {
@@ -773,7 +782,7 @@ fn pull(o: &Opts) -> Result<(), String> {
 fn query_by_key(o: &Opts) -> Result<(), String> {
     let topic = o.topic.as_deref().unwrap_or_default();
     let key = o.key.as_deref().unwrap_or_default();
-    let route = route(o, topic)?;
+    let route = route_or_cluster(o, topic)?;
     let mut found = 0;
     for (broker, addrs) in &route.brokers {
         // The master first, else any member (all serve committed messages).
