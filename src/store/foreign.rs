@@ -260,6 +260,9 @@ fn check_member_dir(dir: &Path) -> Result<()> {
                         .push("spare (not all zeros; rmqraft's spare is)".to_string());
                 }
             }
+            // The message layer's state (docs/MESSAGES.md): consume queues, key index and
+            // its checkpoint, all rebuildable from the log and checked by their own loader.
+            "broker" if meta.is_dir() => {}
             "data" if meta.is_dir() => check_data_dir(&path, &mut f)?,
             "index" if meta.is_dir() => check_index_dir(&path, &mut f)?,
             n if n == "currterm" || n.starts_with("currterm.") => {
