@@ -218,7 +218,7 @@ impl TagFilter {
     fn code_may_match(&self, code: i64) -> bool {
         self.0
             .as_ref()
-            .map_or(true, |tags| tags.iter().any(|(c, _)| *c == code))
+            .is_none_or(|tags| tags.iter().any(|(c, _)| *c == code))
     }
     fn matches(&self, tags: Option<&str>) -> bool {
         match &self.0 {

@@ -163,12 +163,17 @@ struct PullArgs {
     filter: Option<String>,
 }
 
+/// A consumer client's last heartbeat and its subscriptions (topic -> expression).
+type ConsumerClient = (Instant, BTreeMap<String, String>);
+/// (consumer group, topic, brokerName, queueId).
+type LockKey = (String, String, String, i32);
+
 #[derive(Default)]
 struct Clients {
     /// producer group -> client ids.
     producers: BTreeMap<String, BTreeSet<String>>,
     /// consumer group -> client id -> (last heartbeat, topic -> subscription expression).
-    consumers: BTreeMap<String, BTreeMap<String, (Instant, BTreeMap<String, String>)>>,
+    consumers: BTreeMap<String, BTreeMap<String, ConsumerClient>>,
 }
 
 struct Side {
@@ -177,7 +182,7 @@ struct Side {
     clients: Mutex<Clients>,
     parked: Mutex<Vec<Parked>>,
     /// (group, topic, brokerName, queueId) -> (client id, locked at).
-    locks: Mutex<HashMap<(String, String, String, i32), (String, Instant)>>,
+    locks: Mutex<HashMap<LockKey, (String, Instant)>>,
     wake_tx: Sender<()>,
     stop: AtomicBool,
     put_total: AtomicU64,
