@@ -806,3 +806,74 @@ fn fast_try_serves_rocketmq_clients_through_a_name_server() {
     assert!(stop.stdout.contains("stopped namesrv"), "{stop:?}");
     guard.seen.clear();
 }
+
+/// `fast-try start --groups 3`: three groups across the three processes, each led by a
+/// different process (preferredLeaderIds), all registered; sends spread over the groups.
+#[test]
+fn fast_try_groups_spread_their_masters() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir_path = tmp.path().join("fast-try");
+    let dir = dir_path.to_str().expect("utf-8 path").to_string();
+    let mut guard = NodesGuard {
+        dir: dir_path.clone(),
+        seen: Vec::new(),
+    };
+    let mut namesrv = None;
+    for _attempt in 0..4 {
+        let raft = free_ports(3);
+        let raft = format!("{},{},{}", raft[0], raft[1], raft[2]);
+        let rocketmq = free_rocketmq_ports();
+        let out = rmqraft(&[
+            "fast-try",
+            "start",
+            "--dir",
+            &dir,
+            "--groups",
+            "3",
+            "--ports",
+            &raft,
+            "--rocketmq-ports",
+            &rocketmq,
+        ]);
+        guard.seen.extend(all_recorded_pids(&dir_path));
+        if out.ok() {
+            namesrv = Some(format!("127.0.0.1:{}", rocketmq.split(',').next().unwrap()));
+            break;
+        }
+        assert!(
+            out.stderr.contains("taken") || out.stderr.contains("in use"),
+            "fast-try start failed: {out:?}"
+        );
+    }
+    let ns = namesrv.expect("fast-try start kept finding its ports taken");
+    // Each group's master is registered; the preferred leaders are three processes.
+    let masters = wait_for("three masters on three processes", || {
+        let out = rmqraft(&["clusterList", "-n", &ns, "--json"]);
+        let masters: std::collections::BTreeMap<String, String> = out
+            .stdout
+            .lines()
+            .filter(|l| field(l, "brokerId") == "0")
+            .map(|l| {
+                (
+                    field(l, "brokerName").to_string(),
+                    field(l, "addr").to_string(),
+                )
+            })
+            .collect();
+        let addrs: std::collections::BTreeSet<&String> = masters.values().collect();
+        (out.stdout.lines().count() == 9 && masters.len() == 3 && addrs.len() == 3)
+            .then_some(masters)
+    });
+    assert!(masters.contains_key("RaftNode02"), "{masters:?}");
+    let mut groups = std::collections::BTreeSet::new();
+    for i in 0..9 {
+        let key = format!("spread-{i}");
+        let out = rmqraft(&["send", "-n", &ns, "-t", "TopicSpread", "-k", &key, "--json"]);
+        assert!(out.ok(), "{out:?}");
+        groups.insert(field(out.stdout.trim(), "brokerName").to_string());
+    }
+    assert!(groups.len() >= 2, "sends all went to {groups:?}");
+    let stop = rmqraft(&["fast-try", "stop", "--dir", &dir]);
+    assert!(stop.ok(), "{stop:?}");
+    guard.seen.clear();
+}

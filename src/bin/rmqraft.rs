@@ -81,8 +81,11 @@ fn run(command: Command) -> Result<(), String> {
             dir,
             ports,
             rocketmq_ports,
+            groups,
         } => match action {
-            FastTryAction::Start { clean } => fast_try::start(&dir, ports, rocketmq_ports, clean),
+            FastTryAction::Start { clean } => {
+                fast_try::start(&dir, ports, rocketmq_ports, groups, clean)
+            }
             FastTryAction::Stop => fast_try::stop(&dir),
             FastTryAction::RestartMember(id) => fast_try::restart_member(&dir, &id),
         },

@@ -10,7 +10,8 @@ rmqraft: replicated commitlog groups (Raft over TCP), RocketMQ DLedger style
 
 Usage:
   rmqraft node -c FILE [-c FILE ...]
-  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--rocketmq-ports NS,L0,L1,L2] [--clean]
+  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--rocketmq-ports NS,L0,L1,L2]
+                         [--groups N] [--clean]
   rmqraft fast-try restart-member ID [--dir DIR]
   rmqraft fast-try stop  [--dir DIR]
   rmqraft namesrv [-p PORT]
@@ -49,6 +50,9 @@ Options:
   --rocketmq-ports NS,L0,L1,L2
                        fast-try start: the name server's port and the listenPorts (default
                        9876,30911,30921,30931); generates configs in DIR
+  --groups N           fast-try start: N groups (RaftNode00 ..) across the three processes,
+                       leaders spread by preferredLeaderIds; group g's ports are shifted
+                       (Raft +3g, listenPort +g); generates configs in DIR
   --clean              fast-try start: delete the members' stores first
   -h, --help           this text (`rmqraft SUBCOMMAND --help`: that subcommand's)
   -V, --version        the version
@@ -134,6 +138,9 @@ Options:
   --rocketmq-ports NS,L0,L1,L2
                        start: the name server's port and the members' listenPorts
                        (default 9876,30911,30921,30931); generates configs in DIR
+  --groups N           start: N groups (RaftNode00, RaftNode01, ..) across the three
+                       processes, group g led by n(g mod 3) (preferredLeaderIds), its Raft
+                       ports +3g and listenPorts +g; generates configs in DIR
   --clean              start: delete the three members' store directories first (refused
                        while one of the members runs)
 ";
@@ -238,6 +245,8 @@ pub enum Command {
         ports: Option<[u16; 3]>,
         /// `--rocketmq-ports NS,L0,L1,L2`: the name server's port and the listenPorts.
         rocketmq_ports: Option<[u16; 4]>,
+        /// `--groups N`: groups across the three processes (1 ..= 9).
+        groups: u32,
     },
     ClusterList {
         target: TargetArgs,
@@ -451,6 +460,7 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
     let mut dir = PathBuf::from(FAST_TRY_DIR);
     let mut ports = None;
     let mut rocketmq_ports = None;
+    let mut groups = 1u32;
     let mut clean = false;
     while let Some(item) = next_item(parser)? {
         match &item {
@@ -475,6 +485,12 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
             Item::Flag(f) if f == "--ports" => {
                 ports = Some(parse_ports(&parser.value()?.string()?)?)
             }
+            Item::Flag(f) if f == "--groups" => {
+                groups = match positive(parser, "--groups")? {
+                    n @ 1..=9 => n as u32,
+                    n => return usage(format!("--groups: {n} is not 1 to 9")),
+                }
+            }
             Item::Flag(f) if f == "--rocketmq-ports" => {
                 rocketmq_ports = Some(parse_rocketmq_ports(&parser.value()?.string()?)?)
             }
@@ -491,15 +507,16 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
         Some(other) => other,
     };
     if !matches!(action, FastTryAction::Start { .. })
-        && (ports.is_some() || clean || rocketmq_ports.is_some())
+        && (ports.is_some() || clean || rocketmq_ports.is_some() || groups != 1)
     {
-        return usage("fast-try: --ports, --rocketmq-ports and --clean are for start");
+        return usage("fast-try: --ports, --rocketmq-ports, --groups and --clean are for start");
     }
     Ok(Command::FastTry {
         action,
         dir,
         ports,
         rocketmq_ports,
+        groups,
     })
 }
 
@@ -723,6 +740,7 @@ mod tests {
                 dir: PathBuf::from(FAST_TRY_DIR),
                 ports: None,
                 rocketmq_ports: None,
+                groups: 1,
             }
         );
         assert!(matches!(

@@ -148,34 +148,82 @@ fn log_tail(path: &Path) -> String {
     lines[from..].join("\n")
 }
 
-/// The three config files to run: generated in `dir` for `ports`, or the shipped ones.
+/// The config of member `i` of extra group `g` (1 ..): `broker-g<g>-n<i>.conf` in `dir`.
+fn group_config_path(dir: &Path, g: u32, i: usize) -> PathBuf {
+    dir.join(format!("broker-g{g}-n{i}.conf"))
+}
+
+/// The configs of the extra groups (`--groups`) member `i` runs, as start generated them.
+fn extra_group_configs(dir: &Path, i: usize) -> Vec<PathBuf> {
+    (1..10)
+        .map(|g| group_config_path(dir, g, i))
+        .take_while(|p| p.exists())
+        .collect()
+}
+
+/// The three config files to run: generated in `dir` for `ports` (and the extra groups'
+/// in `dir` too), or the shipped ones.
 fn prepare_configs(
     dir: &Path,
     ports: Option<[u16; 3]>,
     rocketmq: Option<RocketmqPorts>,
+    groups: u32,
 ) -> Result<Vec<PathBuf>, String> {
-    let generate = ports.is_some() || rocketmq.is_some();
-    let ports = ports.unwrap_or(crate::target::SHIPPED_RAFT_PORTS);
-    let rocketmq = rocketmq.unwrap_or_default();
-    match generate {
-        true => (0..3)
-            .map(|i| {
-                let path = generated_config_path(dir, i);
-                let store = dir.join("store").join(format!("node0{i}"));
-                fs::write(&path, broker_conf_with(i, ports, &store, rocketmq))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                Ok(path)
-            })
-            .collect(),
-        false => {
-            let shipped = shipped_configs()?;
-            // Clients look for generated configs first: drop those of an earlier run.
-            for i in 0..3 {
-                let _ = fs::remove_file(generated_config_path(dir, i));
-            }
-            Ok(shipped)
+    // Extra group configs of an earlier run would be started again by restart-member.
+    for g in 1..10 {
+        for i in 0..3 {
+            let _ = fs::remove_file(group_config_path(dir, g, i));
         }
     }
+    let generate = ports.is_some() || rocketmq.is_some() || groups > 1;
+    let ports = ports.unwrap_or(crate::target::SHIPPED_RAFT_PORTS);
+    let rocketmq = rocketmq.unwrap_or_default();
+    let conf = |g: u32, i: usize| -> String {
+        let shift = |p: u16, by: u32| p.checked_add(by as u16).unwrap_or(p);
+        let raft = ports.map(|p| shift(p, 3 * g));
+        let rocketmq = RocketmqPorts {
+            namesrv: rocketmq.namesrv,
+            listen: rocketmq.listen.map(|p| shift(p, g)),
+        };
+        let store = if g == 0 {
+            dir.join("store").join(format!("node0{i}"))
+        } else {
+            dir.join("store")
+                .join(format!("g{g}"))
+                .join(format!("node0{i}"))
+        };
+        let mut text = broker_conf_with(i, raft, &store, rocketmq);
+        if groups > 1 {
+            text = text.replace("RaftNode00", &format!("RaftNode{g:02}"));
+            text.push_str(&format!(
+                "# [rmqraft] The member this group prefers as its leader (spread over the processes).\n\
+                 preferredLeaderIds = n{}\n",
+                g % 3
+            ));
+        }
+        text
+    };
+    if !generate {
+        let shipped = shipped_configs()?;
+        // Clients look for generated configs first: drop those of an earlier run.
+        for i in 0..3 {
+            let _ = fs::remove_file(generated_config_path(dir, i));
+        }
+        return Ok(shipped);
+    }
+    for g in 1..groups {
+        for i in 0..3 {
+            let path = group_config_path(dir, g, i);
+            fs::write(&path, conf(g, i)).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    (0..3)
+        .map(|i| {
+            let path = generated_config_path(dir, i);
+            fs::write(&path, conf(0, i)).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
 }
 
 /// How long start keeps checking a taken port: another process's short-lived outbound
@@ -294,6 +342,7 @@ pub fn start(
     dir: &Path,
     ports: Option<[u16; 3]>,
     rocketmq_ports: Option<[u16; 4]>,
+    groups: u32,
     clean: bool,
 ) -> Result<(), String> {
     let rocketmq = rocketmq_ports.map(|p| RocketmqPorts {
@@ -317,7 +366,7 @@ pub fn start(
         }
         let _ = fs::remove_file(pid_file(dir));
     }
-    let configs = prepare_configs(dir, ports, rocketmq)?;
+    let configs = prepare_configs(dir, ports, rocketmq, groups)?;
     let mut target = None;
     let mut stores = Vec::new();
     for path in &configs {
@@ -344,8 +393,17 @@ pub fn start(
     let namesrv = spawn_namesrv(&exe, dir, namesrv_port)?;
     let namesrv_addr = format!("127.0.0.1:{namesrv_port}");
     let mut started: Vec<Started> = Vec::new();
-    let result = spawn_and_wait(&exe, dir, &configs, &target, &mut started, &namesrv)
-        .and_then(|()| wait_master_registered(&namesrv_addr, &target.group));
+    let result =
+        spawn_and_wait(&exe, dir, &configs, &target, &mut started, &namesrv).and_then(|()| {
+            let names: Vec<String> = match groups {
+                1 => vec![target.group.clone()],
+                n => (0..n).map(|g| format!("RaftNode{g:02}")).collect(),
+            };
+            for name in names {
+                wait_master_registered(&namesrv_addr, &name)?;
+            }
+            Ok(())
+        });
     if let Err(why) = result {
         let mut pids: Vec<i32> = started.iter().map(|s| s.pid).collect();
         pids.push(namesrv.pid);
@@ -439,8 +497,23 @@ fn spawn_node(
     log: &Path,
     append_log: bool,
 ) -> Result<std::process::Child, String> {
-    let config = config.as_os_str().to_string_lossy();
-    spawn_detached(exe, &["node", "-c", &config], log, append_log)
+    let mut args: Vec<String> = vec!["node".into(), "-c".into()];
+    args.push(config.as_os_str().to_string_lossy().into_owned());
+    // The extra groups (`--groups`) this member runs, when start generated its config.
+    if let (Some(dir), Some(name)) = (config.parent(), config.file_name()) {
+        if let Some(i) = (0..3).find(|i| {
+            name == generated_config_path(dir, *i)
+                .file_name()
+                .unwrap_or_default()
+        }) {
+            for extra in extra_group_configs(dir, i) {
+                args.push("-c".into());
+                args.push(extra.as_os_str().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn_detached(exe, &args, log, append_log)
 }
 
 /// Starts `exe args` detached (its own session, output to `log`).
