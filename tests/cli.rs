@@ -146,31 +146,27 @@ fn all_recorded_pids(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// The first of `n` consecutive ports that were all free a moment ago.
+fn free_port_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = free_ports(1)[0];
+        if base > u16::MAX - n {
+            continue;
+        }
+        let held: Vec<TcpListener> = (base..base + n)
+            .map_while(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
 /// `--rocketmq-ports` of free ports: the name server's and three listenPorts.
 fn free_rocketmq_ports() -> String {
     let p = free_ports(4);
     format!("{},{},{},{}", p[0], p[1], p[2], p[3])
-}
-
-/// The `--rocketmq-ports` of the configs fast-try generated in `dir`.
-fn generated_rocketmq_ports(dir: &Path) -> String {
-    let value = |text: &str, key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
-            .expect("key in generated config")
-    };
-    let mut ports = Vec::new();
-    for i in 0..3 {
-        let text = std::fs::read_to_string(dir.join(format!("broker-n{i}.conf")))
-            .expect("generated config");
-        if i == 0 {
-            let ns = value(&text, "namesrvAddr");
-            ports.push(ns.rsplit(':').next().unwrap().to_string());
-        }
-        ports.push(value(&text, "listenPort"));
-    }
-    ports.join(",")
 }
 
 /// Kills, even when the test fails, every node fast-try started from `dir` (by the pids it
@@ -496,7 +492,9 @@ fn fast_try_failover_and_stop() {
     // Starting again resumes the stores and says so; --clean starts empty.
     let ports: Vec<String> = cluster_ports(&dir_path);
     let ports = ports.join(",");
-    let rocketmq = generated_rocketmq_ports(&dir_path);
+    // The stores name the Raft ports; the RocketMQ ports may change: fresh ones, as those
+    // of the first start may have been handed out since.
+    let rocketmq = free_rocketmq_ports();
     let out = rmqraft(&[
         "fast-try",
         "start",
@@ -749,16 +747,19 @@ fn fast_try_serves_rocketmq_clients_through_a_name_server() {
     assert!(out.ok(), "{out:?}");
     let offset_id = field(out.stdout.trim(), "offsetMsgId").to_string();
     assert_eq!(offset_id.len(), 32, "{out:?}");
-    let out = rmqraft(&[
-        "queryMsgByKey",
-        "-n",
-        &ns,
-        "-t",
-        "TopicTest",
-        "-k",
-        "order-1",
-    ]);
-    assert!(out.ok(), "{out:?}");
+    // A send returns at its commit; the key index follows within moments.
+    let out = wait_for("order-1 by key", || {
+        let out = rmqraft(&[
+            "queryMsgByKey",
+            "-n",
+            &ns,
+            "-t",
+            "TopicTest",
+            "-k",
+            "order-1",
+        ]);
+        out.ok().then_some(out)
+    });
     assert!(out.stdout.contains("Body: hello"), "{out:?}");
     let out = rmqraft(&["queryMsgById", "-n", &ns, "-i", &offset_id, "--json"]);
     assert!(out.ok(), "{out:?}");
@@ -787,19 +788,30 @@ fn fast_try_serves_rocketmq_clients_through_a_name_server() {
         "--json",
     ]);
     assert!(out.ok(), "{out:?}");
-    let out = rmqraft(&[
-        "queryMsgByKey",
-        "-n",
-        &ns,
-        "-t",
-        "TopicTest",
-        "-k",
-        "order-2",
-    ]);
-    assert!(out.ok() && out.stdout.contains("Body: again"), "{out:?}");
-    let out = rmqraft(&["clusterList", "-n", &ns, "--json"]);
-    let ids: Vec<&str> = out.stdout.lines().map(|l| field(l, "brokerId")).collect();
-    assert_eq!(ids.iter().filter(|i| **i == "0").count(), 1, "{out:?}");
+    // A send returns at its commit; the key index follows within moments.
+    let out = wait_for("order-2 by key", || {
+        let out = rmqraft(&[
+            "queryMsgByKey",
+            "-n",
+            &ns,
+            "-t",
+            "TopicTest",
+            "-k",
+            "order-2",
+        ]);
+        out.ok().then_some(out)
+    });
+    assert!(out.stdout.contains("Body: again"), "{out:?}");
+    // The new master is BID 0 (the killed one dropped out with its connection).
+    wait_for("one master in clusterList", || {
+        let out = rmqraft(&["clusterList", "-n", &ns, "--json"]);
+        let ids: Vec<String> = out
+            .stdout
+            .lines()
+            .map(|l| field(l, "brokerId").to_string())
+            .collect();
+        (ids.len() == 2 && ids.iter().filter(|i| *i == "0").count() == 1).then_some(())
+    });
 
     let stop = rmqraft(&["fast-try", "stop", "--dir", &dir]);
     assert!(stop.ok(), "{stop:?}");
@@ -820,9 +832,11 @@ fn fast_try_groups_spread_their_masters() {
     };
     let mut namesrv = None;
     for _attempt in 0..4 {
-        let raft = free_ports(3);
-        let raft = format!("{},{},{}", raft[0], raft[1], raft[2]);
-        let rocketmq = free_rocketmq_ports();
+        // Group g shifts the Raft ports by 3g and the listenPorts by g: a block of 19
+        // free ports holds them all.
+        let p = free_port_block(19);
+        let raft = format!("{},{},{}", p, p + 1, p + 2);
+        let rocketmq = format!("{},{},{},{}", p + 18, p + 9, p + 12, p + 15);
         let out = rmqraft(&[
             "fast-try",
             "start",
