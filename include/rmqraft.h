@@ -277,7 +277,7 @@ typedef struct rmqraft_message {
   const char *keys;
   /**
    * User properties as "name=value\n" lines; NULL or "" for none. A
-   * UNIQ_CLIENT_MESSAGE_ID_KEYIDX line sets the message id; without one the library
+   * UNIQ_KEY line sets the message id; without one the library
    * makes one.
    */
   const char *properties;

@@ -95,7 +95,7 @@ public:
     Message &tags(std::string tags) { tags_ = std::move(tags); return *this; }
     /// Space-separated keys; each is indexed (query_by_key).
     Message &keys(std::string keys) { keys_ = std::move(keys); return *this; }
-    /// A user property; UNIQ_CLIENT_MESSAGE_ID_KEYIDX sets the message id. Names must not
+    /// A user property; UNIQ_KEY sets the message id. Names must not
     /// contain '=' or newlines, values no newlines.
     Message &property(const std::string &name, const std::string &value) {
         properties_ += name + "=" + value + "\n";

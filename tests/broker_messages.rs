@@ -776,7 +776,7 @@ fn a_resent_uniq_key_is_stored_once_across_a_failover() {
     let t = Duration::from_secs(10);
     b.broker(l).topic_update("T5", 2, 2, 6, t).unwrap();
     let m = |body: &'static [u8], id: &str| {
-        Message::new("T5", body).with_property("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", id)
+        Message::new("T5", body).with_property("UNIQ_KEY", id)
     };
     let id = "0A0000010000000000000000000000AA";
     let first = b.broker(l).send(&m(b"one", id), t).unwrap();
@@ -801,7 +801,7 @@ fn a_resent_uniq_key_is_stored_once_across_a_failover() {
     let other = b
         .broker(l)
         .send(
-            &Message::new("T6", &b"one"[..]).with_property("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", id),
+            &Message::new("T6", &b"one"[..]).with_property("UNIQ_KEY", id),
             t,
         )
         .unwrap();
@@ -835,7 +835,7 @@ fn dedup_is_off_with_a_zero_window() {
     let t = Duration::from_secs(10);
     let m = Message::new("T7", &b"x"[..])
         .with_queue(0)
-        .with_property("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", "ABC");
+        .with_property("UNIQ_KEY", "ABC");
     let a = b.broker(l).send(&m, t).unwrap();
     let c = b.broker(l).send(&m, t).unwrap();
     assert_ne!(a.commitlog_offset, c.commitlog_offset);

@@ -127,13 +127,46 @@ fn is_running(pid: i32) -> bool {
     !matches!(state, Some('Z') | Some('X') | None)
 }
 
-/// The pids fast-try recorded in `dir`.
+/// The pids of the members fast-try recorded in `dir` (not its name server's).
 fn recorded_pids(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with("namesrv "))
+        .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
+        .collect()
+}
+
+/// Every pid fast-try recorded in `dir`, its name server's included.
+fn all_recorded_pids(dir: &Path) -> Vec<i32> {
     std::fs::read_to_string(dir.join("pids"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
         .collect()
+}
+
+/// The first of `n` consecutive ports that were all free a moment ago.
+fn free_port_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = free_ports(1)[0];
+        if base > u16::MAX - n {
+            continue;
+        }
+        let held: Vec<TcpListener> = (base..base + n)
+            .map_while(|p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
+/// `--rocketmq-ports` of free ports: the name server's and three listenPorts.
+fn free_rocketmq_ports() -> String {
+    let p = free_ports(4);
+    format!("{},{},{},{}", p[0], p[1], p[2], p[3])
 }
 
 /// Kills, even when the test fails, every node fast-try started from `dir` (by the pids it
@@ -145,7 +178,7 @@ struct NodesGuard {
 
 impl Drop for NodesGuard {
     fn drop(&mut self) {
-        let mut pids = recorded_pids(&self.dir);
+        let mut pids = all_recorded_pids(&self.dir);
         pids.extend(&self.seen);
         for pid in pids {
             let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -235,7 +268,17 @@ fn fast_try_failover_and_stop() {
     for _attempt in 0..4 {
         let ports = free_ports(3);
         let ports = format!("{},{},{}", ports[0], ports[1], ports[2]);
-        let out = rmqraft(&["fast-try", "start", "--dir", &dir, "--ports", &ports]);
+        let rocketmq = free_rocketmq_ports();
+        let out = rmqraft(&[
+            "fast-try",
+            "start",
+            "--dir",
+            &dir,
+            "--ports",
+            &ports,
+            "--rocketmq-ports",
+            &rocketmq,
+        ]);
         if out.ok() {
             started = Some(out);
             break;
@@ -449,8 +492,20 @@ fn fast_try_failover_and_stop() {
     // Starting again resumes the stores and says so; --clean starts empty.
     let ports: Vec<String> = cluster_ports(&dir_path);
     let ports = ports.join(",");
-    let out = rmqraft(&["fast-try", "start", "--dir", &dir, "--ports", &ports]);
-    guard.seen.extend(recorded_pids(&dir_path));
+    // The stores name the Raft ports; the RocketMQ ports may change: fresh ones, as those
+    // of the first start may have been handed out since.
+    let rocketmq = free_rocketmq_ports();
+    let out = rmqraft(&[
+        "fast-try",
+        "start",
+        "--dir",
+        &dir,
+        "--ports",
+        &ports,
+        "--rocketmq-ports",
+        &rocketmq,
+    ]);
+    guard.seen.extend(all_recorded_pids(&dir_path));
     if out.ok() {
         assert_eq!(
             out.stdout
@@ -462,9 +517,17 @@ fn fast_try_failover_and_stop() {
         let stop = rmqraft(&["fast-try", "stop", "--dir", &dir]);
         assert!(stop.ok(), "{stop:?}");
         let out = rmqraft(&[
-            "fast-try", "start", "--dir", &dir, "--ports", &ports, "--clean",
+            "fast-try",
+            "start",
+            "--dir",
+            &dir,
+            "--ports",
+            &ports,
+            "--rocketmq-ports",
+            &rocketmq,
+            "--clean",
         ]);
-        guard.seen.extend(recorded_pids(&dir_path));
+        guard.seen.extend(all_recorded_pids(&dir_path));
         assert!(out.ok(), "{out:?}");
         assert_eq!(
             out.stdout.matches("removed the store at").count(),
@@ -602,4 +665,229 @@ fn append_with_no_member_running_says_what_it_waits_for() {
         .collect();
     assert_eq!(waiting.len(), 1, "{out:?}");
     assert!(waiting[0].contains("n0 is unreachable"), "{out:?}");
+}
+
+/// A RocketMQ user's session: fast-try start (a name server and three brokers), mqadmin's
+/// clusterList, send, queryMsgByKey and queryMsgById through the name server; kill -9 of
+/// the master, and sends go on to the new one.
+#[test]
+fn fast_try_serves_rocketmq_clients_through_a_name_server() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir_path = tmp.path().join("fast-try");
+    let dir = dir_path.to_str().expect("utf-8 path").to_string();
+    let mut guard = NodesGuard {
+        dir: dir_path.clone(),
+        seen: Vec::new(),
+    };
+    let mut namesrv = None;
+    for _attempt in 0..4 {
+        let raft = free_ports(3);
+        let raft = format!("{},{},{}", raft[0], raft[1], raft[2]);
+        let rocketmq = free_rocketmq_ports();
+        let out = rmqraft(&[
+            "fast-try",
+            "start",
+            "--dir",
+            &dir,
+            "--ports",
+            &raft,
+            "--rocketmq-ports",
+            &rocketmq,
+        ]);
+        if out.ok() {
+            assert!(
+                out.stdout.contains("RocketMQ clients: namesrvAddr="),
+                "{out:?}"
+            );
+            namesrv = Some(format!("127.0.0.1:{}", rocketmq.split(',').next().unwrap()));
+            break;
+        }
+        assert!(
+            out.stderr.contains("taken") || out.stderr.contains("in use"),
+            "fast-try start failed: {out:?}"
+        );
+    }
+    let ns = namesrv.expect("fast-try start kept finding its ports taken");
+    guard.seen.extend(all_recorded_pids(&dir_path));
+
+    // clusterList: mqadmin's columns, one master (BID 0) and two slaves.
+    let out = rmqraft(&["clusterList", "-n", &ns, "--raft"]);
+    assert!(out.ok(), "{out:?}");
+    for column in [
+        "#Cluster Name",
+        "#Broker Name",
+        "#BID",
+        "#Addr",
+        "#InTPS(LOAD)",
+        "#Term",
+    ] {
+        assert!(out.stdout.contains(column), "{column}: {out:?}");
+    }
+    let out = rmqraft(&["clusterList", "-n", &ns, "--json"]);
+    assert!(out.ok(), "{out:?}");
+    let ids: Vec<&str> = out.stdout.lines().map(|l| field(l, "brokerId")).collect();
+    assert_eq!(ids.len(), 3, "{out:?}");
+    assert_eq!(ids.iter().filter(|i| **i == "0").count(), 1, "{out:?}");
+
+    // send, then find the message by key and by id.
+    let out = rmqraft(&[
+        "send",
+        "-n",
+        &ns,
+        "-t",
+        "TopicTest",
+        "-k",
+        "order-1",
+        "--tags",
+        "TagA",
+        "--body",
+        "hello",
+        "--json",
+    ]);
+    assert!(out.ok(), "{out:?}");
+    let offset_id = field(out.stdout.trim(), "offsetMsgId").to_string();
+    assert_eq!(offset_id.len(), 32, "{out:?}");
+    // A send returns at its commit; the key index follows within moments.
+    let out = wait_for("order-1 by key", || {
+        let out = rmqraft(&[
+            "queryMsgByKey",
+            "-n",
+            &ns,
+            "-t",
+            "TopicTest",
+            "-k",
+            "order-1",
+        ]);
+        out.ok().then_some(out)
+    });
+    assert!(out.stdout.contains("Body: hello"), "{out:?}");
+    let out = rmqraft(&["queryMsgById", "-n", &ns, "-i", &offset_id, "--json"]);
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(field(out.stdout.trim(), "body"), "hello", "{out:?}");
+
+    // kill -9 the master: the next send waits for the new master and succeeds.
+    let (members, out) = cluster_list(&dir);
+    let leader = members
+        .iter()
+        .find(|m| m.role == "LEADER")
+        .unwrap_or_else(|| panic!("no leader: {out:?}"));
+    // SAFETY: sends a signal to a process this test started.
+    unsafe {
+        libc::kill(leader.pid, libc::SIGKILL);
+    }
+    let out = rmqraft(&[
+        "send",
+        "-n",
+        &ns,
+        "-t",
+        "TopicTest",
+        "-k",
+        "order-2",
+        "--body",
+        "again",
+        "--json",
+    ]);
+    assert!(out.ok(), "{out:?}");
+    // A send returns at its commit; the key index follows within moments.
+    let out = wait_for("order-2 by key", || {
+        let out = rmqraft(&[
+            "queryMsgByKey",
+            "-n",
+            &ns,
+            "-t",
+            "TopicTest",
+            "-k",
+            "order-2",
+        ]);
+        out.ok().then_some(out)
+    });
+    assert!(out.stdout.contains("Body: again"), "{out:?}");
+    // The new master is BID 0 (the killed one dropped out with its connection).
+    wait_for("one master in clusterList", || {
+        let out = rmqraft(&["clusterList", "-n", &ns, "--json"]);
+        let ids: Vec<String> = out
+            .stdout
+            .lines()
+            .map(|l| field(l, "brokerId").to_string())
+            .collect();
+        (ids.len() == 2 && ids.iter().filter(|i| *i == "0").count() == 1).then_some(())
+    });
+
+    let stop = rmqraft(&["fast-try", "stop", "--dir", &dir]);
+    assert!(stop.ok(), "{stop:?}");
+    assert!(stop.stdout.contains("stopped namesrv"), "{stop:?}");
+    guard.seen.clear();
+}
+
+/// `fast-try start --groups 3`: three groups across the three processes, each led by a
+/// different process (preferredLeaderIds), all registered; sends spread over the groups.
+#[test]
+fn fast_try_groups_spread_their_masters() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir_path = tmp.path().join("fast-try");
+    let dir = dir_path.to_str().expect("utf-8 path").to_string();
+    let mut guard = NodesGuard {
+        dir: dir_path.clone(),
+        seen: Vec::new(),
+    };
+    let mut namesrv = None;
+    for _attempt in 0..4 {
+        // Group g shifts the Raft ports by 3g and the listenPorts by g: a block of 19
+        // free ports holds them all.
+        let p = free_port_block(19);
+        let raft = format!("{},{},{}", p, p + 1, p + 2);
+        let rocketmq = format!("{},{},{},{}", p + 18, p + 9, p + 12, p + 15);
+        let out = rmqraft(&[
+            "fast-try",
+            "start",
+            "--dir",
+            &dir,
+            "--groups",
+            "3",
+            "--ports",
+            &raft,
+            "--rocketmq-ports",
+            &rocketmq,
+        ]);
+        guard.seen.extend(all_recorded_pids(&dir_path));
+        if out.ok() {
+            namesrv = Some(format!("127.0.0.1:{}", rocketmq.split(',').next().unwrap()));
+            break;
+        }
+        assert!(
+            out.stderr.contains("taken") || out.stderr.contains("in use"),
+            "fast-try start failed: {out:?}"
+        );
+    }
+    let ns = namesrv.expect("fast-try start kept finding its ports taken");
+    // Each group's master is registered; the preferred leaders are three processes.
+    let masters = wait_for("three masters on three processes", || {
+        let out = rmqraft(&["clusterList", "-n", &ns, "--json"]);
+        let masters: std::collections::BTreeMap<String, String> = out
+            .stdout
+            .lines()
+            .filter(|l| field(l, "brokerId") == "0")
+            .map(|l| {
+                (
+                    field(l, "brokerName").to_string(),
+                    field(l, "addr").to_string(),
+                )
+            })
+            .collect();
+        let addrs: std::collections::BTreeSet<&String> = masters.values().collect();
+        (out.stdout.lines().count() == 9 && masters.len() == 3 && addrs.len() == 3)
+            .then_some(masters)
+    });
+    assert!(masters.contains_key("RaftNode02"), "{masters:?}");
+    let mut groups = std::collections::BTreeSet::new();
+    for i in 0..9 {
+        let key = format!("spread-{i}");
+        let out = rmqraft(&["send", "-n", &ns, "-t", "TopicSpread", "-k", &key, "--json"]);
+        assert!(out.ok(), "{out:?}");
+        groups.insert(field(out.stdout.trim(), "brokerName").to_string());
+    }
+    assert!(groups.len() >= 2, "sends all went to {groups:?}");
+    let stop = rmqraft(&["fast-try", "stop", "--dir", &dir]);
+    assert!(stop.ok(), "{stop:?}");
+    guard.seen.clear();
 }

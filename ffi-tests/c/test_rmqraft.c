@@ -1064,7 +1064,7 @@ static void test_messages(void) {
     REQUIRE(strcmp(seen.msg_ids[2], res.msg_id) == 0 && strcmp(seen.offset_msg_ids[2], res.offset_msg_id) == 0);
     REQUIRE(seen.commitlog_offsets[2] == res.commitlog_offset);
     REQUIRE(strstr(seen.properties, "a=1\n") && strstr(seen.properties, "b=x=y\n"));
-    REQUIRE(strstr(seen.properties, "UNIQ_CLIENT_MESSAGE_ID_KEYIDX=") && strstr(seen.properties, "TAGS=TagA\n"));
+    REQUIRE(strstr(seen.properties, "UNIQ_KEY=") && strstr(seen.properties, "TAGS=TagA\n"));
     REQUIRE(strcmp(seen.topic, "TopicTest") == 0 && seen.store_ts > 0);
     memset(&seen, 0, sizeof seen);
     REQUIRE_OK(rmqraft_queue_pull(g, "TopicTest", 1, 0, 32, "TagB || TagC", on_message, &seen, &next));

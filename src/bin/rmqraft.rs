@@ -11,6 +11,8 @@ mod args;
 mod client;
 #[path = "rmqraft/fast_try.rs"]
 mod fast_try;
+#[path = "rmqraft/mqadmin.rs"]
+mod mqadmin;
 #[path = "rmqraft/namesrv.rs"]
 mod namesrv;
 #[path = "rmqraft/node.rs"]
@@ -74,8 +76,16 @@ fn run(command: Command) -> Result<(), String> {
                 .init();
             node::run(&configs)
         }
-        Command::FastTry { action, dir, ports } => match action {
-            FastTryAction::Start { clean } => fast_try::start(&dir, ports, clean),
+        Command::FastTry {
+            action,
+            dir,
+            ports,
+            rocketmq_ports,
+            groups,
+        } => match action {
+            FastTryAction::Start { clean } => {
+                fast_try::start(&dir, ports, rocketmq_ports, groups, clean)
+            }
             FastTryAction::Stop => fast_try::stop(&dir),
             FastTryAction::RestartMember(id) => fast_try::restart_member(&dir, &id),
         },
@@ -151,6 +161,12 @@ fn main() -> ExitCode {
     install_panic_hook();
     if std::env::args_os().nth(1).is_some_and(|a| a == "namesrv") {
         return namesrv::main(std::env::args_os().skip(2).collect());
+    }
+    if let Some(sub) = std::env::args()
+        .nth(1)
+        .filter(|a| mqadmin::COMMANDS.contains(&a.as_str()))
+    {
+        return mqadmin::main(&sub, std::env::args_os().skip(2).collect());
     }
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,

@@ -69,7 +69,7 @@ pub struct Message {
     pub tags: Option<String>,
     /// Space-separated keys (KEYS); each is indexed.
     pub keys: Option<String>,
-    /// User properties. A `UNIQ_CLIENT_MESSAGE_ID_KEYIDX` pair sets the message id;
+    /// User properties. A `UNIQ_KEY` pair (PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX) sets the message id;
     /// without one the broker makes one.
     pub properties: Vec<(String, String)>,
     /// 1 ..= maxMessageSize bytes.
@@ -639,6 +639,12 @@ impl Broker {
             ErrorKind::NotFound,
             format!("no message with id {msg_id} on this member"),
         ))
+    }
+
+    /// The message whose record starts at commitlog offset `offset` (VIEW_MESSAGE_BY_ID
+    /// names messages so); `None` when no committed message starts there.
+    pub fn view_at(&self, offset: u64) -> Result<Option<MessageView>> {
+        self.inner.read_message(offset)
     }
 
     /// Creates or updates a topic (replicated) and waits until this member applied it.

@@ -37,7 +37,8 @@ pub mod sysflag {
 pub mod prop {
     pub const KEYS: &str = "KEYS";
     pub const TAGS: &str = "TAGS";
-    pub const UNIQ_KEY: &str = "UNIQ_CLIENT_MESSAGE_ID_KEYIDX";
+    /// MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX: its value is "UNIQ_KEY".
+    pub const UNIQ_KEY: &str = "UNIQ_KEY";
     pub const WAIT: &str = "WAIT";
     pub const DELAY: &str = "DELAY";
     pub const REAL_TOPIC: &str = "REAL_TOPIC";

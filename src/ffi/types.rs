@@ -207,7 +207,7 @@ pub struct rmqraft_message {
     /// Space-separated keys, NULL or "" for none; each is indexed.
     pub keys: *const c_char,
     /// User properties as "name=value\n" lines; NULL or "" for none. A
-    /// UNIQ_CLIENT_MESSAGE_ID_KEYIDX line sets the message id; without one the library
+    /// UNIQ_KEY line sets the message id; without one the library
     /// makes one.
     pub properties: *const c_char,
     /// `body_len` bytes.

@@ -4,10 +4,12 @@
 //! - [`server`]: a readiness loop with a bounded worker pool and a table of request codes.
 //! - [`client`]: a blocking client for one address (registration, tools, tests).
 //! - [`namesrv`]: a name server (`rmqraft namesrv`, [`NameServer::start`]).
+//! - [`broker_side`]: the broker codes of a group member ([`BrokerSide`]).
 //! - [`register`]: the broker side's registration with the name servers ([`Registrar`]).
 //!
 //! See docs/REMOTING.md.
 
+pub mod broker_side;
 pub mod client;
 pub mod codec;
 pub mod codes;
@@ -16,6 +18,7 @@ pub mod namesrv;
 pub mod register;
 pub mod server;
 
+pub use broker_side::{BrokerSide, BrokerSideConfig};
 pub use codec::{RemotingCommand, SerializeType};
 pub use namesrv::{NameServer, NameServerConfig};
 pub use register::{BrokerRegistration, Registrar, RegistrarConfig, TopicRoute};

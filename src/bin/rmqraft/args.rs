@@ -10,9 +10,13 @@ rmqraft: replicated commitlog groups (Raft over TCP), RocketMQ DLedger style
 
 Usage:
   rmqraft node -c FILE [-c FILE ...]
-  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--clean]
+  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--rocketmq-ports NS,L0,L1,L2]
+                         [--groups N] [--clean]
   rmqraft fast-try restart-member ID [--dir DIR]
   rmqraft fast-try stop  [--dir DIR]
+  rmqraft namesrv [-p PORT]
+  rmqraft clusterList|send|pull|queryMsgByKey|queryMsgById|updateTopic|topicList|
+          topicStatus|consumerProgress  [-n NAMESRV] ...   (mqadmin's commands; --help each)
   rmqraft cluster-list    [TARGET] [--json | --watch]
   rmqraft append          [TARGET] [--count N] [--size BYTES | --data TEXT | --file PATH]
                           [--timeout-ms MS]
@@ -43,6 +47,12 @@ Options:
   --peer ID            read: the member to read from (default: the leader)
   --to ID              transfer-leader: the member that should lead
   --ports P0,P1,P2     fast-try start: generate configs in DIR for these Raft ports
+  --rocketmq-ports NS,L0,L1,L2
+                       fast-try start: the name server's port and the listenPorts (default
+                       9876,30911,30921,30931); generates configs in DIR
+  --groups N           fast-try start: N groups (RaftNode00 ..) across the three processes,
+                       leaders spread by preferredLeaderIds; group g's ports are shifted
+                       (Raft +3g, listenPort +g); generates configs in DIR
   --clean              fast-try start: delete the members' stores first
   -h, --help           this text (`rmqraft SUBCOMMAND --help`: that subcommand's)
   -V, --version        the version
@@ -109,12 +119,14 @@ Options:
 
 const FAST_TRY_USAGE: &str = "\
 Usage:
-  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--clean]
+  rmqraft fast-try start [--dir DIR] [--ports P0,P1,P2] [--rocketmq-ports NS,L0,L1,L2] [--clean]
   rmqraft fast-try restart-member ID [--dir DIR]
   rmqraft fast-try stop [--dir DIR]
 
-start: runs three `rmqraft node` processes in the background (conf/dledger/broker-n0..2.conf,
-or configs generated in DIR for --ports), waits for a leader and prints the table. An
+start: runs a name server (`rmqraft namesrv`, port 9876) and three `rmqraft node` processes
+in the background (conf/dledger/broker-n0..2.conf, or configs generated in DIR for --ports
+or --rocketmq-ports), waits for a leader registered as brokerId 0 and prints the table;
+RocketMQ clients then use namesrvAddr=127.0.0.1:9876. An
 existing store is resumed, and start says so (its term and last index).
 restart-member: starts member ID (n0, n1, n2) again after it was killed, with the same
 config, detached like the others; stop stops it too.
@@ -123,6 +135,12 @@ stop: stops exactly the processes start and restart-member started.
 Options:
   --dir DIR            where pids, logs and generated configs go (default /tmp/rmqraft-fast-try)
   --ports P0,P1,P2     start: generate configs in DIR for these Raft ports
+  --rocketmq-ports NS,L0,L1,L2
+                       start: the name server's port and the members' listenPorts
+                       (default 9876,30911,30921,30931); generates configs in DIR
+  --groups N           start: N groups (RaftNode00, RaftNode01, ..) across the three
+                       processes, group g led by n(g mod 3) (preferredLeaderIds), its Raft
+                       ports +3g and listenPorts +g; generates configs in DIR
   --clean              start: delete the three members' store directories first (refused
                        while one of the members runs)
 ";
@@ -225,6 +243,10 @@ pub enum Command {
         action: FastTryAction,
         dir: PathBuf,
         ports: Option<[u16; 3]>,
+        /// `--rocketmq-ports NS,L0,L1,L2`: the name server's port and the listenPorts.
+        rocketmq_ports: Option<[u16; 4]>,
+        /// `--groups N`: groups across the three processes (1 ..= 9).
+        groups: u32,
     },
     ClusterList {
         target: TargetArgs,
@@ -339,6 +361,22 @@ fn positive(parser: &mut lexopt::Parser, flag: &str) -> Parsed<u64> {
     Ok(value)
 }
 
+fn parse_rocketmq_ports(text: &str) -> Parsed<[u16; 4]> {
+    let ports: Vec<u16> = text
+        .split(',')
+        .map(|p| p.trim().parse::<u16>().ok().filter(|p| *p != 0))
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+    match ports.as_slice() {
+        [a, b, c, d] if distinct.len() == 4 => Ok([*a, *b, *c, *d]),
+        _ => usage(format!(
+            "--rocketmq-ports: '{text}' is not four distinct non-zero ports \
+             NAMESRV,LISTEN0,LISTEN1,LISTEN2 like 9876,30911,30921,30931"
+        )),
+    }
+}
+
 fn parse_ports(text: &str) -> Parsed<[u16; 3]> {
     let ports: Vec<u16> = text
         .split(',')
@@ -421,6 +459,8 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
     let mut action = None;
     let mut dir = PathBuf::from(FAST_TRY_DIR);
     let mut ports = None;
+    let mut rocketmq_ports = None;
+    let mut groups = 1u32;
     let mut clean = false;
     while let Some(item) = next_item(parser)? {
         match &item {
@@ -445,6 +485,15 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
             Item::Flag(f) if f == "--ports" => {
                 ports = Some(parse_ports(&parser.value()?.string()?)?)
             }
+            Item::Flag(f) if f == "--groups" => {
+                groups = match positive(parser, "--groups")? {
+                    n @ 1..=9 => n as u32,
+                    n => return usage(format!("--groups: {n} is not 1 to 9")),
+                }
+            }
+            Item::Flag(f) if f == "--rocketmq-ports" => {
+                rocketmq_ports = Some(parse_rocketmq_ports(&parser.value()?.string()?)?)
+            }
             Item::Flag(f) if is_help(f) => return Ok(Command::Help(None)),
             _ => return unexpected(item),
         }
@@ -457,10 +506,18 @@ fn parse_fast_try(parser: &mut lexopt::Parser) -> Parsed<Command> {
         Some(FastTryAction::Start { .. }) => FastTryAction::Start { clean },
         Some(other) => other,
     };
-    if !matches!(action, FastTryAction::Start { .. }) && (ports.is_some() || clean) {
-        return usage("fast-try: --ports and --clean are for start");
+    if !matches!(action, FastTryAction::Start { .. })
+        && (ports.is_some() || clean || rocketmq_ports.is_some() || groups != 1)
+    {
+        return usage("fast-try: --ports, --rocketmq-ports, --groups and --clean are for start");
     }
-    Ok(Command::FastTry { action, dir, ports })
+    Ok(Command::FastTry {
+        action,
+        dir,
+        ports,
+        rocketmq_ports,
+        groups,
+    })
 }
 
 /// Parses a subcommand's flags: the TARGET flags, help, and those `own` takes (it
@@ -682,6 +739,8 @@ mod tests {
                 action: FastTryAction::Start { clean: true },
                 dir: PathBuf::from(FAST_TRY_DIR),
                 ports: None,
+                rocketmq_ports: None,
+                groups: 1,
             }
         );
         assert!(matches!(

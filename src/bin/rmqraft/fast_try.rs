@@ -3,7 +3,8 @@
 
 use crate::output::{collect_rows, table};
 use crate::target::{
-    broker_conf, generated_config_path, load_config, shipped_configs, target_of, Target,
+    broker_conf_with, generated_config_path, load_config, shipped_configs, target_of,
+    RocketmqPorts, Target,
 };
 use std::fs;
 use std::io::Write;
@@ -79,7 +80,8 @@ fn write_pid_file(dir: &Path, started: &[Started]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Whether `pid` runs (a zombie does not count) and is an `rmqraft node` process.
+/// Whether `pid` runs (a zombie does not count) and is an `rmqraft node` (or the
+/// `rmqraft namesrv` fast-try started) process.
 fn is_our_node(pid: i32) -> bool {
     if !is_running(pid) {
         return false;
@@ -92,7 +94,11 @@ fn is_our_node(pid: i32) -> bool {
         .first()
         .map(|a| a.ends_with(b"rmqraft"))
         .unwrap_or(false);
-    exe_is_rmqraft && args.get(1).map(|a| *a == b"node").unwrap_or(false)
+    exe_is_rmqraft
+        && args
+            .get(1)
+            .map(|a| *a == b"node" || *a == b"namesrv")
+            .unwrap_or(false)
 }
 
 /// Whether `pid` exists and is not a zombie.
@@ -142,27 +148,82 @@ fn log_tail(path: &Path) -> String {
     lines[from..].join("\n")
 }
 
-/// The three config files to run: generated in `dir` for `ports`, or the shipped ones.
-fn prepare_configs(dir: &Path, ports: Option<[u16; 3]>) -> Result<Vec<PathBuf>, String> {
-    match ports {
-        Some(ports) => (0..3)
-            .map(|i| {
-                let path = generated_config_path(dir, i);
-                let store = dir.join("store").join(format!("node0{i}"));
-                fs::write(&path, broker_conf(i, ports, &store))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                Ok(path)
-            })
-            .collect(),
-        None => {
-            let shipped = shipped_configs()?;
-            // Clients look for generated configs first: drop those of an earlier run.
-            for i in 0..3 {
-                let _ = fs::remove_file(generated_config_path(dir, i));
-            }
-            Ok(shipped)
+/// The config of member `i` of extra group `g` (1 ..): `broker-g<g>-n<i>.conf` in `dir`.
+fn group_config_path(dir: &Path, g: u32, i: usize) -> PathBuf {
+    dir.join(format!("broker-g{g}-n{i}.conf"))
+}
+
+/// The configs of the extra groups (`--groups`) member `i` runs, as start generated them.
+fn extra_group_configs(dir: &Path, i: usize) -> Vec<PathBuf> {
+    (1..10)
+        .map(|g| group_config_path(dir, g, i))
+        .take_while(|p| p.exists())
+        .collect()
+}
+
+/// The three config files to run: generated in `dir` for `ports` (and the extra groups'
+/// in `dir` too), or the shipped ones.
+fn prepare_configs(
+    dir: &Path,
+    ports: Option<[u16; 3]>,
+    rocketmq: Option<RocketmqPorts>,
+    groups: u32,
+) -> Result<Vec<PathBuf>, String> {
+    // Extra group configs of an earlier run would be started again by restart-member.
+    for g in 1..10 {
+        for i in 0..3 {
+            let _ = fs::remove_file(group_config_path(dir, g, i));
         }
     }
+    let generate = ports.is_some() || rocketmq.is_some() || groups > 1;
+    let ports = ports.unwrap_or(crate::target::SHIPPED_RAFT_PORTS);
+    let rocketmq = rocketmq.unwrap_or_default();
+    let conf = |g: u32, i: usize| -> String {
+        let shift = |p: u16, by: u32| p.checked_add(by as u16).unwrap_or(p);
+        let raft = ports.map(|p| shift(p, 3 * g));
+        let rocketmq = RocketmqPorts {
+            namesrv: rocketmq.namesrv,
+            listen: rocketmq.listen.map(|p| shift(p, g)),
+        };
+        let store = if g == 0 {
+            dir.join("store").join(format!("node0{i}"))
+        } else {
+            dir.join("store")
+                .join(format!("g{g}"))
+                .join(format!("node0{i}"))
+        };
+        let mut text = broker_conf_with(i, raft, &store, rocketmq);
+        if groups > 1 {
+            text = text.replace("RaftNode00", &format!("RaftNode{g:02}"));
+            text.push_str(&format!(
+                "# [rmqraft] The member this group prefers as its leader (spread over the processes).\n\
+                 preferredLeaderIds = n{}\n",
+                g % 3
+            ));
+        }
+        text
+    };
+    if !generate {
+        let shipped = shipped_configs()?;
+        // Clients look for generated configs first: drop those of an earlier run.
+        for i in 0..3 {
+            let _ = fs::remove_file(generated_config_path(dir, i));
+        }
+        return Ok(shipped);
+    }
+    for g in 1..groups {
+        for i in 0..3 {
+            let path = group_config_path(dir, g, i);
+            fs::write(&path, conf(g, i)).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    (0..3)
+        .map(|i| {
+            let path = generated_config_path(dir, i);
+            fs::write(&path, conf(0, i)).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
 }
 
 /// How long start keeps checking a taken port: another process's short-lived outbound
@@ -200,7 +261,94 @@ fn store_in_use(member_dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-pub fn start(dir: &Path, ports: Option<[u16; 3]>, clean: bool) -> Result<(), String> {
+/// The pid file's peer name of the name server fast-try starts.
+const NAMESRV_PEER: &str = "namesrv";
+
+/// Starts `exe namesrv -p PORT --listen 127.0.0.1` detached, and waits until it accepts.
+fn spawn_namesrv(exe: &Path, dir: &Path, port: u16) -> Result<Started, String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if let Err(e) = TcpListener::bind(addr) {
+        return Err(format!(
+            "port {port} (the name server's) is taken: {e}; stop whatever uses it, or pick \
+             free ports with --rocketmq-ports NS,L0,L1,L2"
+        ));
+    }
+    let log = dir.join("namesrv.log");
+    let mut child = spawn_detached(
+        exe,
+        &["namesrv", "-p", &port.to_string(), "--listen", "127.0.0.1"],
+        &log,
+        false,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            return Ok(Started {
+                peer: NAMESRV_PEER.to_string(),
+                pid: child.id() as i32,
+                config: PathBuf::from(format!("namesrv:{port}")),
+            });
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the name server exited ({status}); last lines of {}:\n{}",
+                log.display(),
+                log_tail(&log)
+            ));
+        }
+        if Instant::now() >= deadline {
+            terminate(&[child.id() as i32]);
+            return Err(format!("the name server does not accept on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the name server lists a brokerId 0 for `group`.
+fn wait_master_registered(namesrv: &str, group: &str) -> Result<String, String> {
+    use rmqraft::remoting::client::Client;
+    use rmqraft::remoting::codec::RemotingCommand;
+    use rmqraft::remoting::codes::request as rq;
+    let deadline = Instant::now() + ELECTION_WAIT;
+    loop {
+        let found = Client::connect(namesrv, Duration::from_secs(2))
+            .and_then(|mut c| {
+                c.invoke(
+                    RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO, 0),
+                    Duration::from_secs(2),
+                )
+            })
+            .ok()
+            .and_then(|r| rmqraft::remoting::json::parse_lenient(&r.body).ok())
+            .and_then(|v| {
+                v["brokerAddrTable"][group]["brokerAddrs"]["0"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+        if let Some(addr) = found {
+            return Ok(addr);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no master of {group} registered with the name server {namesrv} within {} s",
+                ELECTION_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn start(
+    dir: &Path,
+    ports: Option<[u16; 3]>,
+    rocketmq_ports: Option<[u16; 4]>,
+    groups: u32,
+    clean: bool,
+) -> Result<(), String> {
+    let rocketmq = rocketmq_ports.map(|p| RocketmqPorts {
+        namesrv: p[0],
+        listen: [p[1], p[2], p[3]],
+    });
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     if let Some(previous) = read_pid_file(dir)? {
         let live: Vec<String> = previous
@@ -218,7 +366,7 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>, clean: bool) -> Result<(), Str
         }
         let _ = fs::remove_file(pid_file(dir));
     }
-    let configs = prepare_configs(dir, ports)?;
+    let configs = prepare_configs(dir, ports, rocketmq, groups)?;
     let mut target = None;
     let mut stores = Vec::new();
     for path in &configs {
@@ -241,10 +389,24 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>, clean: bool) -> Result<(), Str
     }
 
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let namesrv_port = rocketmq.unwrap_or_default().namesrv;
+    let namesrv = spawn_namesrv(&exe, dir, namesrv_port)?;
+    let namesrv_addr = format!("127.0.0.1:{namesrv_port}");
     let mut started: Vec<Started> = Vec::new();
-    let result = spawn_and_wait(&exe, dir, &configs, &target, &mut started);
+    let result =
+        spawn_and_wait(&exe, dir, &configs, &target, &mut started, &namesrv).and_then(|()| {
+            let names: Vec<String> = match groups {
+                1 => vec![target.group.clone()],
+                n => (0..n).map(|g| format!("RaftNode{g:02}")).collect(),
+            };
+            for name in names {
+                wait_master_registered(&namesrv_addr, &name)?;
+            }
+            Ok(())
+        });
     if let Err(why) = result {
-        let pids: Vec<i32> = started.iter().map(|s| s.pid).collect();
+        let mut pids: Vec<i32> = started.iter().map(|s| s.pid).collect();
+        pids.push(namesrv.pid);
         terminate(&pids);
         let _ = fs::remove_file(pid_file(dir));
         let mut message = format!("fast-try start failed: {why}");
@@ -282,7 +444,11 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>, clean: bool) -> Result<(), Str
     let _ = writeln!(
         out,
         "\nfast-try: {} is up: pids {}; logs, pids{} in {}.\n\
+         RocketMQ clients: namesrvAddr={namesrv_addr} (name server pid {}).\n\
          Next steps:\n  \
+         {me} clusterList -n {namesrv_addr}\n  \
+         {me} send -n {namesrv_addr} -t TopicTest -k order-1 --body hello\n  \
+         {me} queryMsgByKey -n {namesrv_addr} -t TopicTest -k order-1\n  \
          {me} cluster-list{d}\n  \
          {me} append{d} --count 1000\n  \
          kill -9 <the LEADER's pid>, then {me} cluster-list{d}: a follower takes over\n  \
@@ -290,11 +456,17 @@ pub fn start(dir: &Path, ports: Option<[u16; 3]>, clean: bool) -> Result<(), Str
         target.group,
         started
             .iter()
+            .filter(|s| s.peer != NAMESRV_PEER)
             .map(|s| s.pid.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        if ports.is_some() { ", configs" } else { "" },
+        if ports.is_some() || rocketmq.is_some() {
+            ", configs"
+        } else {
+            ""
+        },
         dir.display(),
+        namesrv.pid,
     );
     Ok(())
 }
@@ -325,6 +497,32 @@ fn spawn_node(
     log: &Path,
     append_log: bool,
 ) -> Result<std::process::Child, String> {
+    let mut args: Vec<String> = vec!["node".into(), "-c".into()];
+    args.push(config.as_os_str().to_string_lossy().into_owned());
+    // The extra groups (`--groups`) this member runs, when start generated its config.
+    if let (Some(dir), Some(name)) = (config.parent(), config.file_name()) {
+        if let Some(i) = (0..3).find(|i| {
+            name == generated_config_path(dir, *i)
+                .file_name()
+                .unwrap_or_default()
+        }) {
+            for extra in extra_group_configs(dir, i) {
+                args.push("-c".into());
+                args.push(extra.as_os_str().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    spawn_detached(exe, &args, log, append_log)
+}
+
+/// Starts `exe args` detached (its own session, output to `log`).
+fn spawn_detached(
+    exe: &Path,
+    args: &[&str],
+    log: &Path,
+    append_log: bool,
+) -> Result<std::process::Child, String> {
     let stdout = fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -337,9 +535,7 @@ fn spawn_node(
         .map_err(|e| format!("{}: {e}", log.display()))?;
     let mut command = Command::new(exe);
     command
-        .arg("node")
-        .arg("-c")
-        .arg(config)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
@@ -369,6 +565,13 @@ pub fn restart_member(dir: &Path, id: &str) -> Result<(), String> {
             dir_flag(dir)
         ));
     };
+    if id == NAMESRV_PEER {
+        return Err(format!(
+            "restart-member restarts a group member; the name server restarts with \
+             `rmqraft fast-try stop{d}` and `start{d}`",
+            d = dir_flag(dir)
+        ));
+    }
     let Some(i) = started.iter().position(|s| s.peer == id) else {
         let ids: Vec<&str> = started.iter().map(|s| s.peer.as_str()).collect();
         return Err(format!(
@@ -435,6 +638,7 @@ fn spawn_and_wait(
     configs: &[PathBuf],
     target: &Target,
     started: &mut Vec<Started>,
+    namesrv: &Started,
 ) -> Result<(), String> {
     let mut children = Vec::new();
     for (i, config) in configs.iter().enumerate() {
@@ -448,7 +652,9 @@ fn spawn_and_wait(
             pid: child.id() as i32,
             config: config.clone(),
         });
-        write_pid_file(dir, started)?;
+        let mut all = started.clone();
+        all.push(namesrv.clone());
+        write_pid_file(dir, &all)?;
         children.push(child);
     }
 

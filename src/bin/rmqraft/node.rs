@@ -1,9 +1,12 @@
 //! `rmqraft node`: hosts the members some broker.conf files describe until SIGTERM/SIGINT.
 
 use crate::target::{load_config, read_config};
+use rmqraft::broker::Broker;
+use rmqraft::remoting::{BrokerSide, BrokerSideConfig};
 use rmqraft::{Engine, ErrorKind, Group};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The signal that asked us to stop, 0 while none has.
@@ -63,13 +66,21 @@ pub fn run(configs: &[PathBuf]) -> Result<(), String> {
     install_stop_handlers()?;
     let engine = Engine::open(&texts[0])
         .map_err(|e| format!("{}: {}", configs[0].display(), e.message()))?;
-    let mut groups: Vec<Group> = Vec::new();
+    let mut groups: Vec<Member> = Vec::new();
     for (path, text) in configs.iter().zip(&texts) {
         let group = match engine.open_group(text) {
-            Ok(g) => g,
+            Ok(g) => Arc::new(g),
             Err(e) => {
                 close_all(&engine, &mut groups);
                 return Err(format!("{}: {}", path.display(), e.message()));
+            }
+        };
+        let (broker, side) = match serve_rocketmq(&group, text) {
+            Ok(b) => b,
+            Err(e) => {
+                group.close();
+                close_all(&engine, &mut groups);
+                return Err(format!("{}: {e}", path.display()));
             }
         };
         let config = group.config();
@@ -82,7 +93,20 @@ pub fn run(configs: &[PathBuf]) -> Result<(), String> {
             config.member_dir().display(),
             engine.config().cluster_name
         );
-        groups.push(group);
+        if let Some(side) = &side {
+            println!(
+                "rmqraft node (pid {}): {}/{} serves RocketMQ clients on {}",
+                std::process::id(),
+                group.group_name(),
+                group.self_id(),
+                side.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
+        }
+        groups.push(Member {
+            group,
+            broker,
+            side,
+        });
     }
     let result = wait_for_stop(&groups);
     close_all(&engine, &mut groups);
@@ -101,7 +125,7 @@ pub fn run(configs: &[PathBuf]) -> Result<(), String> {
 }
 
 /// Returns the stop signal, or the first member failure.
-fn wait_for_stop(groups: &[Group]) -> Result<i32, String> {
+fn wait_for_stop(groups: &[Member]) -> Result<i32, String> {
     let mut last_check = Instant::now();
     loop {
         let signal = STOP_SIGNAL.load(Ordering::SeqCst);
@@ -111,7 +135,7 @@ fn wait_for_stop(groups: &[Group]) -> Result<i32, String> {
         std::thread::sleep(POLL_INTERVAL);
         if last_check.elapsed() >= HEALTH_INTERVAL {
             last_check = Instant::now();
-            for group in groups {
+            for Member { group, .. } in groups {
                 if let Err(e) = group.status() {
                     if e.kind() != ErrorKind::Closed {
                         return Err(format!(
@@ -126,10 +150,55 @@ fn wait_for_stop(groups: &[Group]) -> Result<i32, String> {
     }
 }
 
-fn close_all(engine: &Engine, groups: &mut Vec<Group>) {
-    for group in groups.drain(..) {
-        log::info!("closing {}/{}", group.group_name(), group.self_id());
-        group.close();
+/// One hosted member: its group, and when its config has `listenPort` the broker and
+/// the RocketMQ protocol served over it.
+struct Member {
+    group: Arc<Group>,
+    broker: Option<Arc<Broker>>,
+    side: Option<BrokerSide>,
+}
+
+/// Opens the broker of a member whose config has `listenPort` and serves RocketMQ's
+/// broker codes on that port (registering with `namesrvAddr`).
+fn serve_rocketmq(
+    group: &Arc<Group>,
+    text: &str,
+) -> Result<(Option<Arc<Broker>>, Option<BrokerSide>), String> {
+    let has_port = text.lines().any(|l| {
+        l.split_once(['=', ':'])
+            .is_some_and(|(k, _)| k.trim() == "listenPort")
+    });
+    if !has_port {
+        return Ok((None, None));
+    }
+    let broker = Arc::new(Broker::open(Arc::clone(group), text).map_err(|e| e.to_string())?);
+    let config = match BrokerSideConfig::from_properties(text, &broker) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok((Some(broker), None)),
+        Err(e) => {
+            broker.close();
+            return Err(e.to_string());
+        }
+    };
+    match BrokerSide::start(Arc::clone(&broker), config) {
+        Ok(side) => Ok((Some(broker), Some(side))),
+        Err(e) => {
+            broker.close();
+            Err(e.to_string())
+        }
+    }
+}
+
+fn close_all(engine: &Engine, groups: &mut Vec<Member>) {
+    for mut m in groups.drain(..) {
+        log::info!("closing {}/{}", m.group.group_name(), m.group.self_id());
+        if let Some(mut side) = m.side.take() {
+            side.stop();
+        }
+        if let Some(broker) = m.broker.take() {
+            broker.close();
+        }
+        m.group.close();
     }
     engine.close();
 }

@@ -153,14 +153,46 @@ pub fn shipped_configs() -> Result<Vec<PathBuf>, String> {
 
 /// The broker.conf text of member `i` of the three-member try-out group. The shipped
 /// conf/dledger files are this text for the default ports and stores (a test checks it).
+#[cfg(test)]
 pub fn broker_conf(i: usize, raft_ports: [u16; 3], store_root: &Path) -> String {
+    broker_conf_with(i, raft_ports, store_root, RocketmqPorts::default())
+}
+
+/// The Raft ports of conf/dledger's dLegerPeers.
+pub const SHIPPED_RAFT_PORTS: [u16; 3] = [40911, 40912, 40913];
+
+/// The name server's port and the members' listenPorts of a fast-try group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RocketmqPorts {
+    pub namesrv: u16,
+    pub listen: [u16; 3],
+}
+
+impl Default for RocketmqPorts {
+    /// RocketMQ's: 9876, and conf/dledger's 30911, 30921, 30931.
+    fn default() -> Self {
+        RocketmqPorts {
+            namesrv: 9876,
+            listen: [30911, 30921, 30931],
+        }
+    }
+}
+
+/// [`broker_conf`] with other RocketMQ ports.
+pub fn broker_conf_with(
+    i: usize,
+    raft_ports: [u16; 3],
+    store_root: &Path,
+    rocketmq: RocketmqPorts,
+) -> String {
     let peers = raft_ports
         .iter()
         .enumerate()
         .map(|(n, port)| format!("n{n}-127.0.0.1:{port}"))
         .collect::<Vec<_>>()
         .join(";");
-    let listen_port = 30911 + 10 * i;
+    let listen_port = rocketmq.listen[i];
+    let namesrv_port = rocketmq.namesrv;
     let store = store_root.display();
     format!(
         "\
@@ -174,7 +206,7 @@ pub fn broker_conf(i: usize, raft_ports: [u16; 3], store_root: &Path) -> String 
 brokerClusterName = RaftCluster
 brokerName = RaftNode00
 listenPort = {listen_port}
-namesrvAddr = 127.0.0.1:9876
+namesrvAddr = 127.0.0.1:{namesrv_port}
 # [rmqraft] Root of this member's files; rmqraft keeps them in <root>/dledger-n{i}/.
 storePathRootDir = {store}
 storePathCommitLog = {store}/commitlog
@@ -207,7 +239,6 @@ mod tests {
     }
 
     /// The Raft ports of the shipped configs.
-    const SHIPPED_RAFT_PORTS: [u16; 3] = [40911, 40912, 40913];
 
     #[test]
     fn shipped_configs_are_the_template() {

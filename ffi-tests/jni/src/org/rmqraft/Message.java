@@ -33,7 +33,7 @@ public final class Message {
     public Message tags(String tags) { this.tags = tags; return this; }
     /** Space-separated keys; each is indexed ({@link Group#queryByKey}). */
     public Message keys(String keys) { this.keys = keys; return this; }
-    /** A user property; UNIQ_CLIENT_MESSAGE_ID_KEYIDX sets the message id. */
+    /** A user property; UNIQ_KEY sets the message id. */
     public Message property(String name, String value) {
         if (name.isEmpty() || name.contains("=") || name.contains("\n") || value.contains("\n")) {
             throw new IllegalArgumentException("property names may not be empty or hold '=' or newlines; values no newlines");

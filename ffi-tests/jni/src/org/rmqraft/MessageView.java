@@ -69,7 +69,7 @@ public final class MessageView {
     /** The UNIQ_KEY. */
     public String msgId() { return msgId; }
     public String offsetMsgId() { return offsetMsgId; }
-    /** All properties, system ones (TAGS, KEYS, UNIQ_CLIENT_MESSAGE_ID_KEYIDX) included. */
+    /** All properties, system ones (TAGS, KEYS, UNIQ_KEY) included. */
     public Map<String, String> properties() { return properties; }
     public byte[] body() { return body.clone(); }
     public String bodyString() { return str(body); }

@@ -1,0 +1,548 @@
+//! The broker side of RocketMQ's protocol on a loopback group, through a name server,
+//! spoken with the crate's own blocking client: sends to the master found in the route,
+//! pulls from master and slave, lookups by key and id, offsets, a slave's answer to a
+//! send, unknown codes, parked long-polling pulls, and a new master registering as
+//! brokerId 0 at once when the old one closes.
+
+mod common;
+
+use common::{free_ports, group_props, init_logging, wait_for};
+use rmqraft::broker::record::{encode_properties, parse_offset_msg_id, MessageRecord};
+use rmqraft::broker::Broker;
+use rmqraft::remoting::broker_side::{code, SLAVE_SEND_REMARK};
+use rmqraft::remoting::client::Client;
+use rmqraft::remoting::codec::RemotingCommand;
+use rmqraft::remoting::codes::{request as rq, response as rs};
+use rmqraft::remoting::json::{self, Value};
+use rmqraft::remoting::namesrv::NameServer;
+use rmqraft::remoting::{BrokerSide, BrokerSideConfig};
+use rmqraft::{Engine, Role};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+const TOPIC: &str = "TopicTest";
+const GROUP: &str = "RaftNode00";
+
+struct Member {
+    engine: Engine,
+    broker: Arc<Broker>,
+    side: BrokerSide,
+    addr: String,
+}
+
+struct Setup {
+    _root: tempfile::TempDir,
+    ns: NameServer,
+    members: Vec<Option<Member>>,
+}
+
+impl Setup {
+    /// A name server and a three-member group, each member serving RocketMQ's broker
+    /// codes on its own port (with `workers` handler threads) and registering.
+    fn start(workers: usize) -> Setup {
+        init_logging();
+        let ns = NameServer::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let raft = free_ports(3);
+        let mut members = Vec::new();
+        for i in 0..3 {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let extra = format!(
+                "brokerClusterName=RaftCluster\nbrokerName={GROUP}\nlistenPort={port}\n\
+                 namesrvAddr={}\n",
+                ns.local_addr()
+            );
+            let props = group_props(GROUP, &raft, i, root.path(), &extra);
+            let engine = Engine::open("brokerClusterName=RaftCluster").unwrap();
+            let group = Arc::new(engine.open_group(&props).unwrap());
+            let broker = Arc::new(Broker::open(group, &props).unwrap());
+            let mut config = BrokerSideConfig::from_properties(&props, &broker)
+                .unwrap()
+                .expect("listenPort is set");
+            config.server.workers = workers;
+            let side = BrokerSide::start_on(Arc::clone(&broker), config, listener).unwrap();
+            members.push(Some(Member {
+                engine,
+                broker,
+                side,
+                addr: format!("127.0.0.1:{port}"),
+            }));
+        }
+        Setup {
+            _root: root,
+            ns,
+            members,
+        }
+    }
+
+    fn member(&self, i: usize) -> &Member {
+        self.members[i].as_ref().expect("running")
+    }
+
+    fn index_of(&self, addr: &str) -> usize {
+        (0..3)
+            .find(|i| self.members[*i].as_ref().is_some_and(|m| m.addr == addr))
+            .expect("a member with this address")
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(mut m) = self.members[i].take() {
+            m.side.stop();
+            m.broker.close();
+            m.broker.group().close();
+            m.engine.close();
+        }
+    }
+
+    fn namesrv(&self) -> String {
+        self.ns.local_addr().to_string()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.stop(i);
+        }
+    }
+}
+
+fn call(addr: &str, cmd: RemotingCommand) -> RemotingCommand {
+    Client::connect(addr, T).unwrap().invoke(cmd, T).unwrap()
+}
+
+/// brokerId -> address of the group in `topic`'s route.
+fn route(namesrv: &str, topic: &str) -> Option<Vec<(i64, String)>> {
+    let r = call(
+        namesrv,
+        RemotingCommand::request(rq::GET_ROUTEINFO_BY_TOPIC, 0).with_field("topic", topic),
+    );
+    if r.code != rs::SUCCESS {
+        return None;
+    }
+    let v = json::parse_lenient(&r.body).unwrap();
+    let b = v["brokerDatas"]
+        .as_array()?
+        .iter()
+        .find(|b| b["brokerName"] == GROUP)?;
+    let mut out: Vec<(i64, String)> = b["brokerAddrs"]
+        .as_object()?
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.as_str().unwrap().to_string()))
+        .collect();
+    out.sort();
+    Some(out)
+}
+
+/// The master's address in the cluster info (any topic: brokerAddrs of the group).
+fn master_in_cluster(namesrv: &str) -> Option<String> {
+    let r = call(
+        namesrv,
+        RemotingCommand::request(rq::GET_BROKER_CLUSTER_INFO, 0),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let v = json::parse_lenient(&r.body).unwrap();
+    v["brokerAddrTable"][GROUP]["brokerAddrs"]["0"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn send_v2(addr: &str, topic: &str, key: &str, tags: &str, body: &[u8]) -> RemotingCommand {
+    let props = encode_properties([("KEYS", key), ("TAGS", tags), ("WAIT", "true")]);
+    let cmd = RemotingCommand::request(rq::SEND_MESSAGE_V2, 0)
+        .with_field("a", "PG")
+        .with_field("b", topic)
+        .with_field("c", "TBW102")
+        .with_field("d", "4")
+        .with_field("e", "-1")
+        .with_field("f", "0")
+        .with_field("g", "0")
+        .with_field("h", "0")
+        .with_field("i", props)
+        .with_field("j", "0")
+        .with_field("k", "false")
+        .with_field("m", "false")
+        .with_body(body.to_vec());
+    call(addr, cmd)
+}
+
+fn pull_cmd(queue: i32, offset: u64, sub: &str, suspend_ms: u64) -> RemotingCommand {
+    let flags = if suspend_ms > 0 { 2 | 4 } else { 4 };
+    RemotingCommand::request(rq::PULL_MESSAGE, 0)
+        .with_field("consumerGroup", "CG")
+        .with_field("topic", TOPIC)
+        .with_field("queueId", queue.to_string())
+        .with_field("queueOffset", offset.to_string())
+        .with_field("maxMsgNums", "32")
+        .with_field("sysFlag", flags.to_string())
+        .with_field("commitOffset", "0")
+        .with_field("suspendTimeoutMillis", suspend_ms.to_string())
+        .with_field("subscription", sub)
+        .with_field("subVersion", "0")
+        .with_field("expressionType", "TAG")
+}
+
+fn records(mut body: &[u8]) -> Vec<MessageRecord> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let (r, n) = MessageRecord::decode(body).unwrap();
+        out.push(r);
+        body = &body[n..];
+    }
+    out
+}
+
+fn offset_field(r: &RemotingCommand) -> u64 {
+    r.field("offset").unwrap().parse().unwrap()
+}
+
+fn setup_topic(s: &Setup) -> String {
+    let ns = s.namesrv();
+    let master = wait_for("a master in the cluster info", || master_in_cluster(&ns));
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::UPDATE_AND_CREATE_TOPIC, 0)
+            .with_field("topic", TOPIC)
+            .with_field("readQueueNums", "2")
+            .with_field("writeQueueNums", "2")
+            .with_field("perm", "6"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    // The route names the master as brokerId 0 once the topic is registered.
+    let addrs = wait_for("the topic's route", || {
+        route(&ns, TOPIC).filter(|a| a.len() == 3 && a[0].0 == 0)
+    });
+    let ids: Vec<i64> = addrs.iter().map(|a| a.0).collect();
+    let slave_ids: Vec<i64> = ids[1..].to_vec();
+    assert!(slave_ids.iter().all(|id| (1..=3).contains(id)), "{ids:?}");
+    addrs[0].1.clone()
+}
+
+#[test]
+fn send_pull_query_view_and_offsets_through_a_name_server() {
+    let s = Setup::start(4);
+    let master = setup_topic(&s);
+    let mi = s.index_of(&master);
+    assert_eq!(s.member(mi).broker.role().unwrap(), Role::Leader);
+    assert_eq!(s.member(mi).side.registered_broker_id(), Some(0));
+    let slave = (0..3).find(|i| *i != mi).unwrap();
+    let slave_addr = s.member(slave).addr.clone();
+
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let tags = if i % 2 == 0 { "TagA" } else { "TagB" };
+        let r = send_v2(
+            &master,
+            TOPIC,
+            &format!("key-{i}"),
+            tags,
+            format!("body-{i}").as_bytes(),
+        );
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        let q: i32 = r.field("queueId").unwrap().parse().unwrap();
+        let off: u64 = r.field("queueOffset").unwrap().parse().unwrap();
+        let msg_id = r.field("msgId").unwrap().to_string();
+        assert_eq!(msg_id.len(), 32);
+        sent.push((q, off, msg_id, tags));
+    }
+
+    // Pull queue 0 from the master and from a slave (committed messages only).
+    let q0: Vec<_> = sent.iter().filter(|m| m.0 == 0).collect();
+    assert!(!q0.is_empty());
+    for addr in [&master, &slave_addr] {
+        let r = wait_for("the messages on the member", || {
+            let r = call(addr, pull_cmd(0, 0, "*", 0));
+            (r.code == rs::SUCCESS && records(&r.body).len() == q0.len()).then_some(r)
+        });
+        let recs = records(&r.body);
+        assert_eq!(r.field("nextBeginOffset").unwrap(), q0.len().to_string());
+        assert_eq!(r.field("maxOffset").unwrap(), q0.len().to_string());
+        for (rec, m) in recs.iter().zip(&q0) {
+            assert_eq!(rec.queue_offset as u64, m.1);
+            assert_eq!(rec.offset_msg_id(), m.2);
+        }
+    }
+    // Tag filtering: only TagB.
+    let r = call(&master, pull_cmd(0, 0, "TagB", 0));
+    let want = q0.iter().filter(|m| m.3 == "TagB").count();
+    if want > 0 {
+        assert_eq!(r.code, rs::SUCCESS);
+        let recs = records(&r.body);
+        assert_eq!(recs.len(), want);
+        assert!(recs.iter().all(|m| m.tags() == Some("TagB")));
+    }
+    // At the end: PULL_NOT_FOUND; far beyond: PULL_OFFSET_MOVED.
+    let r = call(&master, pull_cmd(0, q0.len() as u64, "*", 0));
+    assert_eq!(r.code, code::PULL_NOT_FOUND);
+    let r = call(&master, pull_cmd(0, 1000, "*", 0));
+    assert_eq!(r.code, code::PULL_OFFSET_MOVED);
+
+    // Query by key on master and slave, by unique key, view by id.
+    for addr in [&master, &slave_addr] {
+        let r = call(
+            addr,
+            RemotingCommand::request(rq::QUERY_MESSAGE, 0)
+                .with_field("topic", TOPIC)
+                .with_field("key", "key-3")
+                .with_field("maxNum", "32")
+                .with_field("beginTimestamp", "0")
+                .with_field("endTimestamp", i64::MAX.to_string()),
+        );
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        let recs = records(&r.body);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(&recs[0].body[..], b"body-3");
+    }
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::QUERY_MESSAGE, 0)
+            .with_field("topic", TOPIC)
+            .with_field("key", "no-such-key")
+            .with_field("maxNum", "32")
+            .with_field("beginTimestamp", "0")
+            .with_field("endTimestamp", "0"),
+    );
+    assert_eq!(r.code, rs::QUERY_NOT_FOUND);
+    let (_, commit_offset) = parse_offset_msg_id(&sent[5].2).unwrap();
+    for addr in [&master, &slave_addr] {
+        let r = call(
+            addr,
+            RemotingCommand::request(rq::VIEW_MESSAGE_BY_ID, 0)
+                .with_field("offset", commit_offset.to_string()),
+        );
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        let recs = records(&r.body);
+        assert_eq!(&recs[0].body[..], b"body-5");
+        let uniq = recs[0].uniq_key().unwrap().to_string();
+        let r = call(
+            addr,
+            RemotingCommand::request(rq::QUERY_MESSAGE, 0)
+                .with_field("topic", TOPIC)
+                .with_field("key", uniq.as_str())
+                .with_field("maxNum", "32")
+                .with_field("beginTimestamp", "0")
+                .with_field("endTimestamp", "0")
+                .with_field("_UNIQUE_KEY_QUERY", "true"),
+        );
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        assert_eq!(&records(&r.body)[0].body[..], b"body-5");
+    }
+
+    // Offsets.
+    let q = |code: i32| {
+        RemotingCommand::request(code, 0)
+            .with_field("topic", TOPIC)
+            .with_field("queueId", "0")
+    };
+    assert_eq!(
+        offset_field(&call(&master, q(rq::GET_MAX_OFFSET))),
+        q0.len() as u64
+    );
+    assert_eq!(offset_field(&call(&master, q(rq::GET_MIN_OFFSET))), 0);
+    let r = call(
+        &master,
+        q(rq::SEARCH_OFFSET_BY_TIMESTAMP).with_field("timestamp", "0"),
+    );
+    assert_eq!(offset_field(&r), 0);
+    let r = call(
+        &master,
+        q(rq::SEARCH_OFFSET_BY_TIMESTAMP).with_field("timestamp", i64::MAX.to_string()),
+    );
+    assert_eq!(offset_field(&r), q0.len() as u64);
+    let r = call(
+        &master,
+        q(rq::UPDATE_CONSUMER_OFFSET)
+            .with_field("consumerGroup", "CG")
+            .with_field("commitOffset", "2"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let r = call(
+        &master,
+        q(rq::QUERY_CONSUMER_OFFSET).with_field("consumerGroup", "CG"),
+    );
+    assert_eq!(offset_field(&r), 2);
+    wait_for("the committed offset on the slave", || {
+        let r = call(
+            &slave_addr,
+            q(rq::QUERY_CONSUMER_OFFSET).with_field("consumerGroup", "CG"),
+        );
+        (r.code == rs::SUCCESS && offset_field(&r) == 2).then_some(())
+    });
+
+    // Heartbeat: the consumer is listed, its retry topic exists.
+    let hb = serde_json::json!({
+        "clientID": "127.0.0.1@4242",
+        "producerDataSet": [{"groupName": "PG"}],
+        "consumerDataSet": [{"groupName": "CG", "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING", "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{"topic": TOPIC, "subString": "*"}], "unitMode": false}],
+    });
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
+            .with_field("consumerGroup", "CG"),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["consumerIdList"][0], "127.0.0.1@4242");
+    assert!(s.member(mi).broker.topic("%RETRY%CG").is_ok());
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_ALL_TOPIC_CONFIG, 0),
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["topicConfigTable"][TOPIC]["writeQueueNums"], 2);
+    assert!(v["topicConfigTable"]["%RETRY%CG"].is_object());
+
+    // Send back: the message goes to %RETRY%CG with reconsume times 1.
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::CONSUMER_SEND_MSG_BACK, 0)
+            .with_field("offset", commit_offset.to_string())
+            .with_field("group", "CG")
+            .with_field("delayLevel", "0")
+            .with_field("originMsgId", sent[5].2.as_str())
+            .with_field("maxReconsumeTimes", "16"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let p = s
+        .member(mi)
+        .broker
+        .pull("%RETRY%CG", 0, 0, 8, None, T)
+        .unwrap();
+    assert_eq!(p.messages.len(), 1);
+    assert_eq!(p.messages[0].decoded.reconsume_times, 1);
+    assert_eq!(p.messages[0].decoded.property("RETRY_TOPIC"), Some(TOPIC));
+
+    // Locks: the first client holds the queue, a second one does not get it.
+    let lock_body = |client: &str| {
+        serde_json::json!({"consumerGroup": "CG", "clientId": client, "onlyThisBroker": false,
+            "mqSet": [{"topic": TOPIC, "brokerName": GROUP, "queueId": 0}]})
+        .to_string()
+        .into_bytes()
+    };
+    let locked = |client: &str| {
+        let r = call(
+            &master,
+            RemotingCommand::request(rq::LOCK_BATCH_MQ, 0).with_body(lock_body(client)),
+        );
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["lockOKMQSet"].as_array().unwrap().len()
+    };
+    assert_eq!(locked("c1"), 1);
+    assert_eq!(locked("c2"), 0);
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::UNLOCK_BATCH_MQ, 0).with_body(lock_body("c1")),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    assert_eq!(locked("c2"), 1);
+
+    // A slave answers a send as RocketMQ's slave does; unknown codes are refused.
+    let r = send_v2(&slave_addr, TOPIC, "k", "TagA", b"to a slave");
+    assert_eq!(r.code, code::SERVICE_NOT_AVAILABLE);
+    assert_eq!(r.remark.as_deref(), Some(SLAVE_SEND_REMARK));
+    let r = call(&master, RemotingCommand::request(9999, 0));
+    assert_eq!(r.code, rs::REQUEST_CODE_NOT_SUPPORTED);
+
+    // Runtime info carries mqadmin's keys and the Raft state.
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_BROKER_RUNTIME_INFO, 0),
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["table"]["dLegerRole"], "LEADER");
+    assert!(v["table"]["putTps"].is_string());
+    assert!(
+        v["table"]["msgPutTotalTodayNow"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 10
+    );
+}
+
+#[test]
+fn a_long_polling_pull_is_parked_not_a_worker_and_returns_on_arrival() {
+    // One handler thread: if the parked pull held it, the send below could not be served.
+    let s = Setup::start(1);
+    let master = setup_topic(&s);
+    let mi = s.index_of(&master);
+    let addr = master.clone();
+    let started = Instant::now();
+    let puller = std::thread::spawn(move || {
+        let r = Client::connect(&addr, T)
+            .unwrap()
+            .invoke(pull_cmd(1, 0, "*", 20_000), Duration::from_secs(30))
+            .unwrap();
+        (r, started.elapsed())
+    });
+    wait_for("the pull to be parked", || {
+        (s.member(mi).side.parked_pulls() == 1).then_some(())
+    });
+    // Fill queue 1 (sends pick queues round robin).
+    let mut on_q1 = 0;
+    for i in 0..4 {
+        let r = send_v2(&master, TOPIC, &format!("lp-{i}"), "TagA", b"wake up");
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        if r.field("queueId") == Some("1") {
+            on_q1 += 1;
+        }
+    }
+    assert!(on_q1 > 0);
+    let (r, took) = puller.join().unwrap();
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert!(!records(&r.body).is_empty());
+    assert!(
+        took < Duration::from_secs(15),
+        "the parked pull took {took:?}"
+    );
+    assert_eq!(s.member(mi).side.parked_pulls(), 0);
+}
+
+#[test]
+fn a_new_master_registers_as_broker_id_0_at_once_and_sends_continue() {
+    let mut s = Setup::start(4);
+    let ns = s.namesrv();
+    let master = setup_topic(&s);
+    for i in 0..5 {
+        let r = send_v2(&master, TOPIC, &format!("before-{i}"), "TagA", b"x");
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    }
+    let old = s.index_of(&master);
+    let closed = Instant::now();
+    s.stop(old);
+    let new_master = wait_for("a new master in the route", || {
+        route(&ns, TOPIC)
+            .and_then(|a| a.into_iter().find(|(id, _)| *id == 0))
+            .map(|(_, addr)| addr)
+            .filter(|addr| *addr != master)
+    });
+    let took = closed.elapsed();
+    // An election (a few seconds at most) plus registration: not the 30 s period.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let ni = s.index_of(&new_master);
+    assert_eq!(s.member(ni).broker.role().unwrap(), Role::Leader);
+    for i in 0..5 {
+        let r = send_v2(&new_master, TOPIC, &format!("after-{i}"), "TagA", b"y");
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    }
+    // Every acknowledged send is on the new master once dispatched (a send returns at
+    // its commit; the consume queues follow).
+    wait_for("all ten messages in the new master's queues", || {
+        let total: u64 = (0..2)
+            .map(|q| s.member(ni).broker.queue_offsets(TOPIC, q).unwrap().1)
+            .sum();
+        assert!(total <= 10, "{total} messages for 10 sends");
+        (total == 10).then_some(())
+    });
+}
