@@ -339,7 +339,10 @@ fn leader_closed_mid_send_acknowledged_sends_are_consumable_once() {
             acked.push((body, r));
         }
     }
-    log::info!("{} acknowledged, {unknown} failed, {attempts} attempts", acked.len());
+    log::info!(
+        "{} acknowledged, {unknown} failed, {attempts} attempts",
+        acked.len()
+    );
     assert!(closed);
     b.settle();
     let check = |b: &Brokers, m: usize| {
