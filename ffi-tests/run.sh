@@ -54,7 +54,8 @@ stray="$(grep -v '^rmqraft_' <<<"$exports" || true)"
 for fn in rmqraft_version rmqraft_version_string rmqraft_result_name rmqraft_last_error \
   rmqraft_engine_open rmqraft_engine_close rmqraft_group_open rmqraft_group_close \
   rmqraft_group_append rmqraft_group_append_async rmqraft_group_read rmqraft_group_status \
-  rmqraft_group_set_role_callback rmqraft_group_transfer_leadership rmqraft_group_wait_leader; do
+  rmqraft_group_set_role_callback rmqraft_group_transfer_leadership rmqraft_group_wait_leader \
+  rmqraft_group_append_idempotent; do
   grep -qx "$fn" <<<"$exports" || die "$fn is not exported"
 done
 echo "$(wc -l <<<"$exports") symbols, all rmqraft_*" >&2

@@ -24,9 +24,11 @@ mod api;
 mod boundary;
 mod callbacks;
 mod handle;
+mod idempotent;
 mod types;
 
 pub use api::*;
+pub use idempotent::*;
 pub use types::*;
 
 #[cfg(test)]

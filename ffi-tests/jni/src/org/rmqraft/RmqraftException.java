@@ -18,6 +18,7 @@ public class RmqraftException extends RuntimeException {
     public static final int EXISTS = 12;
     public static final int PANIC = 13;
     public static final int DISK_FULL = 14;
+    public static final int OUT_OF_ORDER = 15;
 
     private final int code;
 
