@@ -99,7 +99,19 @@ impl Engine {
             member.config.self_id,
             member.config.effective_summary()
         );
-        let producers = crate::idempotent::Producers::new(Arc::clone(&member), expiration_ms);
+        let producers = Arc::new(crate::idempotent::Producers::new(
+            Arc::clone(&member),
+            expiration_ms,
+        ));
+        let weak = Arc::downgrade(&producers);
+        let _ = member
+            .idempotent
+            .set(Box::new(move |producer, sequence, data, done| {
+                match weak.upgrade() {
+                    Some(p) => p.append_async(producer, sequence, data, done),
+                    None => Err(Error::closed("the group member")),
+                }
+            }));
         Ok(Group {
             member,
             producers,
@@ -138,7 +150,7 @@ impl Drop for Engine {
 /// One member of one replicated commitlog group. Usable from any thread.
 pub struct Group {
     member: Arc<Member>,
-    producers: crate::idempotent::Producers,
+    producers: Arc<crate::idempotent::Producers>,
     engine: std::sync::Weak<EngineInner>,
 }
 
