@@ -103,6 +103,10 @@ impl Engine {
             Arc::clone(&member),
             expiration_ms,
         ));
+        if let Err(err) = producers.start() {
+            member.close();
+            return Err(err);
+        }
         let weak = Arc::downgrade(&producers);
         let _ = member
             .idempotent

@@ -119,45 +119,78 @@ impl Producers {
         )
     }
 
+    /// Takes one batch of committed entries into `committed`, waiting up to `wait` for
+    /// one; returns how many were taken.
+    fn apply_committed(&self, wait: Duration) -> Result<usize> {
+        let from = lock(&self.state)?.applied + 1;
+        let batch = match self
+            .member
+            .read_committed(from, CATCH_UP_BATCH, CATCH_UP_BYTES, wait)
+        {
+            Ok(b) => b,
+            // Retention removed the start: the table starts from what is retained.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let first = self.member.status()?.first_index.max(1);
+                let mut st = lock(&self.state)?;
+                if st.applied < first - 1 {
+                    st.applied = first - 1;
+                }
+                return Ok(1);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut st = lock(&self.state)?;
+        let mut taken = 0;
+        for (entry, meta) in batch {
+            if entry.index != st.applied + 1 {
+                continue;
+            }
+            if entry.kind == EntryKind::Idempotent {
+                st.committed.apply_body(&entry.body, meta);
+            }
+            st.applied = entry.index;
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
     /// Catches `committed` up to `commit` from the store.
     fn catch_up_committed(&self, commit: u64) -> Result<()> {
-        loop {
-            let from = lock(&self.state)?.applied + 1;
-            if from > commit {
+        while lock(&self.state)?.applied < commit {
+            if self.apply_committed(Duration::ZERO)? == 0 {
                 return Ok(());
-            }
-            let batch = match self.member.read_committed(
-                from,
-                CATCH_UP_BATCH,
-                CATCH_UP_BYTES,
-                Duration::ZERO,
-            ) {
-                Ok(b) => b,
-                // Retention removed the start: the table starts from what is retained.
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    let first = self.member.status()?.first_index.max(1);
-                    let mut st = lock(&self.state)?;
-                    if st.applied < first - 1 {
-                        st.applied = first - 1;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let mut st = lock(&self.state)?;
-            for (entry, meta) in batch {
-                if entry.index != st.applied + 1 {
-                    continue;
-                }
-                if entry.kind == EntryKind::Idempotent {
-                    st.committed.apply_body(&entry.body, meta);
-                }
-                st.applied = entry.index;
             }
         }
+        Ok(())
+    }
+
+    /// Starts the thread that keeps `committed` up with the commit index on this member
+    /// (leader or follower), so a member that starts leading has little to replay.
+    pub(crate) fn start(self: &Arc<Self>) -> Result<()> {
+        let me = Arc::clone(self);
+        let name = format!(
+            "producers-{}-{}",
+            self.member.config.group, self.member.config.self_id
+        );
+        let t = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || loop {
+                match me.apply_committed(Duration::from_millis(200)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Closed => return,
+                    Err(e) => {
+                        log::warn!(
+                            "{}/{}: producer table stops following the log: {e}",
+                            me.member.config.group,
+                            me.member.config.self_id
+                        );
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("start the producer table thread", e))?;
+        self.waiters.lock().map_err(|_| poisoned())?.push(t);
+        Ok(())
     }
 
     /// Brings the leader's view up to this term and the end of the local log.
@@ -173,12 +206,12 @@ impl Producers {
                 _ => None,
             }
         };
-        let from = match from {
-            Some(from) => from,
+        let (from, fresh) = match from {
+            Some(from) => (from, false),
             None => {
                 self.catch_up_committed(s.commit_index)?;
                 let st = lock(&self.state)?;
-                st.applied + 1
+                (st.applied + 1, true)
             }
         };
         let mut tail = Vec::new();
@@ -189,24 +222,30 @@ impl Producers {
             }
         }
         let mut st = lock(&self.state)?;
-        let fits = match &st.view {
-            Some(v) => v.term == s.term && v.through + 1 == from,
-            None => false,
-        };
-        if !fits {
-            if st.applied + 1 != from {
-                return Ok(()); // moved meanwhile: the next attempt looks again
+        let st = &mut *st;
+        let skip_through = if fresh {
+            // `committed` may have moved on meanwhile (its thread): it holds the start
+            // of the tail already.
+            if st.applied + 1 < from || st.applied > s.last_index {
+                return Ok(()); // the log moved under us: the next attempt looks again
             }
-            let table = st.committed.clone();
             st.view = Some(View {
                 term: s.term,
-                through: from - 1,
-                table,
+                through: st.applied,
+                table: st.committed.clone(),
             });
-        }
+            st.applied
+        } else {
+            match &st.view {
+                Some(v) if v.term == s.term && v.through + 1 == from => from - 1,
+                _ => return Ok(()),
+            }
+        };
         let view = st.view.as_mut().expect("set above");
         for (body, meta) in tail {
-            view.table.apply_body(&body, meta);
+            if meta.index > skip_through {
+                view.table.apply_body(&body, meta);
+            }
         }
         view.through = view.through.max(s.last_index);
         Ok(())
