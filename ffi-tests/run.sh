@@ -59,7 +59,8 @@ for fn in rmqraft_version rmqraft_version_string rmqraft_result_name rmqraft_las
   rmqraft_group_set_role_callback rmqraft_group_transfer_leadership rmqraft_group_wait_leader \
   rmqraft_topic_update rmqraft_topic_delete rmqraft_topic_list rmqraft_message_send \
   rmqraft_message_send_async rmqraft_queue_pull rmqraft_queue_offsets rmqraft_message_query_by_key \
-  rmqraft_message_view_by_id rmqraft_consumer_offset_commit rmqraft_consumer_offset_fetch; do
+  rmqraft_message_view_by_id rmqraft_consumer_offset_commit rmqraft_consumer_offset_fetch \
+  rmqraft_group_append_idempotent; do
   grep -qx "$fn" <<<"$exports" || die "$fn is not exported"
 done
 echo "$(wc -l <<<"$exports") symbols, all rmqraft_*" >&2

@@ -529,6 +529,27 @@ rmqraft_result rmqraft_group_wait_leader(struct rmqraft_group *group,
                                          int32_t *leader_peer_out);
 
 /**
+ * Appends `len` bytes (`len` > 0) once per (`producer_id`, `sequence`) and blocks until
+ * committed, at most `timeout_ms`. `producer_id`: any nonzero value the host picks
+ * (random per producer instance); `sequence`: 0, 1, 2, ... per producer. Resending a
+ * pair whose entry is already in the log (committed, or still in flight: then the first
+ * one's outcome is awaited) appends nothing and returns RMQRAFT_OK with the original
+ * entry's meta, across leader failover and restarts. At least the last 1,000 sequences
+ * of each producer are remembered, for producerIdExpirationMs (default 86400000) after
+ * its last append. A sequence beyond the next expected one, or older than what is
+ * remembered: RMQRAFT_ERR_OUT_OF_ORDER. `rmqraft_group_read` of the entry returns the
+ * `len` bytes only. Other results as `rmqraft_group_append` (RMQRAFT_ERR_TIMEOUT: resend
+ * the same pair to learn the outcome).
+ */
+rmqraft_result rmqraft_group_append_idempotent(struct rmqraft_group *group,
+                                               uint64_t producer_id,
+                                               uint64_t sequence,
+                                               const uint8_t *data,
+                                               size_t len,
+                                               uint32_t timeout_ms,
+                                               struct rmqraft_entry_meta *out);
+
+/**
  * Creates or updates `topic` with `read_queues` and `write_queues` queues (1..1024) and
  * RocketMQ's `perm` bits (2 write, 4 read; 6 usual), replicated through the log; waits at
  * most `timeout_ms` until this member applied it. On the leader only

@@ -273,6 +273,22 @@ public:
         return append(data.data(), data.size(), timeout);
     }
 
+    /// Appends once per (producer_id, sequence) and blocks until committed. Resending a pair
+    /// already in the log returns the original entry's meta and appends nothing; a sequence
+    /// beyond the next one or older than the last 1,000 throws RMQRAFT_ERR_OUT_OF_ORDER.
+    EntryMeta append_idempotent(std::uint64_t producer_id, std::uint64_t sequence, const void *data,
+                                std::size_t len, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        EntryMeta meta{};
+        detail::check(rmqraft_group_append_idempotent(handle_, producer_id, sequence,
+                                                      static_cast<const std::uint8_t *>(data), len,
+                                                      clamp_ms(timeout), &meta));
+        return meta;
+    }
+    EntryMeta append_idempotent(std::uint64_t producer_id, std::uint64_t sequence, std::string_view data,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+        return append_idempotent(producer_id, sequence, data.data(), data.size(), timeout);
+    }
+
     /// Appends without blocking; `done` runs exactly once later, on a library thread.
     /// Throws (and never calls `done`) when the append is refused at once, e.g. BUSY.
     void append_async(const void *data, std::size_t len, AppendCallback done) {

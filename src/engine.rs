@@ -63,6 +63,7 @@ impl Engine {
     /// Opens one member of a group from broker.conf text.
     pub fn open_group(&self, properties: &str) -> Result<Group> {
         let config = GroupConfig::from_properties(properties)?;
+        let expiration_ms = crate::idempotent::expiration_ms(properties)?;
         let inner = &self.inner;
         let mut members = inner
             .members
@@ -98,8 +99,26 @@ impl Engine {
             member.config.self_id,
             member.config.effective_summary()
         );
+        let producers = Arc::new(crate::idempotent::Producers::new(
+            Arc::clone(&member),
+            expiration_ms,
+        ));
+        if let Err(err) = producers.start() {
+            member.close();
+            return Err(err);
+        }
+        let weak = Arc::downgrade(&producers);
+        let _ = member
+            .idempotent
+            .set(Box::new(move |producer, sequence, data, done| {
+                match weak.upgrade() {
+                    Some(p) => p.append_async(producer, sequence, data, done),
+                    None => Err(Error::closed("the group member")),
+                }
+            }));
         Ok(Group {
             member,
+            producers,
             engine: Arc::downgrade(inner),
         })
     }
@@ -135,6 +154,7 @@ impl Drop for Engine {
 /// One member of one replicated commitlog group. Usable from any thread.
 pub struct Group {
     member: Arc<Member>,
+    producers: Arc<crate::idempotent::Producers>,
     engine: std::sync::Weak<EngineInner>,
 }
 
@@ -148,6 +168,36 @@ impl Group {
     /// library thread, with the final result; on `Err`, it never runs.
     pub fn append_async(&self, data: &[u8], callback: AppendCallback) -> Result<()> {
         self.member.append_async(data, callback)
+    }
+
+    /// Appends `data` exactly once per (`producer_id`, `sequence`) and blocks until
+    /// committed, at most `timeout`. `producer_id` is any nonzero value (random per
+    /// producer instance); sequences run 0, 1, 2, ... per producer. Resending a pair
+    /// already in the log (committed, or in flight: then the first one's outcome is
+    /// awaited) appends nothing and returns the original entry's meta, across leader
+    /// changes and restarts. A sequence beyond the next one, or older than the last
+    /// 1,000 remembered: `OutOfOrder`. `read` of the entry returns `data` only.
+    pub fn append_idempotent(
+        &self,
+        producer_id: u64,
+        sequence: u64,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<EntryMeta> {
+        self.producers.append(producer_id, sequence, data, timeout)
+    }
+
+    /// [`Group::append_idempotent`] without blocking: on `Ok(())`, `callback` runs
+    /// exactly once later, on a library thread; on `Err`, it never runs.
+    pub fn append_idempotent_async(
+        &self,
+        producer_id: u64,
+        sequence: u64,
+        data: &[u8],
+        callback: AppendCallback,
+    ) -> Result<()> {
+        self.producers
+            .append_async(producer_id, sequence, data, callback)
     }
 
     /// Appends an entry of `kind` whose body, exactly `body_len` bytes, `stamp` makes
@@ -253,6 +303,7 @@ impl Group {
     /// calls on this handle return `Closed`.
     pub fn close(&self) {
         self.member.close();
+        self.producers.close();
         if let Some(engine) = self.engine.upgrade() {
             if let Ok(mut members) = engine.members.lock() {
                 members.retain(|m| !Arc::ptr_eq(m, &self.member));

@@ -12,6 +12,7 @@ mod engine;
 pub mod error;
 pub mod ffi;
 mod group;
+mod idempotent;
 pub mod net;
 pub mod remoting;
 pub mod store;

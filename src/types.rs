@@ -23,6 +23,9 @@ pub enum EntryKind {
     Message = 3,
     /// A broker state change: topic config, consumer offsets (`broker::admin`).
     BrokerAdmin = 4,
+    /// An exactly-once append (`Group::append_idempotent`): producer id, sequence and
+    /// the leader's clock (`core::producers`), then the host's payload.
+    Idempotent = 5,
 }
 
 impl EntryKind {
@@ -32,6 +35,7 @@ impl EntryKind {
             2 => Some(EntryKind::Noop),
             3 => Some(EntryKind::Message),
             4 => Some(EntryKind::BrokerAdmin),
+            5 => Some(EntryKind::Idempotent),
             _ => None,
         }
     }

@@ -358,14 +358,19 @@ fn fast_try_failover_and_stop() {
 
     let through = background.join().expect("append thread");
     assert!(through.ok(), "append through the failover: {through:?}");
-    // At least once: the entry in flight when the leader died may be in the log twice,
-    // and the new leader adds its no-op entry.
+    // Exactly once: the retries are idempotent appends, so the range holds the 2000
+    // entries and at most one no-op per new term, never an entry twice.
     let (through_first, through_last) = summary_range(&through.stdout);
     assert!(through_last - through_first + 1 >= 2000, "{through:?}");
     println!("append through the failover: {}", through.stdout.trim_end());
 
     let (members, out) = cluster_list(&dir);
     assert!(out.ok(), "{out:?}");
+    let final_term = members.iter().map(|m| m.term).max().unwrap_or(0);
+    assert!(
+        through_last - through_first < 2000 + (final_term - old_term),
+        "more entries than appends plus no-ops: {through:?}, terms {old_term}..{final_term}"
+    );
     let dead = members
         .iter()
         .find(|m| m.peer == old_leader)

@@ -11,7 +11,11 @@
 //! - a member's commit index never goes down in one life and never passes its last entry;
 //! - no member truncates at or below its commit index;
 //! - nothing is acted on before its term and vote are persisted;
-//! - after the faults stop, a new entry commits on every member within a bound.
+//! - after the faults stop, a new entry commits on every member within a bound;
+//! - exactly-once appends: a client resends one (producer, sequence) until it sees it
+//!   committed, across leader changes; each leader checks it against the producer table
+//!   of its own log (`core::producers`, as the members do), and no (producer, sequence)
+//!   is ever twice in a member's committed log.
 //!
 //! A power loss under ASYNC_FLUSH may lose acknowledged entries by design; in a group that
 //! had one, only the checks that do not depend on durability stay on (one leader per term,
@@ -23,10 +27,11 @@
 //! (`RMQRAFT_SIM_FIRST_SEED` moves the start of the range).
 
 use bytes::Bytes;
+use rmqraft::core::producers::{self, Check, ProducerTable};
 use rmqraft::core::Outgoing;
 use rmqraft::core::{CoreConfig, Effects, LogView, PushPlan, RaftCore};
 use rmqraft::net::msg::{PushRequest, PushResponse, VoteRequest, VoteResponse};
-use rmqraft::{Entry, EntryKind, Role};
+use rmqraft::{Entry, EntryKind, EntryMeta, Role};
 use std::collections::HashMap;
 
 /// Virtual milliseconds of faults per seed.
@@ -174,7 +179,12 @@ struct Group {
     /// durability checks (not the others) are off for this group.
     lossy: bool,
     next_client_value: u64,
+    /// The sequence the idempotent client sends (again) until it sees it committed.
+    idem_seq: u64,
 }
+
+/// The producer id of the simulated idempotent client.
+const SIM_PRODUCER: u64 = 0x51;
 
 /// What a run exercised, to see that the faults and the protocol paths are reached.
 #[derive(Default, Debug, Clone, Copy)]
@@ -187,6 +197,8 @@ struct Stats {
     truncations: u64,
     partitions: u64,
     transfers: u64,
+    /// Sequences the idempotent client saw committed.
+    idempotent_acked: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -197,6 +209,7 @@ impl std::ops::AddAssign for Stats {
         self.crashes += o.crashes;
         self.power_losses += o.power_losses;
         self.truncations += o.truncations;
+        self.idempotent_acked += o.idempotent_acked;
         self.partitions += o.partitions;
         self.transfers += o.transfers;
     }
@@ -262,6 +275,7 @@ impl Sim {
                 committed: Vec::new(),
                 lossy: false,
                 next_client_value: 0,
+                idem_seq: 0,
             };
             for m in 0..members {
                 group.members.push(Member {
@@ -325,6 +339,9 @@ impl Sim {
                     proposed[g]
                 );
             }
+        }
+        for group in &self.groups {
+            group.check_exactly_once(self.now_ms);
         }
     }
 
@@ -414,7 +431,11 @@ impl Sim {
                     .iter()
                     .position(|m| m.core.as_ref().is_some_and(|c| c.accepts_appends()))
                 {
-                    group.client_append(l, now);
+                    if self.rng.bool() {
+                        group.client_append(l, now);
+                    } else {
+                        group.client_append_idempotent(l, now);
+                    }
                     self.check_member(g, l);
                 }
             }
@@ -896,6 +917,77 @@ impl Group {
         }
     }
 
+    /// The idempotent client's (re)send on leader `l`: the leader checks the pair against
+    /// the producer table of its log and appends it only when fresh; a duplicate that is
+    /// committed acknowledges it, and the client moves to the next sequence.
+    fn client_append_idempotent(&mut self, l: usize, now_ms: u64) {
+        let seed = self.seed;
+        let core = self.members[l].core.as_ref().unwrap();
+        let (term, commit) = (core.term, core.commit_index);
+        let log = &self.members[l].log;
+        let mut table = ProducerTable::new(producers::DEFAULT_EXPIRATION_MS);
+        for e in log
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Idempotent)
+        {
+            let meta = EntryMeta {
+                index: e.index,
+                term: e.term,
+                pos: 0,
+            };
+            table.apply_body(&e.body, meta);
+        }
+        match table.check(SIM_PRODUCER, self.idem_seq) {
+            Check::Fresh => {
+                let entry = Entry {
+                    index: log.last_index() + 1,
+                    term,
+                    kind: EntryKind::Idempotent,
+                    body: producers::encode_body(SIM_PRODUCER, self.idem_seq, now_ms as i64, b"i"),
+                };
+                self.append(l, entry, now_ms);
+                self.local_progress(l);
+            }
+            Check::Duplicate(meta) => {
+                if meta.index <= commit {
+                    self.idem_seq += 1;
+                }
+            }
+            // An ASYNC_FLUSH power loss may lose acknowledged entries by design.
+            Check::OutOfOrder(why) if !self.lossy => panic!(
+                "seed {seed} at {now_ms} ms: invariant broken: group {} member {l}: idempotent client refused: {why}\nreplay: RMQRAFT_SIM_SEED={seed} cargo test --release --test sim",
+                self.id
+            ),
+            Check::OutOfOrder(_) => {}
+        }
+    }
+
+    /// No (producer, sequence) twice in any member's committed log.
+    fn check_exactly_once(&self, now_ms: u64) {
+        if self.lossy {
+            return;
+        }
+        for (m, member) in self.members.iter().enumerate() {
+            let Some(core) = member.core.as_ref() else {
+                continue;
+            };
+            let commit = core.commit_index.min(member.log.last_index()) as usize;
+            let mut seen = std::collections::HashSet::new();
+            for e in &member.log.entries[..commit] {
+                if e.kind != EntryKind::Idempotent {
+                    continue;
+                }
+                let (p, s, _) = producers::decode_header(&e.body).expect("idempotent header");
+                assert!(
+                    seen.insert((p, s)),
+                    "seed {} at {now_ms} ms: invariant broken: group {} member {m}: producer {p:#x} sequence {s} committed twice\nreplay: RMQRAFT_SIM_SEED={} cargo test --release --test sim",
+                    self.seed, self.id, self.seed
+                );
+            }
+        }
+    }
+
     /// A client append on leader `l`; returns its index.
     fn client_append(&mut self, l: usize, now_ms: u64) -> u64 {
         let core = self.members[l].core.as_ref().unwrap();
@@ -957,6 +1049,7 @@ fn run_seed(seed: u64) -> Stats {
     for group in &sim.groups {
         stats.terms_with_leader += group.leaders.len() as u64;
         stats.committed_entries += group.committed.len() as u64;
+        stats.idempotent_acked += group.idem_seq;
     }
     stats
 }
@@ -990,5 +1083,9 @@ fn simulate_groups_under_faults() {
     eprintln!(
         "simulated {seeds} seeds in {:.1} s: {total:?}",
         started.elapsed().as_secs_f64()
+    );
+    assert!(
+        total.idempotent_acked > 0,
+        "the idempotent client never saw a sequence committed"
     );
 }

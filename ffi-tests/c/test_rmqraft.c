@@ -626,6 +626,55 @@ static void test_three_members(void) {
     for (i = 0; i < MAX_MEMBERS; i++) role_log_destroy(&roles[i]);
 }
 
+/* ---------------------------------------------------------------- exactly-once appends */
+
+static void test_idempotent(void) {
+    cluster c;
+    rmqraft_entry_meta first, again, next, meta;
+    const uint64_t producer = 0x5eed000000000001ULL;
+    int leader, follower;
+    uint8_t buf[64];
+    size_t len = 0;
+    memset(&c, 0, sizeof c);
+    if (!cluster_open(&c, 3, "flushDiskType = SYNC_FLUSH\n")) return;
+    leader = wait_leader(&c, ELECTION_WAIT_MS);
+    REQUIRE(leader >= 0);
+    follower = (leader + 1) % 3;
+    REQUIRE_OK(rmqraft_group_append_idempotent(c.members[leader], producer, 0, (const uint8_t *)"once", 4,
+                                               APPEND_TIMEOUT_MS, &first));
+    /* A resend appends nothing and answers with the original entry. */
+    REQUIRE_OK(rmqraft_group_append_idempotent(c.members[leader], producer, 0, (const uint8_t *)"once", 4,
+                                               APPEND_TIMEOUT_MS, &again));
+    REQUIRE(again.index == first.index && again.term == first.term && again.pos == first.pos);
+    /* Reads give the host's bytes only. */
+    REQUIRE_OK(rmqraft_group_read(c.members[leader], first.index, buf, sizeof buf, &len, &meta));
+    REQUIRE(len == 4 && memcmp(buf, "once", 4) == 0 && meta.index == first.index);
+    /* A gap, producer 0, NULL data, a follower. */
+    REQUIRE_RC(RMQRAFT_ERR_OUT_OF_ORDER, rmqraft_group_append_idempotent(c.members[leader], producer, 5,
+                                                                         (const uint8_t *)"gap", 3, 1000, &meta));
+    REQUIRE(strstr(last_error_text(), "skips ahead") != NULL);
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_group_append_idempotent(c.members[leader], 0, 0,
+                                                                             (const uint8_t *)"x", 1, 1000, &meta));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_group_append_idempotent(c.members[leader], producer, 1,
+                                                                             NULL, 1, 1000, &meta));
+    REQUIRE_RC(RMQRAFT_ERR_INVALID_ARGUMENT, rmqraft_group_append_idempotent(NULL, producer, 1,
+                                                                             (const uint8_t *)"x", 1, 1000, &meta));
+    REQUIRE_RC(RMQRAFT_ERR_NOT_LEADER, rmqraft_group_append_idempotent(c.members[follower], producer, 1,
+                                                                       (const uint8_t *)"x", 1, 1000, &meta));
+    REQUIRE_OK(rmqraft_group_append_idempotent(c.members[leader], producer, 1, (const uint8_t *)"next", 4,
+                                               APPEND_TIMEOUT_MS, &next));
+    REQUIRE(next.index > first.index);
+    /* After failover the new leader still knows the producer. */
+    rmqraft_group_close(c.members[leader]);
+    c.members[leader] = NULL;
+    leader = wait_leader(&c, ELECTION_WAIT_MS);
+    REQUIRE(leader >= 0);
+    REQUIRE_OK(rmqraft_group_append_idempotent(c.members[leader], producer, 1, (const uint8_t *)"next", 4,
+                                               APPEND_TIMEOUT_MS, &again));
+    REQUIRE(again.index == next.index && again.term == next.term);
+    cluster_close(&c, 1);
+}
+
 /* ---------------------------------------------------------------- waiting for a leader */
 
 static void test_wait_leader(void) {
@@ -1295,6 +1344,7 @@ static const struct {
     {"concurrent_appends", test_concurrent_appends},
     {"three_members", test_three_members},
     {"wait_leader", test_wait_leader},
+    {"idempotent", test_idempotent},
     {"restart", test_restart},
     {"closed", test_closed},
     {"open_close_loop", test_open_close_loop},

@@ -286,6 +286,23 @@ void run(const std::string &dir) {
         EXPECT(std::string(e.what()).find("dLegerPeers") != std::string::npos);
     }
 
+    // Exactly-once appends: a resend answers with the original, a gap throws OUT_OF_ORDER.
+    {
+        const std::uint64_t producer = 0x5eed00000000cafeULL;
+        auto once = lead.append_idempotent(producer, 0, "once");
+        auto again = lead.append_idempotent(producer, 0, "once");
+        EXPECT(once.index == again.index && once.term == again.term && once.pos == again.pos);
+        EXPECT(lead.read_string(once.index) == "once");
+        try {
+            lead.append_idempotent(producer, 7, "gap");
+            EXPECT(!"a sequence gap was accepted");
+        } catch (const rmqraft::Error &e) {
+            EXPECT(e.code() == RMQRAFT_ERR_OUT_OF_ORDER);
+            EXPECT(std::string(e.what()).find("skips ahead") != std::string::npos);
+        }
+        EXPECT(lead.append_idempotent(producer, 1, "next").index > once.index);
+    }
+
     // Status from a follower names the leader.
     auto st = svc.members[follower].status();
     EXPECT(st.role == RMQRAFT_ROLE_FOLLOWER && st.leader_peer == leader);

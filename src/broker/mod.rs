@@ -952,7 +952,7 @@ impl State {
                 }
                 Err(err) => log::error!("entry {index}: bad broker admin entry: {err}"),
             },
-            EntryKind::Normal | EntryKind::Noop => {}
+            EntryKind::Normal | EntryKind::Noop | EntryKind::Idempotent => {}
         }
         self.applied = index;
     }

@@ -187,7 +187,7 @@ pub unsafe extern "C" fn rmqraft_group_close(group: *mut rmqraft_group) {
     })
 }
 
-fn entry_arg<'a>(data: *const u8, len: usize) -> Result<&'a [u8]> {
+pub(super) fn entry_arg<'a>(data: *const u8, len: usize) -> Result<&'a [u8]> {
     if len == 0 {
         return Err(invalid("data: an entry may not be empty (len is 0)"));
     }

@@ -25,10 +25,12 @@ mod api;
 mod boundary;
 mod callbacks;
 mod handle;
+mod idempotent;
 mod messages;
 mod types;
 
 pub use api::*;
+pub use idempotent::*;
 pub use messages::*;
 pub use types::*;
 

@@ -286,7 +286,7 @@ impl Member {
             ));
         }
         let (entry, meta) = st.store.read(index)?;
-        Ok((entry.body, meta))
+        Ok((crate::idempotent::payload(&entry), meta))
     }
 
     pub fn status(&self) -> Result<GroupStatus> {

@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 pub type AppendCallback = Box<dyn FnOnce(Result<EntryMeta>) + Send>;
 /// Makes an entry's body from its place, under the member lock (`Group::append_with`).
 pub type Stamp = Box<dyn FnOnce(crate::types::EntryPlace) -> Result<Bytes> + Send>;
+/// Starts an exactly-once append for a client request (`crate::idempotent`).
+pub(crate) type IdempotentHook =
+    Box<dyn Fn(u64, u64, &[u8], AppendCallback) -> Result<()> + Send + Sync>;
 /// Role listener: role, term, leader position (-1 if unknown).
 pub type RoleListener = Box<dyn Fn(Role, u64, i32) + Send + Sync>;
 
@@ -154,6 +157,8 @@ pub struct Member {
     counters: AtomicCounters,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// Serves `ClientAppendIdempotent`; set by the `Group` that owns the producer table.
+    pub(crate) idempotent: std::sync::OnceLock<IdempotentHook>,
 }
 
 fn lock_err() -> Error {
@@ -273,6 +278,7 @@ impl Member {
             counters: AtomicCounters::default(),
             threads: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            idempotent: std::sync::OnceLock::new(),
         });
         if let Err(err) = member.start(state_rx, handler_rx, role_rx) {
             member.close();
@@ -581,6 +587,7 @@ impl Member {
                 });
             }
             Message::ClientAppend { .. }
+            | Message::ClientAppendIdempotent { .. }
             | Message::ClientRead { .. }
             | Message::ClientStatus
             | Message::ClientTransfer { .. } => {
@@ -631,31 +638,38 @@ impl Member {
     }
 
     fn on_client_request(self: &Arc<Self>, frame: Frame, responder: Responder) {
-        match &frame.message {
-            Message::ClientAppend { data } => {
-                let weak_self = Arc::downgrade(self);
-                let request = Frame {
-                    message: Message::ClientStatus,
-                    ..frame.clone()
-                };
-                let responder2 = responder.clone();
-                let result = self.append_async(
-                    data,
-                    Box::new(move |result| {
-                        if let Some(member) = weak_self.upgrade() {
-                            let answer = member.client_answer(
-                                &request,
-                                result.map(|m| (m, Bytes::new())),
-                                None,
-                            );
-                            responder2.respond(answer);
-                        }
-                    }),
-                );
-                if let Err(err) = result {
-                    responder.respond(self.client_answer(&frame, Err(err), None));
+        // Answers an append request once its entry commits or fails.
+        let answer_append = |start: &dyn Fn(AppendCallback) -> Result<()>| {
+            let weak_self = Arc::downgrade(self);
+            let request = Frame {
+                message: Message::ClientStatus,
+                ..frame.clone()
+            };
+            let responder2 = responder.clone();
+            let result = start(Box::new(move |result| {
+                if let Some(member) = weak_self.upgrade() {
+                    let answer =
+                        member.client_answer(&request, result.map(|m| (m, Bytes::new())), None);
+                    responder2.respond(answer);
                 }
+            }));
+            if let Err(err) = result {
+                responder.respond(self.client_answer(&frame, Err(err), None));
             }
+        };
+        match &frame.message {
+            Message::ClientAppend { data } => answer_append(&|done| self.append_async(data, done)),
+            Message::ClientAppendIdempotent {
+                producer_id,
+                sequence,
+                data,
+            } => answer_append(&|done| match self.idempotent.get() {
+                Some(hook) => hook(*producer_id, *sequence, data, done),
+                None => Err(Error::new(
+                    ErrorKind::Closed,
+                    "this member serves no exactly-once appends",
+                )),
+            }),
             Message::ClientRead { index } => {
                 let result = self.read(*index).map(|(data, meta)| (meta, data));
                 responder.respond(self.client_answer(&frame, result, None));

@@ -51,6 +51,7 @@ pub mod kind {
     pub const CLIENT_STATUS: u8 = 18;
     pub const CLIENT_TRANSFER: u8 = 19;
     pub const CLIENT_RESP: u8 = 20;
+    pub const CLIENT_APPEND_IDEMPOTENT: u8 = 21;
 }
 
 /// Why bytes could not be decoded as a frame. Any of these closes the connection.
@@ -125,6 +126,7 @@ fn message_kind(message: &Message) -> u8 {
         Message::PushResp(_) => kind::PUSH_RESP,
         Message::TimeoutNow { .. } => kind::TIMEOUT_NOW,
         Message::ClientAppend { .. } => kind::CLIENT_APPEND,
+        Message::ClientAppendIdempotent { .. } => kind::CLIENT_APPEND_IDEMPOTENT,
         Message::ClientRead { .. } => kind::CLIENT_READ,
         Message::ClientStatus => kind::CLIENT_STATUS,
         Message::ClientTransfer { .. } => kind::CLIENT_TRANSFER,
@@ -147,6 +149,7 @@ fn body_len(message: &Message) -> usize {
         Message::PushResp(_) => 8 + 1 + 8 * 4,
         Message::TimeoutNow { .. } => 8,
         Message::ClientAppend { data } => 4 + data.len(),
+        Message::ClientAppendIdempotent { data, .. } => 8 + 8 + 4 + data.len(),
         Message::ClientRead { .. } => 8,
         Message::ClientStatus => 0,
         Message::ClientTransfer { to_peer, .. } => 4 + to_peer.len() + 4,
@@ -182,6 +185,9 @@ pub fn encoded_len(frame: &Frame) -> Result<usize, Error> {
     };
     match &frame.message {
         Message::ClientAppend { data } if data.len() > u32::MAX as usize => {
+            return Err(too_long("append payload", data.len()))
+        }
+        Message::ClientAppendIdempotent { data, .. } if data.len() > u32::MAX as usize => {
             return Err(too_long("append payload", data.len()))
         }
         Message::ClientResp(r) if r.data.len() > u32::MAX as usize => {
@@ -289,6 +295,15 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
         }
         Message::TimeoutNow { term } => put_u64(out, *term),
         Message::ClientAppend { data } => put_bytes(out, data),
+        Message::ClientAppendIdempotent {
+            producer_id,
+            sequence,
+            data,
+        } => {
+            put_u64(out, *producer_id);
+            put_u64(out, *sequence);
+            put_bytes(out, data);
+        }
         Message::ClientRead { index } => put_u64(out, *index),
         Message::ClientStatus => {}
         Message::ClientTransfer {
@@ -351,7 +366,7 @@ pub fn decode_header(bytes: &[u8], frame_size_bytes_max: u32) -> Result<Header, 
         return Err(FrameError::UnknownVersion(bytes[4]));
     }
     let kind = bytes[5];
-    if !matches!(kind, 1..=5 | 16..=20) {
+    if !matches!(kind, 1..=5 | 16..=21) {
         return Err(FrameError::UnknownKind(kind));
     }
     let flags = u16_at(6);
@@ -568,6 +583,11 @@ fn decode_body(kind: u8, cur: &mut Cursor) -> Result<Message, FrameError> {
         }),
         kind::TIMEOUT_NOW => Message::TimeoutNow { term: cur.u64()? },
         kind::CLIENT_APPEND => Message::ClientAppend {
+            data: cur.len_prefixed("append payload")?,
+        },
+        kind::CLIENT_APPEND_IDEMPOTENT => Message::ClientAppendIdempotent {
+            producer_id: cur.u64()?,
+            sequence: cur.u64()?,
             data: cur.len_prefixed("append payload")?,
         },
         kind::CLIENT_READ => Message::ClientRead { index: cur.u64()? },
@@ -797,6 +817,11 @@ mod tests {
             Message::TimeoutNow { term: 6 },
             Message::ClientAppend {
                 data: Bytes::from_static(b"hello"),
+            },
+            Message::ClientAppendIdempotent {
+                producer_id: 0x1234_5678_9abc_def0,
+                sequence: 7,
+                data: Bytes::from_static(b"once"),
             },
             Message::ClientRead { index: 42 },
             Message::ClientStatus,

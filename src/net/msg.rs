@@ -36,6 +36,13 @@ pub enum Message {
     ClientAppend {
         data: Bytes,
     },
+    /// An exactly-once append (`Group::append_idempotent`): a resent (producer id,
+    /// sequence) appends nothing and is answered with the original entry's meta.
+    ClientAppendIdempotent {
+        producer_id: u64,
+        sequence: u64,
+        data: Bytes,
+    },
     ClientRead {
         index: u64,
     },

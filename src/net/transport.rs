@@ -725,6 +725,7 @@ fn message_name(message: &Message) -> &'static str {
         Message::PushResp(_) => "PushResp",
         Message::TimeoutNow { .. } => "TimeoutNow",
         Message::ClientAppend { .. } => "ClientAppend",
+        Message::ClientAppendIdempotent { .. } => "ClientAppendIdempotent",
         Message::ClientRead { .. } => "ClientRead",
         Message::ClientStatus => "ClientStatus",
         Message::ClientTransfer { .. } => "ClientTransfer",

@@ -245,6 +245,33 @@ JNIEXPORT jlongArray JNICALL Java_org_rmqraft_Native_append(JNIEnv *env, jclass 
     return long_array(env, out, 3);
 }
 
+JNIEXPORT jlongArray JNICALL Java_org_rmqraft_Native_appendIdempotent(JNIEnv *env, jclass cls, jlong group,
+                                                                      jlong producer_id, jlong sequence,
+                                                                      jbyteArray data, jlong timeout_ms) {
+    jni_group *jg = HANDLE(jni_group, group);
+    rmqraft_entry_meta meta;
+    rmqraft_result r;
+    size_t len = 0;
+    uint8_t *bytes = c_bytes(env, data, &len);
+    jlong out[3];
+    (void)cls;
+    if (!bytes) {
+        throw_result(env, RMQRAFT_ERR_IO);
+        return NULL;
+    }
+    r = rmqraft_group_append_idempotent(jg->group, (uint64_t)producer_id, (uint64_t)sequence, bytes, len,
+                                        timeout_arg(timeout_ms), &meta);
+    free(bytes);
+    if (r != RMQRAFT_OK) {
+        throw_result(env, r);
+        return NULL;
+    }
+    out[0] = (jlong)meta.index;
+    out[1] = (jlong)meta.term;
+    out[2] = (jlong)meta.pos;
+    return long_array(env, out, 3);
+}
+
 /* Runs on the library thread that completes appends; userdata is a global ref to the future. */
 static void on_append_done(void *userdata, rmqraft_result result, const rmqraft_entry_meta *meta) {
     jobject future = userdata;

@@ -257,6 +257,15 @@ public final class RmqraftJniTest {
         } catch (ExecutionException e) {
             assert ((RmqraftException) e.getCause()).code() == RmqraftException.NOT_LEADER;
         }
+        // Exactly-once appends: a resend answers with the original, a gap is refused.
+        long producer = 0x5eedL << 32 | 7;
+        EntryMeta once = lead.appendIdempotent(producer, 0, utf8("once"));
+        EntryMeta again = lead.appendIdempotent(producer, 0, utf8("once"));
+        assert once.index() == again.index() && once.term() == again.term() && once.pos() == again.pos() : again;
+        assert new String(lead.read(once.index()), StandardCharsets.UTF_8).equals("once");
+        assert expectCode(() -> lead.appendIdempotent(producer, 5, utf8("gap"))) == RmqraftException.OUT_OF_ORDER;
+        assert expectCode(() -> lead.appendIdempotent(0, 0, utf8("x"))) == RmqraftException.INVALID_ARGUMENT;
+        assert lead.appendIdempotent(producer, 1, utf8("twice")).index() > once.index();
         GroupStatus fs = members[follower].status();
         assert fs.role() == Role.FOLLOWER && fs.leaderPeer() == leader && fs.selfPeer() == follower : fs;
 

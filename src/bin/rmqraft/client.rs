@@ -189,6 +189,8 @@ pub fn append(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
+    // Retries are exactly-once: one random producer id per run, entry i is sequence i.
+    let producer_id = fastrand::u64(1..);
     let each = count <= APPEND_LINES_MAX;
     let progress = !each && stderr_is_terminal();
     let started = Instant::now();
@@ -198,7 +200,12 @@ pub fn append(
     let mut out = std::io::stdout().lock();
     for i in 0..count {
         let meta = appender
-            .append(&body(i, size_bytes, data, run_id), retry_window)
+            .append_idempotent(
+                producer_id,
+                i,
+                &body(i, size_bytes, data, run_id),
+                retry_window,
+            )
             .map_err(|e| {
                 end_notice(&notice);
                 if progress {

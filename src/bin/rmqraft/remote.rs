@@ -181,7 +181,31 @@ impl Appender {
         }
     }
 
-    pub fn append(&mut self, data: &[u8], retry_window: Duration) -> Result<EntryMeta, String> {
+    /// Appends exactly once per (`producer_id`, `sequence`): a retry after a lost answer
+    /// or a failover is answered with the original entry, never appended twice.
+    pub fn append_idempotent(
+        &mut self,
+        producer_id: u64,
+        sequence: u64,
+        data: &[u8],
+        retry_window: Duration,
+    ) -> Result<EntryMeta, String> {
+        let data = bytes::Bytes::copy_from_slice(data);
+        self.send_until_appended(
+            || Message::ClientAppendIdempotent {
+                producer_id,
+                sequence,
+                data: data.clone(),
+            },
+            retry_window,
+        )
+    }
+
+    fn send_until_appended(
+        &mut self,
+        make: impl Fn() -> Message,
+        retry_window: Duration,
+    ) -> Result<EntryMeta, String> {
         let deadline = Instant::now() + retry_window;
         let mut backoff = Backoff::new();
         let mut last_error: String;
@@ -194,10 +218,7 @@ impl Appender {
                     l
                 }
             };
-            let message = Message::ClientAppend {
-                data: bytes::Bytes::copy_from_slice(data),
-            };
-            match self.remote.call(leader, message, APPEND_CALL_TIMEOUT) {
+            match self.remote.call(leader, make(), APPEND_CALL_TIMEOUT) {
                 Ok(response) => return Ok(response.meta),
                 Err(CallError::Refused {
                     kind: Some(ErrorKind::NotLeader),
@@ -223,6 +244,7 @@ impl Appender {
                                 | ErrorKind::Busy
                                 | ErrorKind::Closed
                                 | ErrorKind::Io
+                                | ErrorKind::OutcomeUnknown
                         ),
                     };
                     let why = format!("{}: {}", self.remote.peer_name(leader), e);

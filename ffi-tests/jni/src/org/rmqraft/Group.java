@@ -61,6 +61,27 @@ public final class Group implements AutoCloseable {
     }
 
     /**
+     * Appends once per (producerId, sequence) and blocks until committed. producerId: any
+     * nonzero value, random per producer instance; sequence: 0, 1, 2, ... Resending a pair
+     * already in the log returns the original entry's meta and appends nothing; a sequence
+     * beyond the next one, or older than the last 1,000, throws RMQRAFT_ERR_OUT_OF_ORDER.
+     */
+    public EntryMeta appendIdempotent(long producerId, long sequence, byte[] data) {
+        return appendIdempotent(producerId, sequence, data, DEFAULT_TIMEOUT_MS);
+    }
+
+    public EntryMeta appendIdempotent(long producerId, long sequence, byte[] data, long timeoutMs) {
+        nonEmpty(data);
+        long h = acquire();
+        try {
+            long[] m = Native.appendIdempotent(h, producerId, sequence, data, timeoutMs);
+            return new EntryMeta(m[0], m[1], m[2]);
+        } finally {
+            release();
+        }
+    }
+
+    /**
      * Appends without blocking. The future completes on a native library thread (the one
      * that completes appends: keep dependent stages short or use an executor), with the
      * entry's place or exceptionally with an {@link RmqraftException}; refusals at once

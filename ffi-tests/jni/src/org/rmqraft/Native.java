@@ -33,6 +33,8 @@ final class Native {
 
     /** Returns {index, term, pos}. */
     static native long[] append(long group, byte[] data, long timeoutMs);
+
+    static native long[] appendIdempotent(long group, long producerId, long sequence, byte[] data, long timeoutMs);
     /** On return without exception, {@link Group#completeAppend} runs exactly once for this future. */
     static native void appendAsync(long group, byte[] data, Object future);
     static native byte[] read(long group, long index);
