@@ -775,9 +775,7 @@ fn a_resent_uniq_key_is_stored_once_across_a_failover() {
     let l = b.leader();
     let t = Duration::from_secs(10);
     b.broker(l).topic_update("T5", 2, 2, 6, t).unwrap();
-    let m = |body: &'static [u8], id: &str| {
-        Message::new("T5", body).with_property("UNIQ_KEY", id)
-    };
+    let m = |body: &'static [u8], id: &str| Message::new("T5", body).with_property("UNIQ_KEY", id);
     let id = "0A0000010000000000000000000000AA";
     let first = b.broker(l).send(&m(b"one", id), t).unwrap();
     assert_eq!(first.msg_id, id);

@@ -52,7 +52,7 @@ impl Setup {
             let port = listener.local_addr().unwrap().port();
             let extra = format!(
                 "brokerClusterName=RaftCluster\nbrokerName={GROUP}\nlistenPort={port}\n\
-                 namesrvAddr={}\n",
+                 namesrvAddr={}\nmessageDelayLevel=100ms 100ms 200ms 200ms 300ms\n",
                 ns.local_addr()
             );
             let props = group_props(GROUP, &raft, i, root.path(), &extra);
@@ -402,7 +402,8 @@ fn send_pull_query_view_and_offsets_through_a_name_server() {
     assert_eq!(v["topicConfigTable"][TOPIC]["writeQueueNums"], 2);
     assert!(v["topicConfigTable"]["%RETRY%CG"].is_object());
 
-    // Send back: the message goes to %RETRY%CG with reconsume times 1.
+    // Send back: the message goes to %RETRY%CG with reconsume times 1, after the delay
+    // of level 3 + its reconsume times (200 ms with this test's messageDelayLevel).
     let r = call(
         &master,
         RemotingCommand::request(rq::CONSUMER_SEND_MSG_BACK, 0)
@@ -413,11 +414,19 @@ fn send_pull_query_view_and_offsets_through_a_name_server() {
             .with_field("maxReconsumeTimes", "16"),
     );
     assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
-    let p = s
+    let mut p = s
         .member(mi)
         .broker
         .pull("%RETRY%CG", 0, 0, 8, None, T)
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.messages.is_empty() && Instant::now() < deadline {
+        p = s
+            .member(mi)
+            .broker
+            .pull("%RETRY%CG", 0, 0, 8, None, Duration::from_secs(1))
+            .unwrap();
+    }
     assert_eq!(p.messages.len(), 1);
     assert_eq!(p.messages[0].decoded.reconsume_times, 1);
     assert_eq!(p.messages[0].decoded.property("RETRY_TOPIC"), Some(TOPIC));

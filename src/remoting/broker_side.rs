@@ -24,7 +24,7 @@ use super::json::{self, Value};
 use super::register::TopicRoute;
 use super::register::{follower_broker_id, BrokerRegistration, Registrar, RegistrarConfig};
 use super::server::{error_response, Request, Responder, Router, Server, ServerConfig};
-use crate::broker::record::{decode_properties, encode_properties};
+use crate::broker::record::decode_properties;
 use crate::broker::{Broker, Message, MessageView, PullResult, SendResult};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::Role;
@@ -1124,8 +1124,10 @@ impl Side {
     }
 
     /// CONSUMER_SEND_MSG_BACK: the message at `offset` is sent again to
-    /// `%RETRY%<group>` with its reconsume times + 1 (RETRY_TOPIC, ORIGIN_MESSAGE_ID
-    /// set), or to `%DLQ%<group>` once they reach maxReconsumeTimes.
+    /// `%RETRY%<group>` with a delay and its reconsume times + 1, or to `%DLQ%<group>`
+    /// once they reach maxReconsumeTimes (or for delayLevel < 0), by `Broker::send_back`:
+    /// the broker's own re-put, which UNIQ_KEY dedup never drops (a message retried
+    /// twice within dedupWindowMs keeps its id and must still be stored).
     fn send_back(&self, req: Request, resp: Responder) {
         let cmd = &req.command;
         let parsed_args = (|| -> std::result::Result<(i64, String, i32, i32), String> {
@@ -1150,76 +1152,21 @@ impl Side {
             ));
             return;
         }
-        let view = match self.broker.view_at(offset.max(0) as u64) {
-            Ok(Some(v)) => v,
-            Ok(None) => {
-                resp.respond(error_response(
-                    rs::SYSTEM_ERROR,
-                    format!("look message by offset failed, {offset}"),
-                ));
-                return;
-            }
-            Err(e) => {
-                resp.respond(error_of(&e));
-                return;
-            }
-        };
-        let times = view.decoded.reconsume_times + 1;
-        let dlq = times > max_times || delay < 0;
-        let target = if dlq {
-            format!("%DLQ%{group}")
-        } else {
-            crate::broker::topic::retry_topic(&group)
-        };
-        let created = if dlq {
-            match self.broker.topic(&target) {
-                Ok(_) => Ok(()),
-                Err(_) => self.broker.topic_update(&target, 1, 1, 6, ADMIN_TIMEOUT),
-            }
-        } else {
-            self.broker.ensure_retry_topic(&group, ADMIN_TIMEOUT)
-        };
-        if let Err(e) = created {
-            resp.respond(error_of(&e));
-            return;
-        }
-        let origin_topic = view
-            .decoded
-            .property("RETRY_TOPIC")
-            .unwrap_or(view.topic())
-            .to_string();
-        let mut props: Vec<(String, String)> = view
-            .properties()
-            .into_iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "RETRY_TOPIC" | "ORIGIN_MESSAGE_ID"))
-            .collect();
-        props.push(("RETRY_TOPIC".into(), origin_topic));
-        props.push((
-            "ORIGIN_MESSAGE_ID".into(),
-            cmd.field("originMsgId")
-                .map(str::to_string)
-                .unwrap_or_else(|| view.msg_id.clone()),
-        ));
-        let text = encode_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut m = message_from(
-            &target,
-            &text,
-            view.body().clone(),
-            0,
-            view.decoded.flag,
-            view.decoded.sys_flag & !0x30,
-            view.decoded.born_timestamp,
-            times,
-            view.decoded.born_host,
-        );
-        if !dlq && m.delay_level == 0 {
-            m.delay_level = if delay == 0 { 3 + times } else { delay };
-        }
-        let respond = |r: Result<SendResult>| match r {
+        let answer = match self.broker.send_back(
+            &group,
+            offset.max(0) as u64,
+            delay,
+            max_times,
+            SEND_TIMEOUT,
+        ) {
             Ok(_) => ok(),
-            Err(e) => send_error(&e, &target),
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => error_response(
+                rs::SYSTEM_ERROR,
+                format!("look message by offset failed, {offset}"),
+            ),
+            Err(e) => send_error(&e, &crate::broker::topic::retry_topic(&group)),
         };
-        resp.respond(respond(self.broker.send(&m, SEND_TIMEOUT)));
+        resp.respond(answer);
     }
 
     fn lock_batch(&self, req: Request, resp: Responder) {
