@@ -10,10 +10,16 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Appends a body of `len` bytes that carries its own place, and waits for the commit.
-fn stamped_append(g: &rmqraft::Group, kind: EntryKind, len: usize) -> (EntryPlace, EntryMeta) {
+/// `Err(())` when `g` refused it as not the leader (nothing stored: a leader change on
+/// this loaded machine; the caller asks the new leader).
+fn stamped_append(
+    g: &rmqraft::Group,
+    kind: EntryKind,
+    len: usize,
+) -> Result<(EntryPlace, EntryMeta), ()> {
     let (tx, rx) = mpsc::channel();
     let (ptx, prx) = mpsc::channel();
-    g.append_with(
+    let accepted = g.append_with(
         kind,
         len,
         Box::new(move |place: EntryPlace| {
@@ -26,21 +32,22 @@ fn stamped_append(g: &rmqraft::Group, kind: EntryKind, len: usize) -> (EntryPlac
         Box::new(move |r| {
             let _ = tx.send(r);
         }),
-    )
-    .expect("append_with accepted");
+    );
+    match accepted {
+        Err(e) if e.kind() == ErrorKind::NotLeader => return Err(()),
+        other => other.expect("append_with accepted"),
+    }
     let place = prx.recv_timeout(common::DEADLINE).expect("stamp ran");
     let meta = rx
         .recv_timeout(common::DEADLINE)
         .expect("done ran")
         .expect("committed");
-    (place, meta)
+    Ok((place, meta))
 }
 
 #[test]
 fn stamped_appends_carry_their_place_on_every_member() {
     let c = Cluster::start(3, "");
-    let leader = c.wait_leader();
-    let g = c.group(leader);
     let mut metas = Vec::new();
     for i in 0..200usize {
         // Sizes that cross segment boundaries (1 MiB segments) now and then.
@@ -50,7 +57,9 @@ fn stamped_appends_carry_their_place_on_every_member() {
         } else {
             EntryKind::Message
         };
-        let (place, meta) = stamped_append(g, kind, len);
+        let (place, meta) = wait_for("a leader that takes the stamped append", || {
+            stamped_append(c.group(c.wait_leader()), kind, len).ok()
+        });
         assert_eq!(place.index, meta.index);
         assert_eq!(place.pos, meta.pos);
         assert_eq!(place.body_pos, meta.pos + 48);

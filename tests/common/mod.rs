@@ -50,6 +50,23 @@ pub fn group_props(
     )
 }
 
+/// Polls `f` until it returns `Ok`, or panics with `what` and the last error after
+/// `DEADLINE`.
+pub fn wait_for_ok<T>(what: &str, mut f: impl FnMut() -> rmqraft::Result<T>) -> T {
+    let start = Instant::now();
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}; last error: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls `f` until it returns `Some`, or panics with `what` after `DEADLINE`.
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -119,7 +136,8 @@ impl Cluster {
 
     pub fn restart(&mut self, i: usize) {
         assert!(self.members[i].is_none(), "member {i} is running");
-        let member = wait_for("member to reopen", || self.open_member(i).ok());
+        // The port may be briefly taken; any other refusal is worth seeing in a failure.
+        let member = wait_for_ok("member to reopen", || self.open_member(i));
         self.members[i] = Some(member);
     }
 
