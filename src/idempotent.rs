@@ -20,10 +20,11 @@ use crate::core::producers::{self, Check, ProducerTable};
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::{AppendCallback, Member};
 use crate::types::{Entry, EntryKind, EntryMeta, EntryPlace, Role};
+use crate::wait::Slot;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -425,42 +426,24 @@ impl Producers {
         data: &[u8],
         timeout: Duration,
     ) -> Result<EntryMeta> {
-        let slot: Arc<(Mutex<Option<Result<EntryMeta>>>, Condvar)> = Arc::default();
+        let slot = Slot::new();
         let filler = Arc::clone(&slot);
         self.append_async(
             producer_id,
             sequence,
             data,
-            Box::new(move |result| {
-                let (lock, cv) = &*filler;
-                if let Ok(mut v) = lock.lock() {
-                    *v = Some(result);
-                }
-                cv.notify_one();
-            }),
+            Box::new(move |result| filler.fill(result)),
         )?;
-        let deadline = Instant::now() + timeout;
-        let (lock, cv) = &*slot;
-        let mut v = lock.lock().map_err(|_| poisoned())?;
-        loop {
-            if let Some(result) = v.take() {
-                return result;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::new(
+        slot.wait(timeout, "the entry").map_err(|e| {
+            if e.kind() == ErrorKind::Timeout {
+                Error::new(
                     ErrorKind::Timeout,
-                    format!(
-                        "not committed within {} ms; outcome unknown (resend the same sequence)",
-                        timeout.as_millis()
-                    ),
-                ));
+                    format!("{}: resend the same sequence to learn it", e.message()),
+                )
+            } else {
+                e
             }
-            v = cv
-                .wait_timeout(v, deadline - now)
-                .map_err(|_| poisoned())?
-                .0;
-        }
+        })
     }
 
     /// Joins the waits started for duplicates (the member is closed first, which ends them).

@@ -17,6 +17,7 @@ pub mod net;
 pub mod remoting;
 pub mod store;
 pub mod types;
+mod wait;
 
 pub use config::{EngineConfig, FlushDiskType, GroupConfig};
 pub use engine::{AppendCallback, Counters, Engine, Group, RoleListener, Stamp};

@@ -7,8 +7,9 @@
 //! delivering one schedule entry twice.
 
 use super::record::{self, MessageRecord};
-use super::{topic, Inner, Message, Slot};
+use super::{topic, Inner, Message};
 use crate::types::Role;
+use crate::wait::Slot;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

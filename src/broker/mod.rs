@@ -34,6 +34,7 @@ pub use topic::TopicConfig;
 use crate::engine::Group;
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{EntryKind, EntryPlace, Role};
+use crate::wait::Slot;
 use admin::AdminOp;
 use bytes::{BufMut, Bytes, BytesMut};
 use cq::{QueueFile, Unit};
@@ -311,53 +312,6 @@ struct PendingOffsets {
     waiters: Vec<Arc<Slot<u64>>>,
     last_append: Option<Instant>,
     in_flight: bool,
-}
-
-/// A one-shot result a caller waits on.
-struct Slot<T> {
-    value: Mutex<Option<Result<T>>>,
-    cv: Condvar,
-}
-
-impl<T> Slot<T> {
-    fn new() -> Arc<Slot<T>> {
-        Arc::new(Slot {
-            value: Mutex::new(None),
-            cv: Condvar::new(),
-        })
-    }
-    fn fill(&self, v: Result<T>) {
-        if let Ok(mut g) = self.value.lock() {
-            if g.is_none() {
-                *g = Some(v);
-            }
-        }
-        self.cv.notify_all();
-    }
-    fn wait(&self, timeout: Duration, what: &str) -> Result<T> {
-        let deadline = Instant::now() + timeout;
-        let mut g = self.value.lock().map_err(|_| poisoned())?;
-        loop {
-            if let Some(v) = g.take() {
-                return v;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "{what} not committed within {} ms; outcome unknown",
-                        timeout.as_millis()
-                    ),
-                ));
-            }
-            g = self
-                .cv
-                .wait_timeout(g, deadline - now)
-                .map_err(|_| poisoned())?
-                .0;
-        }
-    }
 }
 
 fn poisoned() -> Error {

@@ -3,9 +3,10 @@
 use super::{AppendCallback, Member, MemberState, RoleListener, Stamp, StoreView, Waiter};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{Entry, EntryKind, EntryMeta, EntryPlace, GroupStatus, Role};
+use crate::wait::Slot;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl Member {
@@ -228,42 +229,10 @@ impl Member {
 
     /// Appends and waits until committed, at most `timeout`.
     pub fn append(&self, data: &[u8], timeout: Duration) -> Result<EntryMeta> {
-        // A parked wait (mutex + condvar), not a channel: with many client threads a
-        // spinning receive burns the cores the replication needs.
-        let slot: Arc<(Mutex<Option<Result<EntryMeta>>>, Condvar)> = Arc::default();
+        let slot = Slot::new();
         let filler = Arc::clone(&slot);
-        self.append_async(
-            data,
-            Box::new(move |result| {
-                let (lock, cv) = &*filler;
-                if let Ok(mut v) = lock.lock() {
-                    *v = Some(result);
-                }
-                cv.notify_one();
-            }),
-        )?;
-        let deadline = Instant::now() + timeout;
-        let (lock, cv) = &*slot;
-        let mut v = lock.lock().map_err(|_| super::lock_err())?;
-        loop {
-            if let Some(result) = v.take() {
-                return result;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "not committed within {} ms; outcome unknown",
-                        timeout.as_millis()
-                    ),
-                ));
-            }
-            v = cv
-                .wait_timeout(v, deadline - now)
-                .map_err(|_| super::lock_err())?
-                .0;
-        }
+        self.append_async(data, Box::new(move |result| filler.fill(result)))?;
+        slot.wait(timeout, "the entry")
     }
 
     /// Reads a committed entry this member holds.
