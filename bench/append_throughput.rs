@@ -538,9 +538,12 @@ fn main() {
     shared.measuring.store(true, Ordering::Release);
     let start = Instant::now();
     let mut last = 0u64;
+    // Threads of this process (engines, clients and the driver), the most seen.
+    let mut process_threads = process_thread_count();
     for second in 1..=o.seconds {
         let target = start + Duration::from_secs(second);
         std::thread::sleep(target.saturating_duration_since(Instant::now()));
+        process_threads = process_threads.max(process_thread_count());
         let acked = shared.acked.load(Ordering::Relaxed);
         let p99 = shared.merged().value_at_quantile(0.99);
         eprintln!(
@@ -581,7 +584,7 @@ fn main() {
         let errs: Vec<String> = errors.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         println!(
             "{{\"entries_per_s\":{rate:.0},\"mib_per_s\":{mib:.2},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\
-             \"replicas\":{},\"groups\":{},\"clients\":{},\"entry_size\":{},\"flush\":\"{flush}\",\"seconds\":{},\"errors\":{{{}}}}}",
+             \"replicas\":{},\"groups\":{},\"clients\":{},\"entry_size\":{},\"flush\":\"{flush}\",\"seconds\":{},\"threads\":{process_threads},\"errors\":{{{}}}}}",
             hist.value_at_quantile(0.5),
             hist.value_at_quantile(0.99),
             hist.value_at_quantile(0.999),
@@ -629,7 +632,7 @@ fn main() {
         )
     });
     println!(
-        "append_throughput entries_per_s={rate:.0} mib_per_s={mib:.2} p50_us={} p99_us={} p999_us={} replicas={} groups={} clients={} entry_size={} flush={flush} seconds={}{pull_fields}",
+        "append_throughput entries_per_s={rate:.0} mib_per_s={mib:.2} p50_us={} p99_us={} p999_us={} replicas={} groups={} clients={} entry_size={} flush={flush} seconds={} threads={process_threads}{pull_fields}",
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
@@ -747,4 +750,11 @@ fn pull_backlog(cluster: &LocalCluster, entry_size: usize) -> Pulled {
         per_s,
         mib_per_s: per_s * entry_size as f64 / (1024.0 * 1024.0),
     }
+}
+
+/// Threads of this process now (`/proc/self/task`); 0 where that is not readable.
+fn process_thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }

@@ -17,6 +17,8 @@ struct EngineInner {
     config: EngineConfig,
     transport: Arc<Transport>,
     flusher: Flusher,
+    /// The threads serving every member (`group::sched`).
+    sched: crate::group::sched::Sched,
     /// Open members; a member leaves this list when it closes.
     members: Mutex<Vec<Arc<Member>>>,
     epoch: Instant,
@@ -44,13 +46,23 @@ impl Engine {
             NetLimits::default(),
             config.secret.clone(),
         ));
+        let epoch = Instant::now();
+        let sched = match crate::group::sched::Sched::start(Arc::clone(&transport), epoch) {
+            Ok(sched) => sched,
+            Err(err) => {
+                transport.close();
+                flusher.close();
+                return Err(err);
+            }
+        };
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 config,
                 transport,
                 flusher,
+                sched,
                 members: Mutex::new(Vec::new()),
-                epoch: Instant::now(),
+                epoch,
                 closed: AtomicBool::new(false),
             }),
         })
@@ -90,6 +102,7 @@ impl Engine {
             config,
             Arc::clone(&inner.transport),
             &inner.flusher,
+            inner.sched.inner(),
             inner.epoch,
         )?;
         members.push(Arc::clone(&member));
@@ -140,6 +153,7 @@ impl Engine {
         for member in members {
             member.close();
         }
+        self.inner.sched.close();
         self.inner.transport.close();
         self.inner.flusher.close();
     }

@@ -165,32 +165,32 @@ impl Producers {
         Ok(())
     }
 
-    /// Starts the thread that keeps `committed` up with the commit index on this member
-    /// (leader or follower), so a member that starts leading has little to replay.
+    /// Keeps `committed` up with the commit index on this member (leader or follower),
+    /// so a member that starts leading has little to replay: the member runs the hook on
+    /// its EntryHandler whenever the commit index moves (no thread of its own).
     pub(crate) fn start(self: &Arc<Self>) -> Result<()> {
-        let me = Arc::clone(self);
-        let name = format!(
-            "producers-{}-{}",
-            self.member.config.group, self.member.config.self_id
-        );
-        let t = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || loop {
-                match me.apply_committed(Duration::from_millis(200)) {
+        let weak = Arc::downgrade(self);
+        self.member.set_commit_hook(Box::new(move || {
+            let Some(me) = weak.upgrade() else { return };
+            // Bounded: one pass over what is committed now, in batches.
+            for _ in 0..64 {
+                match me.apply_committed(Duration::ZERO) {
+                    Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::Closed => return,
                     Err(e) => {
                         log::warn!(
-                            "{}/{}: producer table stops following the log: {e}",
+                            "{}/{}: producer table cannot follow the log: {e}",
                             me.member.config.group,
                             me.member.config.self_id
                         );
                         return;
                     }
                 }
-            })
-            .map_err(|e| Error::io("start the producer table thread", e))?;
-        self.waiters.lock().map_err(|_| poisoned())?.push(t);
+            }
+            // More is committed than one pass takes: come back for the rest.
+            me.member.follow_again();
+        }));
         Ok(())
     }
 

@@ -827,6 +827,16 @@ impl RaftCore {
     pub fn accepts_appends(&self) -> bool {
         self.is_leader() && self.transferee.is_none()
     }
+
+    /// When [`RaftCore::tick`] next has something to decide: a follower's or candidate's
+    /// election deadline; a leader checks its quorum four times per election timeout.
+    /// A timer may fire earlier (the tick then decides nothing), never later.
+    pub fn next_tick_ms(&self, now_ms: u64) -> u64 {
+        match self.role {
+            Role::Leader => now_ms + (self.config.election_timeout_ms / 4).max(1),
+            Role::Follower | Role::Candidate => self.election_deadline_ms.max(now_ms + 1),
+        }
+    }
 }
 
 /// Raft's election restriction: the candidate's log is at least as up to date.

@@ -108,14 +108,11 @@ impl Member {
             core.on_local_progress(flushed, &StoreView(store))
         };
         if fx.commit_advanced {
-            let _ = self.ack_bell.0.try_send(());
+            self.bell.ring();
         }
         drop(st);
-        // A busy dispatcher picks the entry up on its next pass; only an idle one needs
-        // a wake-up (a futex call per append otherwise).
-        if self.dispatchers_idle.load(Ordering::Acquire) > 0 {
-            self.dispatch_cv.notify_all();
-        }
+        // A slot already queued on its dispatcher costs one atomic swap, no wake-up.
+        self.wake_dispatchers();
         Ok(())
     }
 
@@ -295,7 +292,7 @@ impl Member {
         // Taking this lock waits for a listener call in progress: after this returns the
         // old listener is never called again.
         *self.role_listener.lock().map_err(|_| super::lock_err())? = listener;
-        if has_listener && self.role_tx.try_send(current).is_err() {
+        if has_listener && !self.sched.role_event(self, current.0, current.1, current.2) {
             log::warn!(
                 "{}/{}: role listener queue full",
                 self.config.group,
@@ -409,7 +406,7 @@ impl Member {
         }
     }
 
-    /// Stops and joins the member's threads, completes waiting appends with `Closed`,
+    /// Leaves the engine's threads, completes waiting appends with `Closed`,
     /// flushes and releases the store. Idempotent.
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
@@ -418,13 +415,14 @@ impl Member {
         self.closing.store(true, Ordering::Release);
         self.transport
             .unregister(&self.config.group, self.config.self_index as u8);
+        self.sched.remove_member(self);
         self.wake_all();
-        let threads = match self.threads.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        for handle in threads {
-            let _ = handle.join();
+        // Wait for a role listener call in progress (unless this is that call): none
+        // comes after close.
+        if std::thread::current().name() != Some(super::sched::ROLE_THREAD) {
+            if let Ok(mut listener) = self.role_listener.lock() {
+                listener.take();
+            }
         }
         let waiters = match self.state.lock() {
             Ok(mut st) => {

@@ -1,57 +1,39 @@
-//! The member's threads: state (elections), EntryDispatcher, QuorumAckChecker,
-//! EntryHandler and the role listener's thread.
+//! What the engine's threads (`sched.rs`) do for one member: a tick and the votes
+//! (state thread), one push (EntryDispatcher), one round of the QuorumAckChecker, a
+//! batch of pushes or a push answer (EntryHandler), housekeeping and the role listener.
+//! Each call does its part and returns; none waits for another member.
 
-use super::{Member, MemberState, StateInput, StoreView, Waiter, TICK_MS};
+use super::sched::StateInput;
+use super::{Member, MemberState, StoreView, Waiter};
 use crate::error::{Error, ErrorKind};
 use crate::net::msg::{Message, PushRequest, PushResponse};
 use crate::types::Role;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long an idle thread sleeps before it looks at the closing flag again.
-const IDLE_WAIT_MS: u64 = 50;
-/// Election timeouts of silence after which a leader re-dials a follower.
-const LINK_SILENCE_TIMEOUTS: u64 = 4;
 /// Pushes the EntryHandler applies under one lock.
 const HANDLER_BATCH_MAX: usize = 256;
-/// How long the EntryHandler waits after a push found the disk full.
-const DISK_FULL_PAUSE: Duration = Duration::from_millis(100);
+/// How long a member drops pushes after one found the disk full (the leader resends).
+const DISK_FULL_PAUSE_MS: u64 = 100;
 
 impl Member {
-    pub(super) fn state_loop(&self, rx: Receiver<StateInput>) {
-        let mut last_tick = 0u64;
-        let mut last_second = Instant::now();
-        let mut appends_at_last_second = 0u64;
-        let mut last_retention_hour = None;
-        while !self.is_closing() {
-            match rx.recv_timeout(Duration::from_millis(TICK_MS)) {
-                Ok(input) => self.on_state_input(input),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            let now = self.now_ms();
-            if now >= last_tick + TICK_MS {
-                last_tick = now;
-                if self
-                    .step(|st, now| st.core.tick(now, &StoreView(&st.store)))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            if last_second.elapsed() >= Duration::from_secs(1) {
-                let elapsed = last_second.elapsed().as_secs_f64();
-                last_second = Instant::now();
-                let total = self.appends_total.load(Ordering::Relaxed);
-                let rate = (total - appends_at_last_second) as f64 / elapsed;
-                appends_at_last_second = total;
-                self.housekeeping(rate, &mut last_retention_hour);
-            }
+    /// A timer fired: the core decides (elections, step-down); returns when the next
+    /// tick is due, or None once the member is closing or failed.
+    pub(super) fn on_tick(&self) -> Option<u64> {
+        if self.is_closing() {
+            return None;
         }
+        let mut next = None;
+        self.step(|st, now| {
+            let fx = st.core.tick(now, &StoreView(&st.store));
+            next = Some(st.core.next_tick_ms(now));
+            fx
+        })
+        .ok()?;
+        next
     }
 
-    fn on_state_input(&self, input: StateInput) {
+    pub(super) fn on_state_input(&self, input: StateInput) {
         match input {
             StateInput::Vote(from, req) => {
                 let mut answer = None;
@@ -91,10 +73,15 @@ impl Member {
         }
     }
 
-    /// Once a second: append rate, commit checkpoint, retention at `deleteWhen`.
-    fn housekeeping(&self, rate: f64, last_retention_hour: &mut Option<u64>) {
+    /// Once a second, on the member's EntryHandler: append rate, commit checkpoint,
+    /// retention at `deleteWhen`.
+    pub(super) fn housekeeping(&self) {
         let Ok(mut st) = self.lock() else { return };
-        st.append_tps = rate;
+        let elapsed = st.rate_since.elapsed().as_secs_f64().max(1e-3);
+        let total = self.appends_total.load(Ordering::Relaxed);
+        st.append_tps = (total - st.rate_appends) as f64 / elapsed;
+        st.rate_appends = total;
+        st.rate_since = Instant::now();
         let durable_commit = st.core.commit_index.min(st.store.flushed_index());
         st.store.save_commit_checkpoint(durable_commit);
         let unix_hours = std::time::SystemTime::now()
@@ -103,9 +90,9 @@ impl Member {
             .unwrap_or(0);
         let hour_of_day = local_hour_of_day();
         if self.config.delete_when_hours.contains(&hour_of_day)
-            && *last_retention_hour != Some(unix_hours)
+            && st.retention_hour != Some(unix_hours)
         {
-            *last_retention_hour = Some(unix_hours);
+            st.retention_hour = Some(unix_hours);
             // Never delete what a member may still need: on the leader the slowest
             // member's match point, elsewhere the commit index.
             let keep_from = if st.core.is_leader() {
@@ -139,110 +126,114 @@ impl Member {
         }
     }
 
-    pub(super) fn dispatch_loop(&self, peer: usize) {
-        let wait =
-            Duration::from_millis((self.config.heartbeat_interval_ms / 4).clamp(1, IDLE_WAIT_MS));
+    /// EntryDispatcher: one push to `peer` if the core has one due; returns whether one
+    /// went out (the dispatcher then gives this member another turn).
+    pub(super) fn dispatch_once(&self, peer: usize) -> bool {
         let Ok(mut st) = self.state.lock() else {
-            return;
+            return false;
         };
-        // Long enough that a busy follower is not re-dialled (a reconnect drops frames in
-        // flight), short enough to bring a half-open link back in about a second.
-        let silence_ms = self.config.election_timeout_ms() * LINK_SILENCE_TIMEOUTS;
-        let mut last_link_reset_ms = 0u64;
-        loop {
-            if self.is_closing() || st.failed.is_some() {
-                return;
-            }
-            let now = self.now_ms();
-            // A follower silent for several election timeouts may sit behind a half-open
-            // connection that writes still succeed on: re-dial it, at most once per period.
-            if st.core.is_leader()
-                && now >= st.core.progress[peer].last_ack_ms + silence_ms
-                && now >= last_link_reset_ms + silence_ms
-            {
-                last_link_reset_ms = now;
-                self.transport.reset_link(self.config.peers[peer].addr);
-            }
-            let plan = {
-                let MemberState { core, store, .. } = &mut *st;
-                core.next_push(peer, now, &StoreView(store))
-            };
-            let Some(plan) = plan else {
-                // Counted under the lock, so an appender that locks after this sees it.
-                self.dispatchers_idle.fetch_add(1, Ordering::AcqRel);
-                let woken = self.dispatch_cv.wait_timeout(st, wait);
-                self.dispatchers_idle.fetch_sub(1, Ordering::AcqRel);
-                st = match woken {
-                    Ok((guard, _)) => guard,
-                    Err(_) => return,
-                };
-                continue;
-            };
-            let mut entries = Vec::new();
-            let mut bytes = 0usize;
-            let mut index = plan.from_index;
-            while index <= plan.to_index && bytes < self.config.push_batch_bytes_max {
-                match st.store.read(index) {
-                    Ok((entry, _)) => {
-                        bytes += entry.body.len() + 32;
-                        entries.push(entry);
-                    }
-                    Err(err) => {
-                        log::error!(
-                            "{}/{}: cannot read entry {index} to push to {}: {err}",
-                            self.config.group,
-                            self.config.self_id,
-                            self.config.peers[peer].id
-                        );
-                        break;
-                    }
+        if self.is_closing() || st.failed.is_some() {
+            return false;
+        }
+        let now = self.now_ms();
+        let plan = {
+            let MemberState { core, store, .. } = &mut *st;
+            core.next_push(peer, now, &StoreView(store))
+        };
+        let Some(plan) = plan else {
+            return false;
+        };
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        let mut index = plan.from_index;
+        while index <= plan.to_index && bytes < self.config.push_batch_bytes_max {
+            match st.store.read(index) {
+                Ok((entry, _)) => {
+                    bytes += entry.body.len() + 32;
+                    entries.push(entry);
                 }
-                index += 1;
+                Err(err) => {
+                    log::error!(
+                        "{}/{}: cannot read entry {index} to push to {}: {err}",
+                        self.config.group,
+                        self.config.self_id,
+                        self.config.peers[peer].id
+                    );
+                    break;
+                }
             }
-            if plan.from_index <= plan.to_index && entries.is_empty() {
-                // Nothing readable: wait rather than spin; a corrupt entry on the leader
-                // is reported above and the push retried after the timeout.
-                st = match self
-                    .dispatch_cv
-                    .wait_timeout(st, Duration::from_millis(IDLE_WAIT_MS))
-                {
-                    Ok((guard, _)) => guard,
-                    Err(_) => return,
-                };
-                continue;
-            }
-            let sent_to = plan.from_index - 1 + entries.len() as u64;
-            self.counters.pushes_sent.fetch_add(1, Ordering::Relaxed);
-            self.counters
-                .entries_pushed
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            st.core.push_sent(peer, &plan, sent_to, now);
-            drop(st);
-            let push = PushRequest {
-                term: plan.term,
-                prev_index: plan.prev_index,
-                prev_term: plan.prev_term,
-                commit_index: plan.commit_index,
-                entries,
-            };
-            self.send(peer, plan.request_id, Message::Push(push));
-            st = match self.state.lock() {
-                Ok(guard) => guard,
-                Err(_) => return,
-            };
+            index += 1;
+        }
+        if plan.from_index <= plan.to_index && entries.is_empty() {
+            // Nothing readable: a corrupt entry on the leader is reported above and the
+            // push retried by a later scan.
+            return false;
+        }
+        let sent_to = plan.from_index - 1 + entries.len() as u64;
+        self.counters.pushes_sent.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .entries_pushed
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        st.core.push_sent(peer, &plan, sent_to, now);
+        drop(st);
+        let push = PushRequest {
+            term: plan.term,
+            prev_index: plan.prev_index,
+            prev_term: plan.prev_term,
+            commit_index: plan.commit_index,
+            entries,
+        };
+        self.send(peer, plan.request_id, Message::Push(push));
+        true
+    }
+
+    /// A push answer from `from` (on the EntryHandler, never on the connection reader).
+    pub(super) fn on_push_response(&self, from: usize, request_id: u64, resp: &PushResponse) {
+        let _ = self.step(|st, now| {
+            let MemberState { core, store, .. } = st;
+            core.on_push_response(from, request_id, resp, now, &StoreView(store))
+        });
+    }
+
+    /// Is this member leading (for the link check)?
+    pub(super) fn is_leading(&self) -> bool {
+        !self.is_closing()
+            && self
+                .state
+                .lock()
+                .map(|st| st.failed.is_none() && st.core.is_leader())
+                .unwrap_or(false)
+    }
+
+    /// Does a waiting append's deadline lie in the past?
+    pub(super) fn has_expired_waiters(&self) -> bool {
+        let Ok(st) = self.state.lock() else {
+            return false;
+        };
+        // Deadlines follow the index order (one wait bound for every append).
+        st.waiters
+            .values()
+            .next()
+            .is_some_and(|w| w.deadline <= Instant::now())
+    }
+
+    /// The commit index moved: the commit hook (the producer table) follows it.
+    pub(super) fn follow_commit(&self) {
+        self.follow_queued.store(false, Ordering::Release);
+        if self.is_closing() {
+            return;
+        }
+        if let Some(hook) = self.commit_hook.get() {
+            hook();
         }
     }
 
     /// QuorumAckChecker: folds the local flush into the commit index (leader), reports
     /// flushes to the leader (follower), completes waiting appends.
-    pub(super) fn ack_loop(&self) {
-        while !self.is_closing() {
-            let _ = self
-                .ack_bell
-                .1
-                .recv_timeout(Duration::from_millis(IDLE_WAIT_MS));
+    pub(super) fn ack_round(self: &std::sync::Arc<Self>) {
+        {
             if self.is_closing() {
-                break;
+                return;
             }
             let mut done: Vec<(Waiter, Result<crate::types::EntryMeta, Error>)> = Vec::new();
             let mut flush_ack = None;
@@ -290,6 +281,9 @@ impl Member {
                 if commit > st.commit_notified {
                     st.commit_notified = commit;
                     self.commit_cv.notify_all();
+                    if self.commit_hook.get().is_some() {
+                        self.follow_again();
+                    }
                 }
                 while let Some(entry) = st.waiters.first_entry() {
                     if *entry.key() > commit {
@@ -340,29 +334,29 @@ impl Member {
         }
     }
 
-    /// EntryHandler: applies pushes from the leader, in order, and answers them.
-    pub(super) fn handler_loop(&self, rx: Receiver<(usize, u64, PushRequest)>) {
-        while !self.is_closing() {
-            let first = match rx.recv_timeout(Duration::from_millis(IDLE_WAIT_MS)) {
-                Ok(push) => push,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut batch = vec![first];
-            while batch.len() < HANDLER_BATCH_MAX {
-                match rx.try_recv() {
-                    Ok(push) => batch.push(push),
-                    Err(_) => break,
-                }
-            }
+    /// EntryHandler: applies a batch of pushes from the leader, in order, and answers
+    /// them. After a push found the disk full, pushes are dropped for a while (the
+    /// leader resends) rather than the handler thread, shared with other members, paused.
+    pub(super) fn handle_pushes(&self, batch: Vec<(usize, u64, PushRequest)>) {
+        if self.is_closing() {
+            return;
+        }
+        let now = self.now_ms();
+        if now < self.paused_until_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut batch = batch;
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(HANDLER_BATCH_MAX));
             match self.apply_pushes(batch) {
                 Ok((answers, disk_full)) => {
                     for (to, request_id, resp) in answers {
                         self.send(to, request_id, Message::PushResp(resp));
                     }
                     if disk_full {
-                        // The leader resends at once; pace it until space returns.
-                        std::thread::sleep(DISK_FULL_PAUSE);
+                        self.paused_until_ms
+                            .store(self.now_ms() + DISK_FULL_PAUSE_MS, Ordering::Relaxed);
+                        return;
                     }
                 }
                 Err(err) => {
@@ -371,10 +365,13 @@ impl Member {
                         self.config.group,
                         self.config.self_id
                     );
-                    self.fail(err);
-                    break;
+                    if err.kind() != ErrorKind::Closed {
+                        self.fail(err);
+                    }
+                    return;
                 }
             }
+            batch = rest;
         }
     }
 
@@ -471,7 +468,7 @@ impl Member {
                 answers.push((from, request_id, resp));
             }
             if st.core.commit_index > st.completed_index || !st.waiters.is_empty() {
-                let _ = self.ack_bell.0.try_send(());
+                self.bell.ring();
             }
             messages
         };
@@ -486,21 +483,17 @@ impl Member {
         Ok((answers, disk_full))
     }
 
-    /// Calls the host's role listener, in order, outside every engine lock.
-    pub(super) fn role_loop(&self, rx: Receiver<(Role, u64, i32)>) {
-        while !self.is_closing() {
-            match rx.recv_timeout(Duration::from_millis(IDLE_WAIT_MS)) {
-                Ok((role, term, leader)) => {
-                    let Ok(listener) = self.role_listener.lock() else {
-                        return;
-                    };
-                    if let Some(listener) = listener.as_ref() {
-                        listener(role, term, leader);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+    /// Calls the host's role listener (on the engine's role thread, in order, outside
+    /// every member lock).
+    pub(super) fn call_role_listener(&self, role: Role, term: u64, leader: i32) {
+        if self.is_closing() {
+            return;
+        }
+        let Ok(listener) = self.role_listener.lock() else {
+            return;
+        };
+        if let Some(listener) = listener.as_ref() {
+            listener(role, term, leader);
         }
     }
 }

@@ -1,12 +1,12 @@
-//! One group member and the threads that carry out its Raft decisions.
+//! One group member: its state and the decisions the engine's threads carry out for it.
 //!
-//! Threads of a member (all joined by [`Member::close`]):
-//! - `state`: timers, pre-vote and vote, step-down, checkpoints, retention (election thread);
-//! - `dispatch-<peer>`: one EntryDispatcher per other member, pipelined pushes;
-//! - `ack`: the QuorumAckChecker, which folds flushes into the commit index and
-//!   completes waiting appends;
-//! - `handler`: the EntryHandler, which applies pushes on a follower;
-//! - `role`: calls the host's role listener, in order.
+//! A member owns no thread. The engine's threads (`sched.rs`) serve every member of
+//! every group it hosts: one state/timer thread (elections, step-down, and the
+//! once-a-second housekeeping handed to the member's EntryHandler), one
+//! QuorumAckChecker (folds flushes into the commit index, completes waiting appends),
+//! a fixed pool of EntryHandlers (pushes and push answers, a member always on the same
+//! one), one EntryDispatcher per remote engine address (pipelined pushes, round-robin
+//! between members) and one role-listener thread. Their per-member work is in `loops.rs`.
 //!
 //! Everything a decision reads lives in one [`MemberState`] under one mutex; the pure
 //! [`RaftCore`] decides, the threads do the I/O outside the lock where they can.
@@ -14,21 +14,19 @@
 use crate::config::{FlushDiskType, GroupConfig};
 use crate::core::{CoreConfig, Effects, LogView, Outgoing, RaftCore};
 use crate::error::{Error, ErrorKind, Result};
-use crate::net::msg::{
-    ClientResponse, Frame, Message, PushRequest, StatusReport, VoteRequest, CLIENT_PEER,
-};
+use crate::net::msg::{ClientResponse, Frame, Message, StatusReport, CLIENT_PEER};
 use crate::net::{Responder, Transport};
 use crate::store::{Flusher, HardState, LogStore, StoreOptions};
 use crate::types::{Entry, EntryKind, EntryMeta, Role};
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 mod api;
 mod loops;
+pub(crate) mod sched;
+use sched::{AckBell, HandlerJob, SchedInner, Slot, StateInput};
 use std::time::{Duration, Instant};
 
 /// Completes an async append exactly once.
@@ -41,17 +39,8 @@ pub(crate) type IdempotentHook =
 /// Role listener: role, term, leader position (-1 if unknown).
 pub type RoleListener = Box<dyn Fn(Role, u64, i32) + Send + Sync>;
 
-/// Pushes queued for the EntryHandler before new ones are dropped (the leader resends).
-const HANDLER_QUEUE_MAX: usize = 4096;
-/// Vote traffic queued for the state thread.
-const STATE_QUEUE_MAX: usize = 1024;
-/// Role events queued for the listener thread.
-const ROLE_QUEUE_MAX: usize = 1024;
-/// How often the state thread looks at its timers.
-const TICK_MS: u64 = 10;
-
-/// What one of a member's threads runs.
-type ThreadBody = Box<dyn FnOnce(&Arc<Member>) + Send>;
+/// Follows the commit index (the producer table); run on the member's EntryHandler.
+pub(crate) type CommitHook = Box<dyn Fn() + Send + Sync>;
 
 /// Counters of one member's hot path, for tuning (`Group::counters`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +98,11 @@ struct MemberState {
     failed: Option<Error>,
     /// Appends accepted per second, measured by the state thread.
     append_tps: f64,
+    /// Appends counted and when, for `append_tps`.
+    rate_appends: u64,
+    rate_since: Instant,
+    /// The hour (since the Unix epoch) retention last ran in.
+    retention_hour: Option<u64>,
     last_role: (Role, u64, Option<usize>),
 }
 
@@ -126,20 +120,22 @@ impl LogView for StoreView<'_> {
     }
 }
 
-enum StateInput {
-    Vote(usize, VoteRequest),
-    VoteResp(usize, crate::net::msg::VoteResponse),
-    TimeoutNow(usize, u64),
-}
-
 /// One member of one group.
 pub struct Member {
     pub config: GroupConfig,
     state: Mutex<MemberState>,
-    /// Wakes the dispatchers: new entries, new leader, reset.
-    dispatch_cv: Condvar,
-    /// Dispatchers waiting on `dispatch_cv`.
-    dispatchers_idle: std::sync::atomic::AtomicUsize,
+    /// This member's id in the engine's scheduler.
+    id: u64,
+    sched: Arc<SchedInner>,
+    /// Per peer (None for this member): its slot on the dispatcher of the peer's address.
+    slots: Vec<Option<Arc<Slot>>>,
+    /// The member's pending tick (ms since the epoch), `u64::MAX` when none.
+    next_tick_ms: AtomicU64,
+    /// Pushes are dropped until then after one found the disk full.
+    paused_until_ms: AtomicU64,
+    /// A `Follow` job is queued on the EntryHandler.
+    follow_queued: AtomicBool,
+    commit_hook: OnceLock<CommitHook>,
     /// Wakes waiters of role changes (leadership transfer).
     role_cv: Condvar,
     /// Wakes readers of committed entries (`read_committed`) when the commit index moves.
@@ -148,14 +144,10 @@ pub struct Member {
     epoch: Instant,
     closing: AtomicBool,
     /// Doorbell of the QuorumAckChecker.
-    ack_bell: (Sender<()>, Receiver<()>),
-    state_tx: Sender<StateInput>,
-    handler_tx: Sender<(usize, u64, PushRequest)>,
-    role_tx: Sender<(Role, u64, i32)>,
+    bell: Arc<AckBell>,
     role_listener: Mutex<Option<RoleListener>>,
     appends_total: AtomicU64,
     counters: AtomicCounters,
-    threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     /// Serves `ClientAppendIdempotent`; set by the `Group` that owns the producer table.
     pub(crate) idempotent: std::sync::OnceLock<IdempotentHook>,
@@ -169,18 +161,17 @@ fn lock_err() -> Error {
 }
 
 impl Member {
-    /// Opens the store, registers with the transport and starts the member's threads.
-    pub fn open(
+    /// Opens the store, registers with the transport and the engine's threads.
+    pub(crate) fn open(
         config: GroupConfig,
         transport: Arc<Transport>,
         flusher: &Flusher,
+        sched: &Arc<SchedInner>,
         epoch: Instant,
     ) -> Result<Arc<Member>> {
-        let (ack_tx, ack_rx) = bounded(1);
-        let doorbell = ack_tx.clone();
-        let on_flushed = Arc::new(move |_flushed: u64| {
-            let _ = doorbell.try_send(());
-        });
+        let bell = sched.new_bell();
+        let doorbell = Arc::clone(&bell);
+        let on_flushed = Arc::new(move |_flushed: u64| doorbell.ring());
         let opts = StoreOptions {
             dir: config.member_dir(),
             segment_size_bytes: config.segment_size_bytes,
@@ -254,90 +245,51 @@ impl Member {
             deferred_request: None,
             failed: None,
             append_tps: 0.0,
+            rate_appends: 0,
+            rate_since: Instant::now(),
+            retention_hour: None,
             last_role,
         };
-        let (state_tx, state_rx) = bounded(STATE_QUEUE_MAX);
-        let (handler_tx, handler_rx) = bounded(HANDLER_QUEUE_MAX);
-        let (role_tx, role_rx) = bounded(ROLE_QUEUE_MAX);
-        let member = Arc::new(Member {
-            config,
-            state: Mutex::new(state),
-            dispatch_cv: Condvar::new(),
-            dispatchers_idle: Default::default(),
-            role_cv: Condvar::new(),
-            commit_cv: Condvar::new(),
-            transport,
-            epoch,
-            closing: AtomicBool::new(false),
-            ack_bell: (ack_tx, ack_rx),
-            state_tx,
-            handler_tx,
-            role_tx,
-            role_listener: Mutex::new(None),
-            appends_total: AtomicU64::new(0),
-            counters: AtomicCounters::default(),
-            threads: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
-            idempotent: std::sync::OnceLock::new(),
+        let id = sched.new_member_id();
+        let links = sched.links_for(&config)?;
+        let member = Arc::new_cyclic(|weak: &Weak<Member>| {
+            bell.bind(weak.clone());
+            Member {
+                id,
+                sched: Arc::clone(sched),
+                slots: links
+                    .into_iter()
+                    .enumerate()
+                    .map(|(peer, link)| link.map(|link| Slot::new(weak.clone(), peer, link)))
+                    .collect(),
+                next_tick_ms: AtomicU64::new(u64::MAX),
+                paused_until_ms: AtomicU64::new(0),
+                follow_queued: AtomicBool::new(false),
+                commit_hook: OnceLock::new(),
+                config,
+                state: Mutex::new(state),
+                role_cv: Condvar::new(),
+                commit_cv: Condvar::new(),
+                transport,
+                epoch,
+                closing: AtomicBool::new(false),
+                bell,
+                role_listener: Mutex::new(None),
+                appends_total: AtomicU64::new(0),
+                counters: AtomicCounters::default(),
+                closed: AtomicBool::new(false),
+                idempotent: std::sync::OnceLock::new(),
+            }
         });
-        if let Err(err) = member.start(state_rx, handler_rx, role_rx) {
+        if let Err(err) = member.start() {
             member.close();
             return Err(err);
         }
         Ok(member)
     }
 
-    fn start(
-        self: &Arc<Self>,
-        state_rx: Receiver<StateInput>,
-        handler_rx: Receiver<(usize, u64, PushRequest)>,
-        role_rx: Receiver<(Role, u64, i32)>,
-    ) -> Result<()> {
-        let name = format!("{}-{}", self.config.group, self.config.self_id);
-        let mut threads = self.threads.lock().map_err(|_| lock_err())?;
-        let spawn = |threads: &mut Vec<JoinHandle<()>>, role: String, body: ThreadBody| {
-            let member = Arc::clone(self);
-            let thread_name = format!("{role}-{name}");
-            let handle = std::thread::Builder::new()
-                .name(thread_name.clone())
-                .spawn(move || {
-                    let result =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&member)));
-                    if result.is_err() {
-                        log::error!("thread {thread_name} panicked; failing the member");
-                        member.fail(Error::new(
-                            ErrorKind::Panic,
-                            format!("thread {thread_name} panicked"),
-                        ));
-                    }
-                })
-                .map_err(|e| Error::io("spawn a member thread", e))?;
-            threads.push(handle);
-            Ok::<(), Error>(())
-        };
-        spawn(
-            &mut threads,
-            "state".into(),
-            Box::new(move |m| m.state_loop(state_rx)),
-        )?;
-        spawn(&mut threads, "ack".into(), Box::new(|m| m.ack_loop()))?;
-        spawn(
-            &mut threads,
-            "handler".into(),
-            Box::new(move |m| m.handler_loop(handler_rx)),
-        )?;
-        spawn(
-            &mut threads,
-            "role".into(),
-            Box::new(move |m| m.role_loop(role_rx)),
-        )?;
-        for peer in 0..self.config.peers.len() {
-            if peer != self.config.self_index {
-                let role = format!("dispatch{}", self.config.peers[peer].id);
-                spawn(&mut threads, role, Box::new(move |m| m.dispatch_loop(peer)))?;
-            }
-        }
-        drop(threads);
+    fn start(self: &Arc<Self>) -> Result<()> {
+        self.sched.add_member(self);
         let weak: Weak<Member> = Arc::downgrade(self);
         let handler = Arc::new(move |frame: Frame, responder: Option<Responder>| {
             if let Some(member) = weak.upgrade() {
@@ -348,6 +300,29 @@ impl Member {
         self.transport
             .register(&self.config.group, self.config.self_index as u8, handler)?;
         Ok(())
+    }
+
+    /// Sets the hook that follows the commit index (run on the member's EntryHandler
+    /// after the commit index moves). Set once.
+    pub(crate) fn set_commit_hook(self: &Arc<Self>, hook: CommitHook) {
+        let _ = self.commit_hook.set(hook);
+        self.follow_again();
+    }
+
+    /// Queues the commit hook again (it stopped before the commit index).
+    pub(crate) fn follow_again(self: &Arc<Self>) {
+        if !self.follow_queued.swap(true, Ordering::AcqRel)
+            && !self.sched.handle(self, HandlerJob::Follow)
+        {
+            self.follow_queued.store(false, Ordering::Release);
+        }
+    }
+
+    /// Wakes this member's dispatcher slots (new entries, new leader, answers).
+    fn wake_dispatchers(&self) {
+        for slot in self.slots.iter().flatten() {
+            slot.ring();
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -408,10 +383,10 @@ impl Member {
     }
 
     fn wake_all(&self) {
-        self.dispatch_cv.notify_all();
+        self.wake_dispatchers();
         self.role_cv.notify_all();
         self.commit_cv.notify_all();
-        let _ = self.ack_bell.0.try_send(());
+        self.bell.ring();
     }
 
     fn send(&self, peer: usize, request_id: u64, message: Message) {
@@ -447,7 +422,7 @@ impl Member {
                     let flushed = st.store.flushed_index();
                     let more = st.core.on_local_progress(flushed, &StoreView(&st.store));
                     if more.commit_advanced {
-                        let _ = self.ack_bell.0.try_send(());
+                        self.bell.ring();
                     }
                 }
                 // A full disk passes: lead without the no-op; earlier terms' entries
@@ -467,12 +442,10 @@ impl Member {
             self.counters
                 .commit_advances
                 .fetch_add(1, Ordering::Relaxed);
-            let _ = self.ack_bell.0.try_send(());
+            self.bell.ring();
         }
-        if fx.append_noop
-            || (fx.wake_dispatchers && self.dispatchers_idle.load(Ordering::Acquire) > 0)
-        {
-            self.dispatch_cv.notify_all();
+        if fx.append_noop || fx.wake_dispatchers {
+            self.wake_dispatchers();
         }
         Ok(fx.messages)
     }
@@ -499,7 +472,10 @@ impl Member {
             st.follower_match = (0, 0);
         }
         let leader = now.2.map(|p| p as i32).unwrap_or(-1);
-        if self.role_tx.try_send((shown, now.1, leader)).is_err() {
+        // A leader's tick comes sooner than a follower's election deadline.
+        self.sched
+            .schedule_tick(self, st.core.next_tick_ms(self.now_ms()));
+        if !self.sched.role_event(self, shown, now.1, leader) {
             log::warn!(
                 "{}/{}: role listener queue full; event dropped",
                 self.config.group,
@@ -507,8 +483,8 @@ impl Member {
             );
         }
         self.role_cv.notify_all();
-        self.dispatch_cv.notify_all();
-        let _ = self.ack_bell.0.try_send(());
+        self.wake_dispatchers();
+        self.bell.ring();
     }
 
     fn send_all(&self, messages: Vec<(usize, Outgoing)>) {
@@ -557,34 +533,25 @@ impl Member {
             log::debug!("{}: frame from unknown member {from}", self.config.group);
             return;
         }
+        if let Some(Some(slot)) = self.slots.get(from) {
+            // Any frame from a peer's address shows its link alive.
+            slot.heard(self.now_ms());
+        }
         match frame.message {
-            Message::Vote(req) => {
-                let _ = self.state_tx.try_send(StateInput::Vote(from, req));
-            }
-            Message::VoteResp(resp) => {
-                let _ = self.state_tx.try_send(StateInput::VoteResp(from, resp));
-            }
-            Message::TimeoutNow { term } => {
-                let _ = self.state_tx.try_send(StateInput::TimeoutNow(from, term));
-            }
+            Message::Vote(req) => self.sched.state_input(self, StateInput::Vote(from, req)),
+            Message::VoteResp(resp) => self
+                .sched
+                .state_input(self, StateInput::VoteResp(from, resp)),
+            Message::TimeoutNow { term } => self
+                .sched
+                .state_input(self, StateInput::TimeoutNow(from, term)),
             Message::Push(req) => {
-                if self
-                    .handler_tx
-                    .try_send((from, frame.request_id, req))
-                    .is_err()
-                {
-                    log::debug!(
-                        "{}/{}: handler queue full; push dropped",
-                        self.config.group,
-                        self.config.self_id
-                    );
-                }
+                self.sched
+                    .handle(self, HandlerJob::Push(from, frame.request_id, req));
             }
             Message::PushResp(resp) => {
-                let _ = self.step(|st, now| {
-                    let MemberState { core, store, .. } = st;
-                    core.on_push_response(from, frame.request_id, &resp, now, &StoreView(store))
-                });
+                self.sched
+                    .handle(self, HandlerJob::PushResp(from, frame.request_id, resp));
             }
             Message::ClientAppend { .. }
             | Message::ClientAppendIdempotent { .. }
