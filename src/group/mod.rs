@@ -533,9 +533,12 @@ impl Member {
             log::debug!("{}: frame from unknown member {from}", self.config.group);
             return;
         }
-        if let Some(Some(slot)) = self.slots.get(from) {
-            // Any frame from a peer's address shows its link alive.
-            slot.heard(self.now_ms());
+        if let Message::PushResp(_) | Message::VoteResp(_) = frame.message {
+            // An answer, for any group, from a peer's address shows the link there alive
+            // (a request alone does not: it comes on the peer's own link).
+            if let Some(Some(slot)) = self.slots.get(from) {
+                slot.heard(self.now_ms());
+            }
         }
         match frame.message {
             Message::Vote(req) => self.sched.state_input(self, StateInput::Vote(from, req)),

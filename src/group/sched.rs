@@ -13,7 +13,8 @@
 //! - `rq-dispatch-<port>`: one EntryDispatcher per remote engine address, round-robin
 //!   over every member led here that has a peer there, one push per member per turn,
 //!   each member's window bounded by the core as before; it also judges that link's
-//!   liveness by any frame received from that address, never by one group's silence;
+//!   liveness by any answer received from that address, for any group, never by one
+//!   group's silence;
 //! - `rq-role`: calls the hosts' role listeners, in order per member.
 //!
 //! Threads: 3 + handler pool + one per remote address, whatever the number of groups.
@@ -122,7 +123,7 @@ impl Slot {
         }
     }
 
-    /// A frame arrived from this peer's address: the link is alive.
+    /// An answer arrived from this peer's address: the link there is alive.
     pub(super) fn heard(&self, now_ms: u64) {
         self.link.heard_ms.store(now_ms, Ordering::Relaxed);
     }
@@ -135,6 +136,7 @@ pub(super) struct LinkState {
     rx: Receiver<Arc<Slot>>,
     /// Every slot pushing to this address (pruned when a member closes).
     slots: Mutex<Vec<Weak<Slot>>>,
+    /// When an answer (push or vote answer, any group) last came from this address.
     heard_ms: AtomicU64,
 }
 
@@ -667,7 +669,7 @@ impl SchedInner {
     /// Re-dials the link when the remote engine has sent nothing for several election
     /// timeouts while a member led here waits for answers from it: a half-open
     /// connection that writes still succeed on is otherwise never noticed. One group's
-    /// silent member does not count: any frame from that address keeps the link.
+    /// silent member does not count: any answer from that address keeps the link.
     fn check_link(&self, link: &LinkState, slots: &[Arc<Slot>], last_reset_ms: &mut u64) {
         let mut silence_ms = None;
         for slot in slots {

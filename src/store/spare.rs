@@ -10,22 +10,175 @@
 //! started at open; a roll-over never waits), it is fallocated as before. A crash leaves
 //! at most a `spare.tmp` (deleted at open) or a complete `spare` (reused).
 
+//!
+//! The fills of every store in the process go to one pool: one worker thread (started
+//! on demand, gone when nothing is queued) fills the spares one after the other, and at
+//! most [`SPARES_MAX`] complete spares exist at once, so 256 groups neither run 256
+//! fills nor hold 256 spare segments; a store without one fallocates its next segment.
+
 use crate::error::{Error, Result};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Zeros written per call.
 const CHUNK_BYTES: usize = 1 << 20;
+/// Complete spare segments held by the open stores of this process, at most; a fill
+/// waits for one to be taken.
+pub(crate) const SPARES_MAX: usize = 16;
+/// How long the pool worker waits for room before it looks again.
+const POOL_WAIT: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    Queued,
+    Running,
+    /// Filled (true) or failed / cancelled (false).
+    Done(bool),
+}
+
+struct Job {
+    dir: PathBuf,
+    size: u64,
+    cancel: AtomicBool,
+}
+
+struct PoolState {
+    queue: VecDeque<Arc<Job>>,
+    status: Vec<(Arc<Job>, Status)>,
+    /// Complete spares counted against [`SPARES_MAX`] (held by stores, or filled and
+    /// not yet collected by theirs).
+    ready: usize,
+    worker: Option<JoinHandle<()>>,
+    worker_running: bool,
+}
+
+struct Pool {
+    state: Mutex<PoolState>,
+    /// Signalled when a job finishes, a job is queued, or room is made.
+    changed: Condvar,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        state: Mutex::new(PoolState {
+            queue: VecDeque::new(),
+            status: Vec::new(),
+            ready: 0,
+            worker: None,
+            worker_running: false,
+        }),
+        changed: Condvar::new(),
+    })
+}
+
+fn lock_pool() -> MutexGuard<'static, PoolState> {
+    pool().state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PoolState {
+    fn status_of(&self, job: &Arc<Job>) -> Option<Status> {
+        self.status
+            .iter()
+            .find(|(j, _)| Arc::ptr_eq(j, job))
+            .map(|(_, s)| s.clone())
+    }
+
+    fn set_status(&mut self, job: &Arc<Job>, status: Status) {
+        if let Some(entry) = self.status.iter_mut().find(|(j, _)| Arc::ptr_eq(j, job)) {
+            entry.1 = status;
+        }
+    }
+
+    fn forget(&mut self, job: &Arc<Job>) {
+        self.status.retain(|(j, _)| !Arc::ptr_eq(j, job));
+        self.queue.retain(|j| !Arc::ptr_eq(j, job));
+    }
+
+    fn release(&mut self) {
+        self.ready = self.ready.saturating_sub(1);
+        pool().changed.notify_all();
+    }
+}
+
+fn submit(job: Arc<Job>) {
+    let mut st = lock_pool();
+    st.queue.push_back(Arc::clone(&job));
+    st.status.push((job, Status::Queued));
+    if !st.worker_running {
+        // The previous worker has returned (it clears the flag as its last step).
+        if let Some(old) = st.worker.take() {
+            let _ = old.join();
+        }
+        match std::thread::Builder::new()
+            .name("rmqraft-spare".to_string())
+            .spawn(pool_worker)
+        {
+            Ok(handle) => {
+                st.worker = Some(handle);
+                st.worker_running = true;
+            }
+            Err(e) => {
+                log::warn!("cannot start the spare segment writer: {e}");
+                let job = st.queue.pop_back();
+                if let Some(job) = job {
+                    st.set_status(&job, Status::Done(false));
+                }
+            }
+        }
+    }
+    pool().changed.notify_all();
+}
+
+fn pool_worker() {
+    let mut st = lock_pool();
+    loop {
+        if st.queue.is_empty() {
+            st.worker_running = false;
+            return;
+        }
+        if st.ready >= SPARES_MAX {
+            st = pool()
+                .changed
+                .wait_timeout(st, POOL_WAIT)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            continue;
+        }
+        let Some(job) = st.queue.pop_front() else {
+            continue;
+        };
+        st.set_status(&job, Status::Running);
+        // Counted while it runs, so no other fill passes the budget meanwhile.
+        st.ready += 1;
+        drop(st);
+        let result = fill(&job.dir, job.size, &job.cancel);
+        if let Err(e) = &result {
+            log::warn!("store {}: spare segment: {e}", job.dir.display());
+        }
+        let filled = result.is_ok() && !job.cancel.load(Ordering::Acquire);
+        st = lock_pool();
+        if !filled {
+            st.ready = st.ready.saturating_sub(1);
+        }
+        st.set_status(&job, Status::Done(filled));
+        pool().changed.notify_all();
+    }
+}
 
 pub(crate) struct Spare {
     dir: PathBuf,
     size_bytes: u64,
     enabled: bool,
-    worker: Option<(JoinHandle<Result<()>>, Arc<AtomicBool>)>,
+    job: Option<Arc<Job>>,
+    /// A complete spare of this store is counted in the pool's budget.
+    holds: bool,
 }
 
 impl Spare {
@@ -36,10 +189,14 @@ impl Spare {
             dir: dir.to_path_buf(),
             size_bytes,
             enabled,
-            worker: None,
+            job: None,
+            holds: false,
         };
         if !enabled {
             let _ = std::fs::remove_file(dir.join("spare"));
+        } else if spare.is_complete() {
+            lock_pool().ready += 1;
+            spare.holds = true;
         }
         spare.prepare();
         spare
@@ -55,46 +212,75 @@ impl Spare {
             .unwrap_or(false)
     }
 
-    /// Starts the background fill unless a spare is complete or being made.
+    /// Queues the background fill unless a spare is complete or being made.
     pub fn prepare(&mut self) {
-        if !self.enabled || self.worker.is_some() || self.is_complete() {
+        if !self.enabled || self.job.is_some() || self.holds || self.is_complete() {
             return;
         }
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (dir, size, stop) = (self.dir.clone(), self.size_bytes, Arc::clone(&cancel));
-        let spawned = std::thread::Builder::new()
-            .name("rmqraft-spare".to_string())
-            .spawn(move || fill(&dir, size, &stop));
-        match spawned {
-            Ok(handle) => self.worker = Some((handle, cancel)),
-            Err(e) => log::warn!(
-                "store {}: cannot start the spare segment writer: {e}",
-                self.dir.display()
-            ),
+        let job = Arc::new(Job {
+            dir: self.dir.clone(),
+            size: self.size_bytes,
+            cancel: AtomicBool::new(false),
+        });
+        self.job = Some(Arc::clone(&job));
+        submit(job);
+    }
+
+    /// Collects a finished fill (with `wait`, one running is awaited; one still queued is
+    /// given up). True when this store then holds a counted spare.
+    fn collect(&mut self, wait: bool) {
+        let Some(job) = self.job.clone() else {
+            return;
+        };
+        let mut st = lock_pool();
+        loop {
+            match st.status_of(&job) {
+                Some(Status::Done(filled)) => {
+                    st.forget(&job);
+                    self.job = None;
+                    if filled {
+                        self.holds = true;
+                    }
+                    return;
+                }
+                Some(Status::Running) if wait => {
+                    st = pool()
+                        .changed
+                        .wait_timeout(st, POOL_WAIT)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+                Some(Status::Queued) if wait => {
+                    // Behind other stores' fills: do not hold up the first segment.
+                    st.forget(&job);
+                    self.job = None;
+                    return;
+                }
+                None => {
+                    self.job = None;
+                    return;
+                }
+                Some(_) => return,
+            }
         }
     }
 
     /// A complete spare moved to `target`, if one is ready. With `wait`, a fill in
     /// progress is awaited first (used only for a new store's first segment).
     pub fn take(&mut self, target: &Path, wait: bool) -> Option<File> {
-        if let Some((handle, _)) = &self.worker {
-            if !wait && !handle.is_finished() {
-                return None;
-            }
-            let (handle, _) = self.worker.take()?;
-            match handle.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::warn!("store {}: spare segment: {e}", self.dir.display()),
-                Err(_) => log::warn!(
-                    "store {}: the spare segment writer panicked",
-                    self.dir.display()
-                ),
-            }
-        }
-        if !self.is_complete() {
+        self.collect(wait);
+        if !self.holds {
             return None;
         }
-        if let Err(e) = std::fs::rename(self.ready_path(), target) {
+        if !self.is_complete() {
+            self.holds = false;
+            lock_pool().release();
+            return None;
+        }
+        let renamed = std::fs::rename(self.ready_path(), target);
+        self.holds = false;
+        lock_pool().release();
+        if let Err(e) = renamed {
             log::warn!(
                 "store {}: cannot use the spare segment: {e}",
                 self.dir.display()
@@ -110,11 +296,38 @@ impl Spare {
         file
     }
 
-    /// Stops a fill in progress and waits for its thread.
+    /// Stops a fill in progress (or gives up a queued one) and waits for it. A complete
+    /// spare stays for the next open, out of the budget until then.
     pub fn stop(&mut self) {
-        if let Some((handle, cancel)) = self.worker.take() {
-            cancel.store(true, Ordering::Release);
-            let _ = handle.join();
+        if let Some(job) = self.job.take() {
+            job.cancel.store(true, Ordering::Release);
+            let mut st = lock_pool();
+            let mut rounds = 0u32;
+            loop {
+                match st.status_of(&job) {
+                    Some(Status::Running) if rounds < 6000 => {
+                        rounds += 1;
+                        st = pool()
+                            .changed
+                            .wait_timeout(st, POOL_WAIT)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                    Some(Status::Done(true)) => {
+                        st.forget(&job);
+                        st.release();
+                        break;
+                    }
+                    _ => {
+                        st.forget(&job);
+                        break;
+                    }
+                }
+            }
+        }
+        if self.holds {
+            self.holds = false;
+            lock_pool().release();
         }
         let _ = std::fs::remove_file(self.dir.join("spare.tmp"));
     }
