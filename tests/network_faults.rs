@@ -599,3 +599,129 @@ fn isolated_leader_steps_down_and_majority_elects() {
         .join("; ");
     report("isolated leader", start, &notes, &verdict);
 }
+
+/// Isolation of groups sharing engines: two groups on the same three engines, both led
+/// by n_L. Group A's member on n_F closes (a dead member); group B keeps appending and
+/// keeps answering from n_F. The link n_L -> n_F is judged by every group's answers, so
+/// A's silent member never re-dials it (which would drop B's frames in flight): over
+/// several re-dial periods (four election timeouts) the link keeps its connection.
+#[test]
+fn a_dead_member_of_one_group_never_resets_another_groups_link() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let root = tempfile::tempdir().expect("tempdir");
+    let n = 3;
+    let mut opened = None;
+    for _attempt in 0..5 {
+        let listeners: Vec<TcpListener> = (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+            .collect();
+        let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr"))
+            .collect();
+        drop(listeners);
+        let mesh = Mesh::start(&addrs);
+        let result: rmqraft::Result<Vec<(Engine, rmqraft::Group, rmqraft::Group)>> = (0..n)
+            .map(|i| {
+                let peers = (0..n)
+                    .map(|j| {
+                        let addr = if i == j { addrs[i] } else { mesh.addr(i, j) };
+                        format!("n{j}-{addr}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(";");
+                let engine = Engine::open(&format!("brokerClusterName={CLUSTER}"))?;
+                let open = |name: &str| {
+                    engine.open_group(&format!(
+                        "dLegerGroup={name}\ndLegerPeers={peers}\ndLegerSelfId=n{i}\n\
+                         storePathRootDir={}\nmappedFileSizeCommitLog=4194304\n",
+                        root.path().join(format!("{name}-n{i}")).display()
+                    ))
+                };
+                let a = open("IsolationA")?;
+                let b = open("IsolationB")?;
+                Ok((engine, a, b))
+            })
+            .collect();
+        match result {
+            Ok(members) => {
+                opened = Some((mesh, members));
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::Io => continue,
+            Err(e) => panic!("cannot start the groups: {e}"),
+        }
+    }
+    let (mesh, mut members) = opened.expect("kept finding the groups' ports taken");
+    let leader_of = |members: &[(Engine, rmqraft::Group, rmqraft::Group)], b: bool| {
+        wait_until(
+            "a leader every member follows",
+            Duration::from_secs(30),
+            || {
+                let statuses: Vec<_> = members
+                    .iter()
+                    .map(|m| if b { &m.2 } else { &m.1 }.status().expect("status"))
+                    .collect();
+                let leader = statuses.iter().find(|s| s.role == Role::Leader)?;
+                statuses
+                    .iter()
+                    .all(|s| s.term == leader.term && s.leader_peer == leader.self_peer)
+                    .then_some(leader.self_peer as usize)
+            },
+        )
+    };
+    let lead = leader_of(&members, false);
+    let lead_b = leader_of(&members, true);
+    if lead_b != lead {
+        members[lead_b]
+            .2
+            .transfer_leadership(&format!("n{lead}"), Duration::from_secs(10))
+            .expect("hand group B to group A's leader");
+    }
+    wait_until("group B led by n_L", Duration::from_secs(10), || {
+        (leader_of(&members, true) == lead).then_some(())
+    });
+    let dead = (lead + 1) % n;
+    let link = mesh.link(lead, dead);
+    wait_until(
+        "an open connection n_L -> n_F",
+        Duration::from_secs(10),
+        || (link.open_connections() > 0).then_some(()),
+    );
+    members[dead].1.close();
+    let accepted_before = link.accepted();
+    // Four election timeouts of silence re-dial a link: cover three such periods with
+    // appends to group B (each committed through n_F's answers or n_other's).
+    let hb = members[lead].2.config().heartbeat_interval_ms;
+    let leak = u64::from(members[lead].2.config().max_heartbeat_leak);
+    let window = Duration::from_millis(hb * leak * 4 * 3);
+    let start = Instant::now();
+    let mut appended = 0u64;
+    while start.elapsed() < window && appended < 1_000_000 {
+        members[lead]
+            .2
+            .append(b"isolation", Duration::from_secs(5))
+            .expect("group B appends while group A's member is dead");
+        appended += 1;
+    }
+    let accepted_after = link.accepted();
+    assert!(appended > 0, "no append to group B ran");
+    assert_eq!(
+        accepted_after,
+        accepted_before,
+        "the link n{lead} -> n{dead} was re-dialled {} time(s) in {window:?} because \
+         group A's member there is dead, though group B answered on it",
+        accepted_after - accepted_before
+    );
+    let lead_last = members[lead].2.status().expect("status").last_index;
+    wait_until(
+        "group B's member on n_F caught up",
+        Duration::from_secs(10),
+        || (members[dead].2.status().ok()?.last_index >= lead_last).then_some(()),
+    );
+    for (engine, a, b) in members.drain(..) {
+        b.close();
+        a.close();
+        engine.close();
+    }
+}
