@@ -195,6 +195,48 @@ impl Member {
         });
     }
 
+    /// Applies a push answer on the connection reader if the member's lock is free and
+    /// the answer carries no newer term (so nothing is saved: the core only moves the
+    /// peer's progress and the commit index). Returns false when it must go to the
+    /// EntryHandler instead.
+    pub(super) fn push_response_inline(
+        &self,
+        from: usize,
+        request_id: u64,
+        resp: &PushResponse,
+    ) -> bool {
+        let Ok(mut st) = self.state.try_lock() else {
+            return false;
+        };
+        if self.is_closing() || st.failed.is_some() || resp.term > st.core.term {
+            return false;
+        }
+        let now = self.now_ms();
+        let fx = {
+            let MemberState { core, store, .. } = &mut *st;
+            core.on_push_response(from, request_id, resp, now, &StoreView(store))
+        };
+        if fx.persist_hard_state || fx.append_noop {
+            // Not expected without a newer term; carried out all the same.
+            log::debug!(
+                "{}/{}: a push answer of this term asked for storage",
+                self.config.group,
+                self.config.self_id
+            );
+        }
+        match self.apply(&mut st, fx) {
+            Ok(messages) => {
+                drop(st);
+                self.send_all(messages);
+            }
+            Err(err) => {
+                drop(st);
+                self.fail(err);
+            }
+        }
+        true
+    }
+
     /// Is this member leading (for the link check)?
     pub(super) fn is_leading(&self) -> bool {
         !self.is_closing()

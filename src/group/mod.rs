@@ -553,8 +553,12 @@ impl Member {
                     .handle(self, HandlerJob::Push(from, frame.request_id, req));
             }
             Message::PushResp(resp) => {
-                self.sched
-                    .handle(self, HandlerJob::PushResp(from, frame.request_id, resp));
+                // Applied here when that needs no I/O and no wait for the member's lock;
+                // else on the member's EntryHandler.
+                if !self.push_response_inline(from, frame.request_id, &resp) {
+                    self.sched
+                        .handle(self, HandlerJob::PushResp(from, frame.request_id, resp));
+                }
             }
             Message::ClientAppend { .. }
             | Message::ClientAppendIdempotent { .. }

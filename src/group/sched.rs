@@ -9,7 +9,8 @@
 //!   per member, queued at most once), serving every member;
 //! - `rq-handler-<n>`: a fixed pool of EntryHandlers, a member always on the same one
 //!   (keyed by its id), which apply pushes and push answers and run the disk work of a
-//!   member (housekeeping, the producer table); a connection reader only queues;
+//!   member (housekeeping, the producer table); a connection reader queues, except a
+//!   push answer it can apply without I/O when the member's lock is free (`try_lock`);
 //! - `rq-dispatch-<port>`: one EntryDispatcher per remote engine address, round-robin
 //!   over every member led here that has a peer there, one push per member per turn,
 //!   each member's window bounded by the core as before; it also judges that link's
@@ -64,6 +65,9 @@ enum StateJob {
     /// A deadline earlier than the earliest one was added.
     Wake,
 }
+
+/// A push as the EntryHandler applies it: from, request id, request.
+pub(super) type Push = (usize, u64, PushRequest);
 
 /// What an EntryHandler thread runs for a member.
 pub(super) enum HandlerJob {
@@ -556,7 +560,7 @@ impl SchedInner {
             }
             // Pushes of one member are applied together, in arrival order; the other
             // jobs run in arrival order as they come.
-            let mut pushes: Vec<(Arc<Member>, Vec<(usize, u64, PushRequest)>)> = Vec::new();
+            let mut pushes: Vec<(Arc<Member>, Vec<Push>)> = Vec::new();
             for (member, job) in jobs {
                 let Some(member) = member.upgrade() else {
                     continue;

@@ -436,3 +436,106 @@ fn fill_tmp(dir: &Path, size: u64, cancel: &AtomicBool) -> Result<()> {
         .map_err(|e| Error::io(format!("rename {}", tmp.display()), e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn spare_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok())
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .map(|c| c.trim() == "rmqraft-spare")
+                            .unwrap_or(false)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// More stores than the budget: one fill thread, never more complete spares than
+    /// the budget, and a spare taken makes room for a store still waiting.
+    #[test]
+    fn many_stores_share_one_fill_thread_and_the_spare_budget() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let n = SPARES_MAX + 4;
+        let size = 256 << 10;
+        let dirs: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                let d = root.path().join(format!("store{i}"));
+                std::fs::create_dir_all(&d).expect("store dir");
+                d
+            })
+            .collect();
+        let mut spares: Vec<Spare> = dirs.iter().map(|d| Spare::new(d, size, true)).collect();
+        let complete = |dirs: &[PathBuf]| dirs.iter().filter(|d| d.join("spare").exists()).count();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut most_threads = 0;
+        let mut most_complete = 0;
+        // Until the fills stop (budget reached or all done), sampling as they go.
+        while Instant::now() < deadline {
+            most_threads = most_threads.max(spare_threads());
+            let now = complete(&dirs);
+            most_complete = most_complete.max(now);
+            let idle = {
+                let st = lock_pool();
+                !st.status.iter().any(|(_, s)| *s == Status::Running)
+                    && (st.queue.is_empty() || st.ready >= SPARES_MAX)
+            };
+            if idle && now > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            most_threads <= 1,
+            "{most_threads} spare fill threads at once"
+        );
+        assert!(
+            most_complete <= SPARES_MAX,
+            "{most_complete} complete spares, over the budget of {SPARES_MAX}"
+        );
+        let before = complete(&dirs);
+        assert!(before > 0, "no spare was filled within 30 s");
+        let waiting = dirs.iter().filter(|d| !d.join("spare").exists()).count();
+        assert!(
+            waiting > 0,
+            "every store holds a spare: the budget did not apply"
+        );
+        // Take one: room for one more, which a waiting store gets.
+        let (i, _) = dirs
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.join("spare").exists())
+            .expect("a store with a spare");
+        let taken = spares[i].take(&dirs[i].join("segment"), false);
+        assert!(taken.is_some(), "the complete spare was not taken");
+        let others = |dirs: &[PathBuf]| {
+            dirs.iter()
+                .enumerate()
+                .filter(|(j, d)| *j != i && d.join("spare").exists())
+                .count()
+        };
+        let others_before = before - 1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while others(&dirs) <= others_before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            others(&dirs) > others_before,
+            "no waiting store got a spare after one was taken"
+        );
+        for spare in spares.iter_mut() {
+            spare.stop();
+        }
+        assert_eq!(
+            dirs.iter().filter(|d| d.join("spare.tmp").exists()).count(),
+            0,
+            "a stopped store kept a partial spare"
+        );
+    }
+}
