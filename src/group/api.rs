@@ -442,6 +442,8 @@ impl Member {
                 std::mem::take(&mut st.waiters)
             }
         };
+        // Completions an engine thread took out before the close run to their end first.
+        self.wait_completions();
         // A pending entry may already be on other members and commit there: its outcome
         // is unknown, never "failed".
         for (_, waiter) in waiters {

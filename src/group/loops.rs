@@ -361,6 +361,9 @@ impl Member {
                     );
                     done.push((waiter, Err(err)));
                 }
+                if !done.is_empty() {
+                    self.begin_completions();
+                }
                 messages
             };
             self.send_all(messages);
@@ -370,8 +373,11 @@ impl Member {
                     .fetch_add(1, Ordering::Relaxed);
                 self.send(leader, request_id, Message::PushResp(resp));
             }
-            for (waiter, result) in done {
-                (waiter.done)(result);
+            if !done.is_empty() {
+                for (waiter, result) in done {
+                    (waiter.done)(result);
+                }
+                self.end_completions();
             }
         }
     }
@@ -512,15 +518,21 @@ impl Member {
             if st.core.commit_index > st.completed_index || !st.waiters.is_empty() {
                 self.bell.ring();
             }
+            if !failed_waiters.is_empty() {
+                self.begin_completions();
+            }
             messages
         };
         self.send_all(messages);
-        for waiter in failed_waiters {
-            let index = waiter.meta.index;
-            (waiter.done)(Err(Error::new(
-                ErrorKind::NotLeader,
-                format!("entry {index} was replaced by a new leader's entries; not committed"),
-            )));
+        if !failed_waiters.is_empty() {
+            for waiter in failed_waiters {
+                let index = waiter.meta.index;
+                (waiter.done)(Err(Error::new(
+                    ErrorKind::NotLeader,
+                    format!("entry {index} was replaced by a new leader's entries; not committed"),
+                )));
+            }
+            self.end_completions();
         }
         Ok((answers, disk_full))
     }

@@ -136,6 +136,10 @@ pub struct Member {
     /// A `Follow` job is queued on the EntryHandler.
     follow_queued: AtomicBool,
     commit_hook: OnceLock<CommitHook>,
+    /// Waiters taken out of the state whose callbacks an engine thread is running; close
+    /// waits for them (no callback of a closed member runs after its close returns).
+    completions: Mutex<usize>,
+    completions_cv: Condvar,
     /// Wakes waiters of role changes (leadership transfer).
     role_cv: Condvar,
     /// Wakes readers of committed entries (`read_committed`) when the commit index moves.
@@ -266,6 +270,8 @@ impl Member {
                 paused_until_ms: AtomicU64::new(0),
                 follow_queued: AtomicBool::new(false),
                 commit_hook: OnceLock::new(),
+                completions: Mutex::new(0),
+                completions_cv: Condvar::new(),
                 config,
                 state: Mutex::new(state),
                 role_cv: Condvar::new(),
@@ -355,18 +361,65 @@ impl Member {
                 if st.failed.is_none() {
                     st.failed = Some(err.clone());
                 }
+                self.begin_completions();
                 std::mem::take(&mut st.waiters)
             }
             Err(poisoned) => {
                 let mut st = poisoned.into_inner();
                 st.failed.get_or_insert(err.clone());
+                self.begin_completions();
                 std::mem::take(&mut st.waiters)
             }
         };
         for (_, waiter) in waiters {
             (waiter.done)(Err(err.clone()));
         }
+        self.end_completions();
         self.wake_all();
+    }
+
+    /// Counts callbacks about to run for waiters taken out of the state; called under
+    /// the state lock, so a close that takes the lock after sees the count.
+    fn begin_completions(&self) {
+        *self.completions.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+
+    fn end_completions(&self) {
+        let mut n = self.completions.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.completions_cv.notify_all();
+        }
+    }
+
+    /// Waits for the callbacks counted by `begin_completions` (bounded; not on an
+    /// engine thread, which may be the one running them).
+    fn wait_completions(&self) {
+        if std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(sched::THREAD_PREFIX))
+        {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut n = self.completions.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                log::warn!(
+                    "{}/{}: closing while {} completion round(s) still run",
+                    self.config.group,
+                    self.config.self_id,
+                    *n
+                );
+                return;
+            }
+            n = self
+                .completions_cv
+                .wait_timeout(n, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     pub fn counters(&self) -> Counters {

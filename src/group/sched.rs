@@ -48,6 +48,8 @@ const ROLE_QUEUE_MAX: usize = 8192;
 pub(super) const IDLE_WAIT_MS: u64 = 50;
 /// Election timeouts of silence from a remote engine after which its link is re-dialled.
 const LINK_SILENCE_TIMEOUTS: u64 = 4;
+/// The start of every engine thread's name.
+pub(super) const THREAD_PREFIX: &str = "rq-";
 /// The role-listener thread's name.
 pub(super) const ROLE_THREAD: &str = "rq-role";
 /// Housekeeping period of a member (append rate, commit checkpoint, retention).
