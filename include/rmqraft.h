@@ -240,7 +240,8 @@ typedef struct rmqraft_group_state {
  * Told this member's role, the term and the leader's position in dLegerPeers (-1 when
  * unknown): once at once when set, then on every change.
  *
- * Runs on the member's role-notification thread (a library thread; do not block it).
+ * Runs on the engine's role-notification thread (one library thread for every group of
+ * the engine, in order per member; do not block it).
  */
 typedef void (*rmqraft_role_cb)(void *userdata,
                                 enum rmqraft_role role,

@@ -6,7 +6,7 @@
 // - Failures throw rmqraft::Error, which carries the result code and the library's detail
 //   (rmqraft_last_error) in what().
 // - Callbacks are std::function (lambdas welcome). They run on library threads (see
-//   rmqraft.h: the member's role-notification thread for role listeners, the thread that
+//   rmqraft.h: the engine's role-notification thread for role listeners, the thread that
 //   completes appends for async appends), must return promptly and must not throw: an
 //   exception escaping a callback calls std::terminate. They must not close the Group or
 //   Engine that called them.

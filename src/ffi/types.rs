@@ -190,7 +190,8 @@ pub type rmqraft_append_cb = Option<
 /// Told this member's role, the term and the leader's position in dLegerPeers (-1 when
 /// unknown): once at once when set, then on every change.
 ///
-/// Runs on the member's role-notification thread (a library thread; do not block it).
+/// Runs on the engine's role-notification thread (one library thread for every group of
+/// the engine, in order per member; do not block it).
 pub type rmqraft_role_cb = Option<
     unsafe extern "C" fn(userdata: *mut c_void, role: rmqraft_role, term: u64, leader_peer: i32),
 >;

@@ -241,7 +241,12 @@ impl Sched {
                 log::warn!("an engine thread panicked");
             }
         }
-        lock(&self.inner.links).clear();
+        // Queued bells and slots hold the channels they sit in: drain them, or they
+        // would keep each other alive.
+        while self.inner.ack_rx.try_recv().is_ok() {}
+        for link in std::mem::take(&mut *lock(&self.inner.links)).into_values() {
+            while link.rx.try_recv().is_ok() {}
+        }
     }
 }
 
