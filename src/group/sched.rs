@@ -622,19 +622,11 @@ impl SchedInner {
         let mut ready: VecDeque<Arc<Slot>> = VecDeque::new();
         let mut last_scan = Instant::now();
         let mut last_reset_ms = 0u64;
+        // Heartbeats, timeouts and resends are found by a scan a few times per heartbeat
+        // interval (the shortest of the members here, found at each scan); new entries
+        // and answers ring the member's slot.
+        let mut scan_every = 1u64;
         while !self.is_closing() {
-            // Heartbeats, timeouts and resends are found by a scan a few times per
-            // heartbeat interval; new entries and answers ring the member's slot.
-            let scan_every = {
-                let slots = lock(&link.slots);
-                let mut every = IDLE_WAIT_MS;
-                for slot in slots.iter().filter_map(Weak::upgrade) {
-                    if let Some(m) = slot.member.upgrade() {
-                        every = every.min((m.config.heartbeat_interval_ms / 4).max(1));
-                    }
-                }
-                every
-            };
             if ready.is_empty() {
                 let left = Duration::from_millis(scan_every).saturating_sub(last_scan.elapsed());
                 match link.rx.recv_timeout(left) {
@@ -657,6 +649,13 @@ impl SchedInner {
                     slots.retain(|w| w.strong_count() > 0);
                     slots.iter().filter_map(Weak::upgrade).collect()
                 };
+                scan_every = slots
+                    .iter()
+                    .filter_map(|slot| slot.member.upgrade())
+                    .map(|m| (m.config.heartbeat_interval_ms / 4).max(1))
+                    .min()
+                    .unwrap_or(IDLE_WAIT_MS)
+                    .min(IDLE_WAIT_MS);
                 self.check_link(link, &slots, &mut last_reset_ms);
                 ready.extend(slots);
             }
