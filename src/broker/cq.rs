@@ -39,10 +39,14 @@ impl Unit {
     }
 }
 
-/// One queue's files.
+/// One queue's files. Units `min..count` are held; files holding only units below
+/// `min` (gone with retention) are deleted.
 pub struct QueueFile {
     dir: PathBuf,
-    files: Vec<File>,
+    /// By file number; `None` for deleted (or never written) files below `min`.
+    files: Vec<Option<File>>,
+    /// The first unit still held (the queue's min offset).
+    pub min: u64,
     /// Units written (the queue's max offset).
     pub count: u64,
     /// Files written since the last sync.
@@ -54,40 +58,54 @@ fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
 }
 
 impl QueueFile {
-    /// Opens a queue keeping exactly `count` units (longer files are cut back); `Ok(None)`
-    /// when its files hold fewer (they must be rebuilt).
-    pub fn open(dir: &Path, count: u64) -> Result<Option<QueueFile>> {
+    /// Opens a queue keeping exactly units `min..count` (longer files are cut back);
+    /// `Ok(None)` when its files hold fewer (they must be rebuilt).
+    pub fn open(dir: &Path, min: u64, count: u64) -> Result<Option<QueueFile>> {
+        if min > count {
+            return Ok(None);
+        }
         std::fs::create_dir_all(dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
         let mut q = QueueFile {
             dir: dir.to_path_buf(),
             files: Vec::new(),
-            count: 0,
+            min,
+            count,
             dirty: false,
         };
-        let nfiles = count.div_ceil(UNITS_PER_FILE).max(1);
-        for i in 0..nfiles {
+        let first = min / UNITS_PER_FILE;
+        let nfiles = count.div_ceil(UNITS_PER_FILE).max(first + 1);
+        for i in 0..first {
+            let _ = std::fs::remove_file(q.path(i));
+            q.files.push(None);
+        }
+        for i in first..nfiles {
             let path = q.path(i);
-            if !path.exists() && count > 0 {
+            if !path.exists() && count > min {
                 return Ok(None);
             }
             let f = q.open_file(i)?;
-            let want = if i + 1 == nfiles {
-                (count - i * UNITS_PER_FILE) * UNIT_SIZE
+            let want = if count <= i * UNITS_PER_FILE {
+                0
             } else {
-                UNITS_PER_FILE * UNIT_SIZE
+                (count - i * UNITS_PER_FILE).min(UNITS_PER_FILE) * UNIT_SIZE
             };
             let len = f
                 .metadata()
                 .map_err(|e| io(format!("stat {}", path.display()), e))?
                 .len();
-            if len < want {
+            let held_from = if i == first {
+                (min % UNITS_PER_FILE) * UNIT_SIZE
+            } else {
+                0
+            };
+            if len < want && want > held_from {
                 return Ok(None);
             }
             if len > want {
                 f.set_len(want)
                     .map_err(|e| io(format!("truncate {}", path.display()), e))?;
             }
-            q.files.push(f);
+            q.files.push(Some(f));
         }
         // Files past the last one the checkpoint names hold nothing it covers.
         let mut i = nfiles;
@@ -95,8 +113,24 @@ impl QueueFile {
             let _ = std::fs::remove_file(q.path(i));
             i += 1;
         }
-        q.count = count;
         Ok(Some(q))
+    }
+
+    /// An empty queue whose next unit is `start` (a queue rebuilt from a log whose
+    /// beginning retention removed).
+    pub fn restart_at(&mut self, start: u64) -> Result<()> {
+        for f in self.files.iter_mut() {
+            *f = None;
+        }
+        let mut i = 0;
+        while self.path(i).exists() || i < start / UNITS_PER_FILE {
+            let _ = std::fs::remove_file(self.path(i));
+            i += 1;
+        }
+        self.min = start;
+        self.count = start;
+        self.dirty = true;
+        Ok(())
     }
 
     fn path(&self, i: u64) -> PathBuf {
@@ -116,15 +150,22 @@ impl QueueFile {
     }
 
     pub fn push(&mut self, unit: Unit) -> Result<()> {
-        let file_no = self.count / UNITS_PER_FILE;
-        while self.files.len() as u64 <= file_no {
-            let f = self.open_file(self.files.len() as u64)?;
-            f.set_len(0)
-                .map_err(|e| io(format!("truncate {}", self.dir.display()), e))?;
-            self.files.push(f);
+        let file_no = (self.count / UNITS_PER_FILE) as usize;
+        while self.files.len() <= file_no {
+            self.files.push(None);
+        }
+        if self.files[file_no].is_none() {
+            let f = self.open_file(file_no as u64)?;
+            if self.count % UNITS_PER_FILE == 0 {
+                f.set_len(0)
+                    .map_err(|e| io(format!("truncate {}", self.dir.display()), e))?;
+            }
+            self.files[file_no] = Some(f);
         }
         let at = (self.count % UNITS_PER_FILE) * UNIT_SIZE;
-        self.files[file_no as usize]
+        self.files[file_no]
+            .as_ref()
+            .expect("opened above")
             .write_all_at(&unit.encode(), at)
             .map_err(|e| io(format!("write consume queue {}", self.dir.display()), e))?;
         self.count += 1;
@@ -132,8 +173,9 @@ impl QueueFile {
         Ok(())
     }
 
-    /// Units `from..from+n` (clipped to the count).
+    /// Units `from..from+n` (clipped to `min..count`).
     pub fn read(&self, from: u64, n: u64) -> Result<Vec<Unit>> {
+        let from = from.max(self.min);
         let end = from.saturating_add(n).min(self.count);
         let mut out = Vec::with_capacity(end.saturating_sub(from) as usize);
         let mut at = from;
@@ -141,8 +183,13 @@ impl QueueFile {
             let file_no = at / UNITS_PER_FILE;
             let in_file = (UNITS_PER_FILE - at % UNITS_PER_FILE).min(end - at);
             let mut buf = vec![0u8; (in_file * UNIT_SIZE) as usize];
-            self.files[file_no as usize]
-                .read_exact_at(&mut buf, (at % UNITS_PER_FILE) * UNIT_SIZE)
+            let Some(f) = self.files.get(file_no as usize).and_then(Option::as_ref) else {
+                return Err(Error::corrupt(format!(
+                    "consume queue {}: no file for unit {at}",
+                    self.dir.display()
+                )));
+            };
+            f.read_exact_at(&mut buf, (at % UNITS_PER_FILE) * UNIT_SIZE)
                 .map_err(|e| io(format!("read consume queue {}", self.dir.display()), e))?;
             out.extend(buf.chunks_exact(20).map(Unit::decode));
             at += in_file;
@@ -150,11 +197,46 @@ impl QueueFile {
         Ok(out)
     }
 
+    /// Retention removed every message below commitlog offset `first_phy`: moves `min`
+    /// to the first unit at or above it (units are in commitlog order) and deletes the
+    /// files below. Returns the new min.
+    pub fn trim(&mut self, first_phy: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (self.min, self.count);
+        // The first unit whose commitlog offset is >= first_phy, by bisection.
+        for _ in 0..64 {
+            if lo >= hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            let u = self.read(mid, 1)?;
+            if u.first().is_some_and(|u| (u.commitlog_offset as u64) < first_phy) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo <= self.min {
+            return Ok(self.min);
+        }
+        self.min = lo;
+        // Keep the file the next unit goes to, even when every unit in it is gone.
+        let keep_from = (self.min / UNITS_PER_FILE).min(self.count / UNITS_PER_FILE);
+        for i in 0..keep_from as usize {
+            if self.files.get_mut(i).and_then(Option::take).is_some() {
+                let path = self.path(i as u64);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    log::warn!("consume queue: remove {}: {e}", path.display());
+                }
+            }
+        }
+        Ok(self.min)
+    }
+
     pub fn sync(&mut self) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
-        for f in &self.files {
+        for f in self.files.iter().flatten() {
             f.sync_data()
                 .map_err(|e| io(format!("sync consume queue {}", self.dir.display()), e))?;
         }

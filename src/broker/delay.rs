@@ -122,14 +122,15 @@ impl Inner {
             let mut lost = false;
             for level in 1..=levels {
                 let from = prog.get(&level).copied().unwrap_or(0);
-                let units = {
+                let (from, units) = {
                     let Ok(st) = self.state.lock() else { return };
                     match st
                         .queues
                         .get(&(topic::SCHEDULE_TOPIC.to_string(), level - 1))
                     {
-                        Some(q) => q.read(from, BATCH).unwrap_or_default(),
-                        None => Vec::new(),
+                        // Below min: gone with retention.
+                        Some(q) => (from.max(q.min), q.read(from.max(q.min), BATCH).unwrap_or_default()),
+                        None => (from, Vec::new()),
                     }
                 };
                 for (i, unit) in units.iter().enumerate() {

@@ -154,6 +154,9 @@ pub struct Member {
     role_tx: Sender<(Role, u64, i32)>,
     role_listener: Mutex<Option<RoleListener>>,
     appends_total: AtomicU64,
+    /// Retention keeps every entry from this index on (a reader of the log above the
+    /// group, such as the broker, that has not yet checkpointed past it); `u64::MAX`: none.
+    retention_keep_from: AtomicU64,
     counters: AtomicCounters,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
@@ -275,6 +278,7 @@ impl Member {
             role_tx,
             role_listener: Mutex::new(None),
             appends_total: AtomicU64::new(0),
+            retention_keep_from: AtomicU64::new(u64::MAX),
             counters: AtomicCounters::default(),
             threads: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
