@@ -51,7 +51,13 @@ pub struct QueueFile {
     pub count: u64,
     /// Files written since the last sync.
     dirty: bool,
+    /// The last units pushed, not yet written (`count - pending units .. count`), all
+    /// in one file.
+    pending: Vec<u8>,
 }
+
+/// Units buffered before they are written.
+const PENDING_UNITS: usize = 4096;
 
 fn io(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::io(what, e)
@@ -71,6 +77,7 @@ impl QueueFile {
             min,
             count,
             dirty: false,
+            pending: Vec::new(),
         };
         let first = min / UNITS_PER_FILE;
         let nfiles = count.div_ceil(UNITS_PER_FILE).max(first + 1);
@@ -119,6 +126,7 @@ impl QueueFile {
     /// An empty queue whose next unit is `start` (a queue rebuilt from a log whose
     /// beginning retention removed).
     pub fn restart_at(&mut self, start: u64) -> Result<()> {
+        self.pending.clear();
         for f in self.files.iter_mut() {
             *f = None;
         }
@@ -149,26 +157,49 @@ impl QueueFile {
             .map_err(|e| io(format!("open {}", path.display()), e))
     }
 
+    /// Appends a unit (written with the next [`QueueFile::flush`], a file boundary or
+    /// a full buffer).
     pub fn push(&mut self, unit: Unit) -> Result<()> {
-        let file_no = (self.count / UNITS_PER_FILE) as usize;
+        if !self.pending.is_empty() && self.count % UNITS_PER_FILE == 0 {
+            self.flush()?;
+        }
+        self.pending.extend_from_slice(&unit.encode());
+        self.count += 1;
+        if self.pending.len() >= PENDING_UNITS * UNIT_SIZE as usize {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn pending_units(&self) -> u64 {
+        self.pending.len() as u64 / UNIT_SIZE
+    }
+
+    /// Writes the buffered units (to the page cache).
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let first = self.count - self.pending_units();
+        let file_no = (first / UNITS_PER_FILE) as usize;
         while self.files.len() <= file_no {
             self.files.push(None);
         }
         if self.files[file_no].is_none() {
             let f = self.open_file(file_no as u64)?;
-            if self.count % UNITS_PER_FILE == 0 {
+            if first % UNITS_PER_FILE == 0 {
                 f.set_len(0)
                     .map_err(|e| io(format!("truncate {}", self.dir.display()), e))?;
             }
             self.files[file_no] = Some(f);
         }
-        let at = (self.count % UNITS_PER_FILE) * UNIT_SIZE;
+        let at = (first % UNITS_PER_FILE) * UNIT_SIZE;
         self.files[file_no]
             .as_ref()
             .expect("opened above")
-            .write_all_at(&unit.encode(), at)
+            .write_all_at(&self.pending, at)
             .map_err(|e| io(format!("write consume queue {}", self.dir.display()), e))?;
-        self.count += 1;
+        self.pending.clear();
         self.dirty = true;
         Ok(())
     }
@@ -179,9 +210,10 @@ impl QueueFile {
         let end = from.saturating_add(n).min(self.count);
         let mut out = Vec::with_capacity(end.saturating_sub(from) as usize);
         let mut at = from;
-        while at < end {
+        let on_disk = self.count - self.pending_units();
+        while at < end.min(on_disk) {
             let file_no = at / UNITS_PER_FILE;
-            let in_file = (UNITS_PER_FILE - at % UNITS_PER_FILE).min(end - at);
+            let in_file = (UNITS_PER_FILE - at % UNITS_PER_FILE).min(end.min(on_disk) - at);
             let mut buf = vec![0u8; (in_file * UNIT_SIZE) as usize];
             let Some(f) = self.files.get(file_no as usize).and_then(Option::as_ref) else {
                 return Err(Error::corrupt(format!(
@@ -193,6 +225,11 @@ impl QueueFile {
                 .map_err(|e| io(format!("read consume queue {}", self.dir.display()), e))?;
             out.extend(buf.chunks_exact(20).map(Unit::decode));
             at += in_file;
+        }
+        while at < end {
+            let i = ((at - on_disk) * UNIT_SIZE) as usize;
+            out.push(Unit::decode(&self.pending[i..i + UNIT_SIZE as usize]));
+            at += 1;
         }
         Ok(out)
     }
@@ -233,6 +270,7 @@ impl QueueFile {
     }
 
     pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
         if !self.dirty {
             return Ok(());
         }

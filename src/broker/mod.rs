@@ -158,7 +158,7 @@ pub struct MessageView {
 
 impl MessageView {
     fn from_record(index: u64, record: Bytes) -> Result<MessageView> {
-        let (decoded, _) = MessageRecord::decode(&record)?;
+        let (decoded, _) = MessageRecord::decode_shared(&record)?;
         let offset_msg_id = decoded.offset_msg_id();
         let msg_id = decoded
             .uniq_key()
@@ -274,7 +274,7 @@ struct Counters {
     term: u64,
     /// The last log index these counters account for.
     through: u64,
-    next: HashMap<QueueKey, u64>,
+    next: FxHashMap<QueueKey, u64>,
 }
 
 /// A message id a send stored (or is storing) on this leader, for UNIQ_KEY dedup.
@@ -459,7 +459,7 @@ impl Broker {
                 valid: false,
                 term: 0,
                 through: 0,
-                next: HashMap::new(),
+                next: FxHashMap::default(),
             })),
             round_robin: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -848,7 +848,7 @@ impl State {
     ) {
         let rebuilding = index <= self.rebuild_through;
         match kind {
-            EntryKind::Message => match MessageRecord::decode(body) {
+            EntryKind::Message => match MessageRecord::decode_shared(body) {
                 Ok((mut rec, size)) => {
                     let body_pos = pos + crate::store::ENTRY_HEADER_SIZE as u64;
                     if rec.physical_offset as u64 != body_pos {
@@ -857,6 +857,7 @@ impl State {
                             rec.physical_offset
                         );
                     }
+                    let tags_code = delay::tags_code(&rec, delay_levels);
                     let key: QueueKey = (std::mem::take(&mut rec.topic), rec.queue_id);
                     if !self.queues.contains_key(&key) {
                         match QueueFile::open(&cq::queue_dir(dir, &key.0, key.1), 0, 0) {
@@ -892,7 +893,7 @@ impl State {
                     let unit = Unit {
                         commitlog_offset: body_pos as i64,
                         size: size as i32,
-                        tags_code: delay::tags_code(&rec, delay_levels),
+                        tags_code,
                     };
                     if !rebuilding {
                         if let Some((level, offset)) =
@@ -1331,6 +1332,11 @@ impl Inner {
                 );
             }
             if had {
+                for q in st.queues.values_mut() {
+                    if let Err(err) = q.flush() {
+                        log::error!("broker dispatch: consume queue: {err}");
+                    }
+                }
                 self.applied_cv.notify_all();
             }
             if st.applied != st.checkpointed && st.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
@@ -1433,7 +1439,7 @@ impl Inner {
         }
         let (applied, mut next) = {
             let st = self.lock_state()?;
-            let next: HashMap<QueueKey, u64> = st
+            let next: FxHashMap<QueueKey, u64> = st
                 .queues
                 .iter()
                 .map(|(k, q)| (k.clone(), q.count))
@@ -1621,7 +1627,7 @@ impl Inner {
         &self,
         kind: EntryKind,
         body_len: usize,
-        make: Arc<dyn Fn(EntryPlace, &mut HashMap<QueueKey, u64>) -> Result<Bytes> + Send + Sync>,
+        make: Arc<dyn Fn(EntryPlace, &mut FxHashMap<QueueKey, u64>) -> Result<Bytes> + Send + Sync>,
         done: crate::engine::AppendCallback,
     ) -> Result<()> {
         let done = Arc::new(Mutex::new(Some(done)));
@@ -1890,12 +1896,26 @@ impl Inner {
         let key: QueueKey = (record_topic, record_queue);
         let assigned = Arc::new(Mutex::new((0u64, 0u64)));
         let assigned2 = Arc::clone(&assigned);
+        // Stamped in place: the record is built once and moved into the entry.
+        let cell = Mutex::new(Some(encoded));
         let make = Arc::new(
-            move |place: EntryPlace, next: &mut HashMap<QueueKey, u64>| {
-                let n = next.entry(key.clone()).or_insert(0);
-                let qo = *n;
-                *n += 1;
-                let mut b = BytesMut::from(&encoded[..]);
+            move |place: EntryPlace, next: &mut FxHashMap<QueueKey, u64>| {
+                let qo = match next.get_mut(&key) {
+                    Some(n) => n,
+                    None => next.entry(key.clone()).or_insert(0),
+                };
+                let n = *qo;
+                *qo += 1;
+                let qo = n;
+                let mut b = match cell.lock().ok().and_then(|mut c| c.take()) {
+                    Some(rec) => rec.try_into_mut().unwrap_or_else(|rec| BytesMut::from(&rec[..])),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Panic,
+                            "a message record was stamped twice",
+                        ))
+                    }
+                };
                 record::stamp_offsets(&mut b, qo as i64, place.body_pos as i64);
                 if let Ok(mut a) = assigned2.lock() {
                     *a = (qo, place.body_pos);

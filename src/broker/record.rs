@@ -242,6 +242,15 @@ impl MessageRecord {
     /// returns it and its TOTALSIZE. Every length is checked; a BODYCRC mismatch, a bad
     /// magic or a TOTALSIZE that disagrees with the fields is `Corrupt`. Never panics.
     pub fn decode(b: &[u8]) -> Result<(MessageRecord, usize)> {
+        Self::decode_in(b, None)
+    }
+
+    /// As [`MessageRecord::decode`], the body a slice of `b` rather than a copy.
+    pub fn decode_shared(b: &Bytes) -> Result<(MessageRecord, usize)> {
+        Self::decode_in(b, Some(b))
+    }
+
+    fn decode_in(b: &[u8], shared: Option<&Bytes>) -> Result<(MessageRecord, usize)> {
         let mut r = Reader { b, at: 0 };
         let total = r.i32()?;
         let magic = r.u32()?;
@@ -282,7 +291,12 @@ impl MessageRecord {
         if body_len < 0 {
             return Err(Error::corrupt(format!("negative body length {body_len}")));
         }
-        let body = Bytes::copy_from_slice(r.take(body_len as usize)?);
+        let body_at = r.at;
+        let body_bytes = r.take(body_len as usize)?;
+        let body = match shared {
+            Some(all) => all.slice(body_at..body_at + body_bytes.len()),
+            None => Bytes::copy_from_slice(body_bytes),
+        };
         let topic_len = if v2 {
             r.i16()? as i32
         } else {

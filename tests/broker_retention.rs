@@ -1,0 +1,301 @@
+//! Retention reaching the message layer: small segments, many keyed messages, retention
+//! forced; then min offsets, pulls below min, lookups of deleted and kept messages,
+//! the hold at the broker's checkpoint, and restarts that rebuild from what remains.
+
+mod common;
+
+use common::{free_ports, group_props, init_logging, wait_for, DEADLINE};
+use rmqraft::broker::{Broker, Message, SendResult};
+use rmqraft::{Engine, ErrorKind, Role};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOPIC: &str = "TopicRetention";
+const QUEUES: i32 = 4;
+const MESSAGES: usize = 1500;
+/// 64 KiB segments, index files of 256 keys over 64 slots (collisions on purpose).
+const EXTRA: &str = "mappedFileSizeCommitLog=65536\nmaxIndexNum=256\nmaxHashSlotNum=64\n\
+                     rmqraftPrewriteSegments=false";
+
+struct Brokers {
+    root: tempfile::TempDir,
+    ports: Vec<u16>,
+    members: Vec<Option<(Engine, Broker)>>,
+}
+
+impl Brokers {
+    fn start(n: usize) -> Brokers {
+        init_logging();
+        for attempt in 0..5 {
+            let mut b = Brokers {
+                root: tempfile::tempdir().unwrap(),
+                ports: free_ports(n),
+                members: (0..n).map(|_| None).collect(),
+            };
+            let opened: Result<Vec<_>, _> = (0..n).map(|i| b.open(i)).collect();
+            match opened {
+                Ok(m) => {
+                    b.members = m.into_iter().map(Some).collect();
+                    return b;
+                }
+                Err(e) if attempt < 4 && e.kind() == ErrorKind::Io => continue,
+                Err(e) => panic!("cannot start the group: {e}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn props(&self, i: usize) -> String {
+        group_props("RaftNode00", &self.ports, i, self.root.path(), EXTRA)
+    }
+
+    fn broker_dir(&self, i: usize) -> PathBuf {
+        self.root.path().join(format!("dledger-n{i}")).join("broker")
+    }
+
+    fn open(&self, i: usize) -> rmqraft::Result<(Engine, Broker)> {
+        let engine = Engine::open("brokerClusterName=TestCluster")?;
+        let group = Arc::new(engine.open_group(&self.props(i))?);
+        let broker = Broker::open(group, &self.props(i))?;
+        Ok((engine, broker))
+    }
+
+    fn broker(&self, i: usize) -> &Broker {
+        &self.members[i].as_ref().expect("member running").1
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some((engine, broker)) = self.members[i].take() {
+            broker.close();
+            broker.group().close();
+            engine.close();
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        assert!(self.members[i].is_none());
+        let m = wait_for("member to reopen", || self.open(i).ok());
+        self.members[i] = Some(m);
+    }
+
+    fn leader(&self) -> usize {
+        wait_for("a leader known to every member", || {
+            let st: Vec<_> = (0..self.members.len())
+                .filter_map(|i| self.members[i].as_ref()?.1.group().status().ok())
+                .collect();
+            let leaders: Vec<_> = st.iter().filter(|s| s.role == Role::Leader).collect();
+            if leaders.len() != 1 || st.len() != self.members.len() {
+                return None;
+            }
+            let l = leaders[0];
+            st.iter()
+                .all(|s| s.leader_peer == l.self_peer && s.term == l.term)
+                .then_some(l.self_peer as usize)
+        })
+    }
+
+    fn settle(&self) {
+        let commit = self.broker(self.leader()).group().status().unwrap().commit_index;
+        for i in 0..self.members.len() {
+            self.broker(i).wait_applied(commit, DEADLINE).unwrap();
+        }
+    }
+
+    fn send(&self, m: &Message) -> SendResult {
+        wait_for("a send to commit", || {
+            match self.broker(self.leader()).send(m, Duration::from_secs(10)) {
+                Ok(r) => Some(r),
+                Err(e) if matches!(e.kind(), ErrorKind::NotLeader | ErrorKind::Busy) => None,
+                Err(e) => panic!("send failed: {e}"),
+            }
+        })
+    }
+}
+
+impl Drop for Brokers {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop(i);
+        }
+    }
+}
+
+/// The log index the broker checkpoint on disk covers (offset 6, little-endian).
+fn checkpointed(dir: &std::path::Path) -> u64 {
+    let b = std::fs::read(dir.join("checkpoint")).unwrap_or_default();
+    b.get(6..14)
+        .map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap()))
+}
+
+fn key_of(n: usize) -> String {
+    format!("k{n:05}")
+}
+
+/// Every message from min to max of each queue, checking order; returns (queue, queue
+/// offset, commitlog offset) in pull order.
+fn pull_everything(b: &Broker) -> Vec<(i32, u64, u64)> {
+    let mut out = Vec::new();
+    for q in 0..QUEUES {
+        let (min, max) = b.queue_offsets(TOPIC, q).unwrap();
+        let mut offset = min;
+        for _ in 0..10_000 {
+            if offset >= max {
+                break;
+            }
+            let r = b.pull(TOPIC, q, offset, 64, None, Duration::ZERO).unwrap();
+            assert_eq!(r.min_offset, min);
+            assert!(r.next_offset > offset, "a pull inside the queue makes progress");
+            for (i, m) in r.messages.iter().enumerate() {
+                assert_eq!(m.queue_offset(), offset + i as u64, "queue {q}: no gap");
+                out.push((q, m.queue_offset(), m.commitlog_offset()));
+            }
+            offset = r.next_offset;
+        }
+        assert_eq!(offset, max, "queue {q} read to its end");
+    }
+    out
+}
+
+#[test]
+fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() {
+    let mut b = Brokers::start(3);
+    let l = b.leader();
+    b.broker(l)
+        .topic_update(TOPIC, QUEUES, QUEUES, 6, DEADLINE)
+        .unwrap();
+    let body = vec![b'x'; 400];
+    let mut sent = Vec::new();
+    for n in 0..MESSAGES {
+        let m = Message::new(TOPIC, body.clone())
+            .with_keys(format!("{} shared", key_of(n)))
+            .with_queue((n % QUEUES as usize) as i32);
+        sent.push(b.send(&m));
+    }
+    b.settle();
+
+    // Retention right away deletes nothing the broker checkpoint does not cover.
+    for i in 0..3 {
+        let g = b.broker(i).group();
+        g.apply_retention_now(0).unwrap();
+        let first = g.status().unwrap().first_index;
+        let covered = checkpointed(&b.broker_dir(i));
+        assert!(
+            first <= covered + 1,
+            "member {i}: retention kept from {first}, the broker checkpoint covers {covered}"
+        );
+    }
+    // Once checkpoints cover the log, retention deletes on every member.
+    let last = b.broker(l).group().status().unwrap().commit_index;
+    for i in 0..3 {
+        wait_for("a checkpoint and retention", || {
+            let g = b.broker(i).group();
+            g.apply_retention_now(0).ok()?;
+            (g.status().ok()?.first_index > last / 2).then_some(())
+        });
+    }
+    // On every member, min offsets move to the first message still stored.
+    let mut first_kept = vec![0usize; 3];
+    for (i, kept) in first_kept.iter_mut().enumerate() {
+        let broker = b.broker(i);
+        for q in 0..QUEUES {
+            wait_for("the min offset to move", || {
+                (broker.queue_offsets(TOPIC, q).ok()?.0 > 0).then_some(())
+            });
+        }
+        let pulled = pull_everything(broker);
+        let first_pos = pulled.iter().map(|p| p.2).min().unwrap();
+        // Exactly the messages at or after the first kept position are there.
+        let expect: Vec<&SendResult> = sent
+            .iter()
+            .filter(|r| r.commitlog_offset >= first_pos)
+            .collect();
+        assert_eq!(pulled.len(), expect.len(), "member {i}");
+        assert!(expect.len() < MESSAGES / 2, "member {i}: retention removed most");
+        *kept = MESSAGES - expect.len();
+        for q in 0..QUEUES {
+            let (min, max) = broker.queue_offsets(TOPIC, q).unwrap();
+            let in_q = sent.iter().filter(|r| r.queue_id == q).count() as u64;
+            assert_eq!(max, in_q, "member {i} queue {q}: max unchanged");
+            let gone = sent
+                .iter()
+                .filter(|r| r.queue_id == q && r.commitlog_offset < first_pos)
+                .count() as u64;
+            assert_eq!(min, gone, "member {i} queue {q}: min = first kept");
+            // A pull below min: OK, nothing, says where the queue starts.
+            let p = broker.pull(TOPIC, q, 0, 8, None, Duration::ZERO).unwrap();
+            assert!(p.messages.is_empty());
+            assert_eq!((p.next_offset, p.min_offset, p.max_offset), (min, min, max));
+        }
+    }
+    let kept_from = *first_kept.iter().max().unwrap();
+    for i in 0..3 {
+        let broker = b.broker(i);
+        // Deleted messages are not found by key, UNIQ_KEY or offset id.
+        for n in (0..first_kept[i]).step_by(97) {
+            assert!(
+                broker.query_by_key(TOPIC, &key_of(n), 8, 0, 0).unwrap().is_empty(),
+                "member {i}: deleted {}",
+                key_of(n)
+            );
+            let e = broker.view_by_id(&sent[n].msg_id).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotFound);
+            let e = broker.view_by_id(&sent[n].offset_msg_id).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotFound);
+        }
+        // Kept ones are, through index files that rolled over and colliding slots.
+        for n in (kept_from..MESSAGES).step_by(41) {
+            let hits = broker.query_by_key(TOPIC, &key_of(n), 8, 0, 0).unwrap();
+            assert_eq!(hits.len(), 1, "member {i}: {}", key_of(n));
+            assert_eq!(hits[0].commitlog_offset(), sent[n].commitlog_offset);
+            let v = broker.view_by_id(&sent[n].msg_id).unwrap();
+            assert_eq!(v.commitlog_offset(), sent[n].commitlog_offset);
+        }
+        let shared = broker.query_by_key(TOPIC, "shared", 10_000, 0, 0).unwrap();
+        assert_eq!(shared.len(), MESSAGES - first_kept[i], "member {i}: newest first, all kept");
+        assert!(shared
+            .windows(2)
+            .all(|w| w[0].commitlog_offset() > w[1].commitlog_offset()));
+        // Index files below the first kept message went with it.
+        let files = std::fs::read_dir(b.broker_dir(i).join("index")).unwrap().count();
+        let all_keys = MESSAGES * 3;
+        assert!(
+            files < all_keys.div_ceil(256),
+            "member {i}: {files} index files left of {}",
+            all_keys.div_ceil(256)
+        );
+    }
+
+    // Restart every member: the checkpoint reopens the queues and index as they were.
+    let before: Vec<Vec<(i32, u64, u64)>> = (0..3).map(|i| pull_everything(b.broker(i))).collect();
+    for i in 0..3 {
+        b.stop(i);
+    }
+    // Member 1 also loses its consume queues and index: rebuilt from what the log keeps.
+    std::fs::remove_dir_all(b.broker_dir(1).join("consumequeue")).unwrap();
+    std::fs::remove_dir_all(b.broker_dir(1).join("index")).unwrap();
+    for i in 0..3 {
+        b.restart(i);
+    }
+    b.settle();
+    for i in 0..3 {
+        let broker = b.broker(i);
+        assert_eq!(pull_everything(broker), before[i], "member {i} after restart");
+        for q in 0..QUEUES {
+            let (min, _) = broker.queue_offsets(TOPIC, q).unwrap();
+            let p = broker.pull(TOPIC, q, 0, 8, None, Duration::ZERO).unwrap();
+            assert_eq!(p.next_offset, min, "member {i} queue {q}");
+        }
+        for n in (kept_from..MESSAGES).step_by(53) {
+            let hits = broker.query_by_key(TOPIC, &key_of(n), 8, 0, 0).unwrap();
+            assert_eq!(hits.len(), 1, "member {i} after restart: {}", key_of(n));
+        }
+        for n in (0..first_kept[i]).step_by(101) {
+            assert!(broker.query_by_key(TOPIC, &key_of(n), 8, 0, 0).unwrap().is_empty());
+        }
+    }
+    // Queue offsets continue after the kept messages.
+    let r = b.send(&Message::new(TOPIC, &b"after"[..]).with_queue(1));
+    let in_q1 = sent.iter().filter(|s| s.queue_id == 1).count() as u64;
+    assert_eq!(r.queue_offset, in_q1);
+}
