@@ -30,7 +30,7 @@ pub fn parse_from(v: &str) -> Option<(i32, u64)> {
 
 /// The consume-queue tags code: the delivery time for a scheduled message, else the
 /// tags' hash.
-pub fn tags_code(rec: &MessageRecord, levels_ms: &[u64]) -> i64 {
+pub fn tags_code(rec: &record::RecordHead<'_>, levels_ms: &[u64]) -> i64 {
     if rec.topic == topic::SCHEDULE_TOPIC {
         if let Some(level) = rec
             .property(record::prop::DELAY)
@@ -41,7 +41,8 @@ pub fn tags_code(rec: &MessageRecord, levels_ms: &[u64]) -> i64 {
             return rec.store_timestamp.saturating_add(delay);
         }
     }
-    rec.tags_code()
+    rec.tags()
+        .map_or(0, |t| i64::from(record::java_string_hash(t)))
 }
 
 /// The message a schedule entry becomes when delivered.

@@ -243,6 +243,52 @@ impl TagFilter {
 
 type QueueKey = (String, i32);
 
+/// A queue key borrowed as `(&str, i32)`, so the dispatch step finds a queue without
+/// allocating its topic (hashes and compares exactly as `(String, i32)` does).
+trait QueueKeyRef {
+    fn topic(&self) -> &str;
+    fn queue(&self) -> i32;
+}
+
+impl QueueKeyRef for QueueKey {
+    fn topic(&self) -> &str {
+        &self.0
+    }
+    fn queue(&self) -> i32 {
+        self.1
+    }
+}
+
+impl QueueKeyRef for (&str, i32) {
+    fn topic(&self) -> &str {
+        self.0
+    }
+    fn queue(&self) -> i32 {
+        self.1
+    }
+}
+
+impl std::hash::Hash for dyn QueueKeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.topic().hash(h);
+        self.queue().hash(h);
+    }
+}
+
+impl PartialEq for dyn QueueKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.queue() == other.queue() && self.topic() == other.topic()
+    }
+}
+
+impl Eq for dyn QueueKeyRef + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn QueueKeyRef + 'a> for QueueKey {
+    fn borrow(&self) -> &(dyn QueueKeyRef + 'a) {
+        self
+    }
+}
+
 /// Dispatched state, rebuilt from the log on every member.
 struct State {
     /// Last log index applied.
@@ -848,8 +894,9 @@ impl State {
     ) {
         let rebuilding = index <= self.rebuild_through;
         match kind {
-            EntryKind::Message => match MessageRecord::decode_shared(body) {
-                Ok((mut rec, size)) => {
+            EntryKind::Message => match record::RecordHead::parse(body) {
+                Ok(rec) => {
+                    let size = rec.size;
                     let body_pos = pos + crate::store::ENTRY_HEADER_SIZE as u64;
                     if rec.physical_offset as u64 != body_pos {
                         log::warn!(
@@ -858,11 +905,12 @@ impl State {
                         );
                     }
                     let tags_code = delay::tags_code(&rec, delay_levels);
-                    let key: QueueKey = (std::mem::take(&mut rec.topic), rec.queue_id);
-                    if !self.queues.contains_key(&key) {
-                        match QueueFile::open(&cq::queue_dir(dir, &key.0, key.1), 0, 0) {
+                    let key = (rec.topic, rec.queue_id);
+                    let key_ref: &dyn QueueKeyRef = &key;
+                    if !self.queues.contains_key(key_ref) {
+                        match QueueFile::open(&cq::queue_dir(dir, key.0, key.1), 0, 0) {
                             Ok(Some(q)) => {
-                                self.queues.insert(key.clone(), q);
+                                self.queues.insert((key.0.to_string(), key.1), q);
                             }
                             Ok(None) => unreachable!("an empty queue always opens"),
                             Err(err) => {
@@ -872,7 +920,7 @@ impl State {
                             }
                         }
                     }
-                    let q = self.queues.get_mut(&key).expect("inserted above");
+                    let q = self.queues.get_mut(key_ref).expect("inserted above");
                     let qo = rec.queue_offset as u64;
                     if qo != q.count {
                         // An empty queue starts where its first retained message is (the
@@ -916,7 +964,7 @@ impl State {
                     }
                     if let Some(keys) = rec.keys() {
                         for k in keys.split(' ').filter(|k| !k.is_empty()) {
-                            indexed = indexed.and(self.index.add(index::KIND_KEY, &key.0, k, hit));
+                            indexed = indexed.and(self.index.add(index::KIND_KEY, key.0, k, hit));
                         }
                     }
                     if let Err(err) = indexed {
