@@ -472,9 +472,7 @@ fn topic_rules_and_bad_input() {
     let err = broker.send(&Message::new("  ", &b"x"[..]), t).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.message().contains("blank"), "{err}");
-    let err = broker
-        .topic_update("a/b", 1, 1, 6, t)
-        .unwrap_err();
+    let err = broker.topic_update("a/b", 1, 1, 6, t).unwrap_err();
     assert!(err.message().contains("illegal character '/'"), "{err}");
     let err = broker
         .send(&Message::new("SCHEDULE_TOPIC_XXXX", &b"x"[..]), t)
@@ -502,7 +500,10 @@ fn topic_rules_and_bad_input() {
     let err = broker.send(&many, t).unwrap_err();
     assert!(err.message().contains("exceed 32767"), "{err}");
     let err = broker
-        .send(&Message::new("T1", &b"x"[..]).with_property("a", "b\u{1}c"), t)
+        .send(
+            &Message::new("T1", &b"x"[..]).with_property("a", "b\u{1}c"),
+            t,
+        )
         .unwrap_err();
     assert!(err.message().contains("separator"), "{err}");
     // TooLarge for a new topic: not even the topic was created.

@@ -43,10 +43,19 @@ fn decodes_all_47_java_records_with_crc_and_offsets() {
         let head = record::RecordHead::parse(&data[pos..]).expect("the head parses");
         assert_eq!(
             (head.size, head.topic, head.properties, head.queue_id),
-            (size, rec.topic.as_str(), rec.properties.as_str(), rec.queue_id)
+            (
+                size,
+                rec.topic.as_str(),
+                rec.properties.as_str(),
+                rec.queue_id
+            )
         );
         assert_eq!(
-            (head.queue_offset, head.physical_offset, head.store_timestamp),
+            (
+                head.queue_offset,
+                head.physical_offset,
+                head.store_timestamp
+            ),
             (rec.queue_offset, rec.physical_offset, rec.store_timestamp)
         );
         assert_eq!((head.keys(), head.tags()), (rec.keys(), rec.tags()));

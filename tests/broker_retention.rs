@@ -51,7 +51,10 @@ impl Brokers {
     }
 
     fn broker_dir(&self, i: usize) -> PathBuf {
-        self.root.path().join(format!("dledger-n{i}")).join("broker")
+        self.root
+            .path()
+            .join(format!("dledger-n{i}"))
+            .join("broker")
     }
 
     fn open(&self, i: usize) -> rmqraft::Result<(Engine, Broker)> {
@@ -96,7 +99,12 @@ impl Brokers {
     }
 
     fn settle(&self) {
-        let commit = self.broker(self.leader()).group().status().unwrap().commit_index;
+        let commit = self
+            .broker(self.leader())
+            .group()
+            .status()
+            .unwrap()
+            .commit_index;
         for i in 0..self.members.len() {
             self.broker(i).wait_applied(commit, DEADLINE).unwrap();
         }
@@ -145,7 +153,10 @@ fn pull_everything(b: &Broker) -> Vec<(i32, u64, u64)> {
             }
             let r = b.pull(TOPIC, q, offset, 64, None, Duration::ZERO).unwrap();
             assert_eq!(r.min_offset, min);
-            assert!(r.next_offset > offset, "a pull inside the queue makes progress");
+            assert!(
+                r.next_offset > offset,
+                "a pull inside the queue makes progress"
+            );
             for (i, m) in r.messages.iter().enumerate() {
                 assert_eq!(m.queue_offset(), offset + i as u64, "queue {q}: no gap");
                 out.push((q, m.queue_offset(), m.commitlog_offset()));
@@ -195,7 +206,7 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
         });
     }
     // On every member, min offsets move to the first message still stored.
-    let mut first_kept = vec![0usize; 3];
+    let mut first_kept = [0usize; 3];
     for (i, kept) in first_kept.iter_mut().enumerate() {
         let broker = b.broker(i);
         for q in 0..QUEUES {
@@ -211,7 +222,10 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
             .filter(|r| r.commitlog_offset >= first_pos)
             .collect();
         assert_eq!(pulled.len(), expect.len(), "member {i}");
-        assert!(expect.len() < MESSAGES / 2, "member {i}: retention removed most");
+        assert!(
+            expect.len() < MESSAGES / 2,
+            "member {i}: retention removed most"
+        );
         *kept = MESSAGES - expect.len();
         for q in 0..QUEUES {
             let (min, max) = broker.queue_offsets(TOPIC, q).unwrap();
@@ -229,12 +243,15 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
         }
     }
     let kept_from = *first_kept.iter().max().unwrap();
-    for i in 0..3 {
+    for (i, &gone) in first_kept.iter().enumerate() {
         let broker = b.broker(i);
         // Deleted messages are not found by key, UNIQ_KEY or offset id.
-        for n in (0..first_kept[i]).step_by(97) {
+        for n in (0..gone).step_by(97) {
             assert!(
-                broker.query_by_key(TOPIC, &key_of(n), 8, 0, 0).unwrap().is_empty(),
+                broker
+                    .query_by_key(TOPIC, &key_of(n), 8, 0, 0)
+                    .unwrap()
+                    .is_empty(),
                 "member {i}: deleted {}",
                 key_of(n)
             );
@@ -252,12 +269,18 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
             assert_eq!(v.commitlog_offset(), sent[n].commitlog_offset);
         }
         let shared = broker.query_by_key(TOPIC, "shared", 10_000, 0, 0).unwrap();
-        assert_eq!(shared.len(), MESSAGES - first_kept[i], "member {i}: newest first, all kept");
+        assert_eq!(
+            shared.len(),
+            MESSAGES - gone,
+            "member {i}: newest first, all kept"
+        );
         assert!(shared
             .windows(2)
             .all(|w| w[0].commitlog_offset() > w[1].commitlog_offset()));
         // Index files below the first kept message went with it.
-        let files = std::fs::read_dir(b.broker_dir(i).join("index")).unwrap().count();
+        let files = std::fs::read_dir(b.broker_dir(i).join("index"))
+            .unwrap()
+            .count();
         let all_keys = MESSAGES * 3;
         assert!(
             files < all_keys.div_ceil(256),
@@ -280,7 +303,11 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
     b.settle();
     for i in 0..3 {
         let broker = b.broker(i);
-        assert_eq!(pull_everything(broker), before[i], "member {i} after restart");
+        assert_eq!(
+            pull_everything(broker),
+            before[i],
+            "member {i} after restart"
+        );
         for q in 0..QUEUES {
             let (min, _) = broker.queue_offsets(TOPIC, q).unwrap();
             let p = broker.pull(TOPIC, q, 0, 8, None, Duration::ZERO).unwrap();
@@ -291,7 +318,10 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
             assert_eq!(hits.len(), 1, "member {i} after restart: {}", key_of(n));
         }
         for n in (0..first_kept[i]).step_by(101) {
-            assert!(broker.query_by_key(TOPIC, &key_of(n), 8, 0, 0).unwrap().is_empty());
+            assert!(broker
+                .query_by_key(TOPIC, &key_of(n), 8, 0, 0)
+                .unwrap()
+                .is_empty());
         }
     }
     // Queue offsets continue after the kept messages.

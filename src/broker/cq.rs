@@ -160,7 +160,7 @@ impl QueueFile {
     /// Appends a unit (written with the next [`QueueFile::flush`], a file boundary or
     /// a full buffer).
     pub fn push(&mut self, unit: Unit) -> Result<()> {
-        if !self.pending.is_empty() && self.count % UNITS_PER_FILE == 0 {
+        if !self.pending.is_empty() && self.count.is_multiple_of(UNITS_PER_FILE) {
             self.flush()?;
         }
         self.pending.extend_from_slice(&unit.encode());
@@ -187,7 +187,7 @@ impl QueueFile {
         }
         if self.files[file_no].is_none() {
             let f = self.open_file(file_no as u64)?;
-            if first % UNITS_PER_FILE == 0 {
+            if first.is_multiple_of(UNITS_PER_FILE) {
                 f.set_len(0)
                     .map_err(|e| io(format!("truncate {}", self.dir.display()), e))?;
             }
@@ -246,7 +246,9 @@ impl QueueFile {
             }
             let mid = lo + (hi - lo) / 2;
             let u = self.read(mid, 1)?;
-            if u.first().is_some_and(|u| (u.commitlog_offset as u64) < first_phy) {
+            if u.first()
+                .is_some_and(|u| (u.commitlog_offset as u64) < first_phy)
+            {
                 lo = mid + 1;
             } else {
                 hi = mid;

@@ -130,7 +130,10 @@ impl Inner {
                         .get(&(topic::SCHEDULE_TOPIC.to_string(), level - 1))
                     {
                         // Below min: gone with retention.
-                        Some(q) => (from.max(q.min), q.read(from.max(q.min), BATCH).unwrap_or_default()),
+                        Some(q) => (
+                            from.max(q.min),
+                            q.read(from.max(q.min), BATCH).unwrap_or_default(),
+                        ),
                         None => (from, Vec::new()),
                     }
                 };

@@ -360,17 +360,22 @@ impl KeyIndex {
     }
 
     /// Candidates for a key, newest first: `f` gets each hit whose hash matches and
-    /// returns false to stop. Hits below the first retained message are left out.
+    /// returns false to stop. Hits below the first retained message are left out, and
+    /// files whose newest message was stored before `since_ms` are not read.
     pub fn lookup(
         &self,
         kind: u8,
         topic: &str,
         key: &str,
+        since_ms: i64,
         mut f: impl FnMut(Hit) -> Result<bool>,
     ) -> Result<()> {
         let hash = key_hash(kind, topic, key);
         for file in self.files.iter().rev() {
-            if file.meta.end_phy < self.min_phy || file.meta.count == 0 {
+            if file.meta.end_phy < self.min_phy
+                || file.meta.count == 0
+                || file.meta.end_ts < since_ms
+            {
                 continue;
             }
             let mut k = file.slot(hash % file.meta.slots)?;
@@ -397,10 +402,11 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// Every hit of a key (see [`KeyIndex::lookup`]), newest first.
-    pub fn hits(&self, kind: u8, topic: &str, key: &str) -> Result<Vec<Hit>> {
+    /// Every hit of a key (see [`KeyIndex::lookup`]) in files holding messages stored
+    /// at or after `since_ms`, newest first.
+    pub fn hits(&self, kind: u8, topic: &str, key: &str, since_ms: i64) -> Result<Vec<Hit>> {
         let mut out = Vec::new();
-        self.lookup(kind, topic, key, |h| {
+        self.lookup(kind, topic, key, since_ms, |h| {
             out.push(h);
             Ok(true)
         })?;
@@ -487,17 +493,22 @@ mod tests {
         for n in 0..100u64 {
             idx.add(KIND_KEY, "T", &format!("k{}", n % 10), hit(n * 100))
                 .unwrap();
-            idx.add(KIND_UNIQ, "", &format!("U{n}"), hit(n * 100)).unwrap();
+            idx.add(KIND_UNIQ, "", &format!("U{n}"), hit(n * 100))
+                .unwrap();
         }
         // 200 keys in files of 32: 7 files, the last open.
         assert_eq!(idx.file_count(), 7);
         let k3: Vec<u64> = idx
-            .hits(KIND_KEY, "T", "k3")
+            .hits(KIND_KEY, "T", "k3", 0)
             .unwrap()
             .iter()
             .map(|h| h.commitlog_offset)
             .collect();
-        let want: Vec<u64> = (0..100u64).rev().filter(|n| n % 10 == 3).map(|n| n * 100).collect();
+        let want: Vec<u64> = (0..100u64)
+            .rev()
+            .filter(|n| n % 10 == 3)
+            .map(|n| n * 100)
+            .collect();
         // Hash collisions may add candidates; every real hit is there, newest first.
         let real: Vec<u64> = k3.iter().copied().filter(|o| want.contains(o)).collect();
         assert_eq!(real, want);
@@ -507,27 +518,48 @@ mod tests {
         idx.sync().unwrap();
         drop(idx);
         let mut idx = KeyIndex::open(&d, 16, 32, &metas, 0).unwrap().unwrap();
-        assert!(idx.hits(KIND_UNIQ, "", "LATE").unwrap().iter().all(|h| h.commitlog_offset != 99_999));
         assert!(idx
-            .hits(KIND_UNIQ, "", "U42")
+            .hits(KIND_UNIQ, "", "LATE", 0)
+            .unwrap()
+            .iter()
+            .all(|h| h.commitlog_offset != 99_999));
+        assert!(idx
+            .hits(KIND_UNIQ, "", "U42", 0)
             .unwrap()
             .iter()
             .any(|h| h.commitlog_offset == 4200));
         // The rebuilt slots of the open file chain new keys after old ones.
         idx.add(KIND_KEY, "T", "k3", hit(20_000)).unwrap();
-        let first = idx.hits(KIND_KEY, "T", "k3").unwrap()[0];
+        let first = idx.hits(KIND_KEY, "T", "k3", 0).unwrap()[0];
         assert_eq!(first.commitlog_offset, 20_000);
-        assert!(idx.hits(KIND_KEY, "T", "k3").unwrap().iter().any(|h| h.commitlog_offset == 300));
+        assert!(idx
+            .hits(KIND_KEY, "T", "k3", 0)
+            .unwrap()
+            .iter()
+            .any(|h| h.commitlog_offset == 300));
         // Trim: hits below go, whole files below are deleted.
         idx.trim(5_000);
         assert!(idx.file_count() < 7);
         assert!(idx
-            .hits(KIND_KEY, "T", "k3")
+            .hits(KIND_KEY, "T", "k3", 0)
             .unwrap()
             .iter()
             .all(|h| h.commitlog_offset >= 5_000));
-        assert!(idx.hits(KIND_UNIQ, "", "U49").unwrap().iter().all(|h| h.commitlog_offset != 4900));
-        assert!(idx.hits(KIND_UNIQ, "", "U50").unwrap().iter().any(|h| h.commitlog_offset == 5000));
+        assert!(idx
+            .hits(KIND_UNIQ, "", "U49", 0)
+            .unwrap()
+            .iter()
+            .all(|h| h.commitlog_offset != 4900));
+        assert!(idx
+            .hits(KIND_UNIQ, "", "U50", 0)
+            .unwrap()
+            .iter()
+            .any(|h| h.commitlog_offset == 5000));
+        // Files whose newest message is older than `since` are not read.
+        assert!(idx
+            .hits(KIND_UNIQ, "", "U50", hit(99_999).store_timestamp + 1)
+            .unwrap()
+            .is_empty());
         let files = std::fs::read_dir(&d).unwrap().count();
         assert_eq!(files, idx.file_count());
         // A missing file means a rebuild.

@@ -608,7 +608,7 @@ impl Broker {
     ) -> Result<Vec<MessageView>> {
         let hits: Vec<Hit> = {
             let st = self.inner.lock_state()?;
-            st.index.hits(index::KIND_KEY, topic, key)?
+            st.index.hits(index::KIND_KEY, topic, key, begin_ms)?
         };
         let end = if end_ms <= 0 { i64::MAX } else { end_ms };
         let mut out: Vec<MessageView> = Vec::new();
@@ -656,7 +656,7 @@ impl Broker {
         }
         let hits: Vec<Hit> = {
             let st = self.inner.lock_state()?;
-            st.index.hits(index::KIND_UNIQ, "", msg_id)?
+            st.index.hits(index::KIND_UNIQ, "", msg_id, 0)?
         };
         for hit in hits {
             if let Some(view) = self.inner.read_message(hit.commitlog_offset)? {
@@ -1585,7 +1585,11 @@ impl Inner {
                 return Ok(Dedup::Handled);
             }
         }
-        let hits = self.lock_state()?.index.hits(index::KIND_UNIQ, "", uniq)?;
+        let since = now.saturating_sub(window + 1000);
+        let hits = self
+            .lock_state()?
+            .index
+            .hits(index::KIND_UNIQ, "", uniq, since)?;
         for hit in hits {
             // Index times are to the second.
             if hit.store_timestamp.saturating_add(window + 999) < now {
@@ -1956,7 +1960,9 @@ impl Inner {
                 *qo += 1;
                 let qo = n;
                 let mut b = match cell.lock().ok().and_then(|mut c| c.take()) {
-                    Some(rec) => rec.try_into_mut().unwrap_or_else(|rec| BytesMut::from(&rec[..])),
+                    Some(rec) => rec
+                        .try_into_mut()
+                        .unwrap_or_else(|rec| BytesMut::from(&rec[..])),
                     None => {
                         return Err(Error::new(
                             ErrorKind::Panic,
