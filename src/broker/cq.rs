@@ -235,8 +235,8 @@ impl QueueFile {
     }
 
     /// Retention removed every message below commitlog offset `first_phy`: moves `min`
-    /// to the first unit at or above it (units are in commitlog order) and deletes the
-    /// files below. Returns the new min.
+    /// to the first unit at or above it (units are in commitlog order). Returns the new
+    /// min; [`QueueFile::remove_files_below_min`] deletes what it leaves behind.
     pub fn trim(&mut self, first_phy: u64) -> Result<u64> {
         let (mut lo, mut hi) = (self.min, self.count);
         // The first unit whose commitlog offset is >= first_phy, by bisection.
@@ -258,6 +258,12 @@ impl QueueFile {
             return Ok(self.min);
         }
         self.min = lo;
+        Ok(self.min)
+    }
+
+    /// Deletes the files holding only units below `min` (once a checkpoint names the
+    /// new min: a crash in between finds the files it names).
+    pub fn remove_files_below_min(&mut self) {
         // Keep the file the next unit goes to, even when every unit in it is gone.
         let keep_from = (self.min / UNITS_PER_FILE).min(self.count / UNITS_PER_FILE);
         for i in 0..keep_from as usize {
@@ -268,7 +274,6 @@ impl QueueFile {
                 }
             }
         }
-        Ok(self.min)
     }
 
     pub fn sync(&mut self) -> Result<()> {

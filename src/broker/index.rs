@@ -196,6 +196,8 @@ pub struct KeyIndex {
     files: Vec<IndexFile>,
     /// Hits below this commitlog offset went with their segments.
     min_phy: u64,
+    /// Files trimmed away, deleted once a checkpoint no longer names them.
+    doomed: Vec<PathBuf>,
 }
 
 fn file_path(dir: &Path, number: u64) -> PathBuf {
@@ -213,6 +215,7 @@ impl KeyIndex {
             capacity,
             files: Vec::new(),
             min_phy: 0,
+            doomed: Vec::new(),
         })
     }
 
@@ -233,6 +236,7 @@ impl KeyIndex {
             capacity,
             files: Vec::new(),
             min_phy,
+            doomed: Vec::new(),
         };
         for (i, m) in metas.iter().enumerate() {
             let last = i + 1 == metas.len();
@@ -432,7 +436,8 @@ impl KeyIndex {
     }
 
     /// Retention removed every message below commitlog offset `first_phy`: such hits are
-    /// no longer returned, and sealed files holding only them are deleted.
+    /// no longer returned, and sealed files holding only them are dropped (deleted by
+    /// [`KeyIndex::remove_dropped`], once a checkpoint no longer names them).
     pub fn trim(&mut self, first_phy: u64) {
         if first_phy <= self.min_phy {
             return;
@@ -440,8 +445,15 @@ impl KeyIndex {
         self.min_phy = first_phy;
         while self.files.len() > 1 && self.files[0].meta.end_phy < first_phy {
             let f = self.files.remove(0);
-            if let Err(e) = std::fs::remove_file(&f.path) {
-                log::warn!("index: remove {}: {e}", f.path.display());
+            self.doomed.push(f.path);
+        }
+    }
+
+    /// Deletes the files [`KeyIndex::trim`] dropped.
+    pub fn remove_dropped(&mut self) {
+        for path in self.doomed.drain(..) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                log::warn!("index: remove {}: {e}", path.display());
             }
         }
     }
@@ -539,6 +551,7 @@ mod tests {
             .any(|h| h.commitlog_offset == 300));
         // Trim: hits below go, whole files below are deleted.
         idx.trim(5_000);
+        idx.remove_dropped();
         assert!(idx.file_count() < 7);
         assert!(idx
             .hits(KIND_KEY, "T", "k3", 0)

@@ -305,6 +305,8 @@ struct State {
     /// every message below that position is gone.
     first_retained: (u64, u64),
     last_retention_check: Instant,
+    /// Retention moved min offsets since the last checkpoint.
+    trimmed: bool,
     /// Delay level (1-based) -> next schedule queue offset to deliver, from the
     /// delivered messages' DELAY_FROM property.
     delay_progress: BTreeMap<i32, u64>,
@@ -1013,12 +1015,14 @@ impl State {
     }
 
     /// Retention kept entries from `first_index` on, the first at log position
-    /// `first_pos`: consume queues and the index forget what lay below.
-    fn trim(&mut self, first_index: u64, first_pos: u64) {
+    /// `first_pos`: consume queues and the index forget what lay below; a checkpoint
+    /// names the new min offsets and index files before the files below go.
+    fn trim(&mut self, dir: &Path, first_index: u64, first_pos: u64) {
         if first_index <= self.first_retained.0 {
             return;
         }
         self.first_retained = (first_index, first_pos);
+        self.trimmed = true;
         for ((t, q), f) in self.queues.iter_mut() {
             let before = f.min;
             match f.trim(first_pos) {
@@ -1030,6 +1034,16 @@ impl State {
             }
         }
         self.index.trim(first_pos);
+        match checkpoint(dir, self) {
+            Ok(()) if self.applied >= self.rebuild_through => {
+                for f in self.queues.values_mut() {
+                    f.remove_files_below_min();
+                }
+                self.index.remove_dropped();
+            }
+            Ok(()) => {}
+            Err(err) => log::warn!("broker checkpoint after retention: {err}"),
+        }
     }
 }
 
@@ -1042,7 +1056,7 @@ const CHECKPOINT_MAGIC: u32 = 0x314B_5152;
 const CHECKPOINT_VERSION: u16 = 2;
 
 fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
-    if st.applied == st.checkpointed && dir.join("checkpoint").exists() {
+    if st.applied == st.checkpointed && !st.trimmed && dir.join("checkpoint").exists() {
         return Ok(());
     }
     if st.applied < st.rebuild_through {
@@ -1109,6 +1123,7 @@ fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
     };
     write().map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     st.checkpointed = st.applied;
+    st.trimmed = false;
     st.last_checkpoint = Instant::now();
     Ok(())
 }
@@ -1139,6 +1154,7 @@ fn new_state(index: KeyIndex) -> State {
         rebuild_through: 0,
         first_retained: (0, 0),
         last_retention_check: Instant::now(),
+        trimmed: false,
     }
 }
 
@@ -1419,7 +1435,8 @@ impl Inner {
             return;
         };
         if let Ok(mut st) = self.lock_state() {
-            st.trim(first, meta.pos);
+            st.trim(&self.dir, first, meta.pos);
+            self.group.hold_retention(st.checkpointed + 1);
         }
         self.applied_cv.notify_all();
     }
