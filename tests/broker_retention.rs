@@ -209,13 +209,21 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
     let mut first_kept = [0usize; 3];
     for (i, kept) in first_kept.iter_mut().enumerate() {
         let broker = b.broker(i);
+        // Everything below the first retained entry's position is gone.
+        let first = broker.group().status().unwrap().first_index;
+        let first_pos = broker.group().read(first).unwrap().1.pos;
         for q in 0..QUEUES {
-            wait_for("the min offset to move", || {
-                (broker.queue_offsets(TOPIC, q).ok()?.0 > 0).then_some(())
+            let gone = sent
+                .iter()
+                .filter(|r| r.queue_id == q && r.commitlog_offset < first_pos)
+                .count() as u64;
+            assert!(gone > 0, "member {i} queue {q}: retention reached it");
+            wait_for("the min offset to follow retention", || {
+                (broker.queue_offsets(TOPIC, q).ok()?.0 == gone).then_some(())
             });
         }
         let pulled = pull_everything(broker);
-        let first_pos = pulled.iter().map(|p| p.2).min().unwrap();
+        assert!(pulled.iter().all(|p| p.2 >= first_pos));
         // Exactly the messages at or after the first kept position are there.
         let expect: Vec<&SendResult> = sent
             .iter()
