@@ -388,7 +388,7 @@ struct Inner {
     /// Woken when the dispatch thread applied entries (pull long polling, waits).
     applied_cv: Condvar,
     counters: Arc<Mutex<Counters>>,
-    round_robin: Mutex<HashMap<String, u32>>,
+    round_robin: Mutex<FxHashMap<String, u32>>,
     pending: Mutex<HashMap<String, PendingOffsets>>,
     pending_cv: Condvar,
     dedup: Arc<Mutex<DedupMap>>,
@@ -509,7 +509,7 @@ impl Broker {
                 through: 0,
                 next: FxHashMap::default(),
             })),
-            round_robin: Mutex::new(HashMap::new()),
+            round_robin: Mutex::new(FxHashMap::default()),
             pending: Mutex::new(HashMap::new()),
             pending_cv: Condvar::new(),
             dedup: Arc::new(Mutex::new(HashMap::new())),
@@ -1898,9 +1898,10 @@ impl Inner {
         }
         let queue_id = if m.queue_id < 0 {
             let mut rr = self.round_robin.lock().map_err(|_| poisoned())?;
-            let n = rr
-                .entry(t.name.clone())
-                .or_insert_with(|| fastrand::u32(..));
+            if !rr.contains_key(&t.name) {
+                rr.insert(t.name.clone(), fastrand::u32(..));
+            }
+            let n = rr.get_mut(&t.name).expect("inserted above");
             *n = n.wrapping_add(1);
             (*n % t.write_queue_nums as u32) as i32
         } else {
