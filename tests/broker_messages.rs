@@ -109,11 +109,19 @@ impl Brokers {
         })
     }
 
-    /// Waits until every running broker applied what the leader committed.
+    /// Waits until every running member committed and its broker applied the leader's
+    /// whole log (after a restart a member's commit index trails its broker checkpoint
+    /// until it hears the leader).
     fn settle(&self) {
-        let leader = self.leader();
-        let commit = self.group(leader).status().unwrap().commit_index;
+        let commit = wait_for("the leader to commit its log", || {
+            let s = self.group(self.leader()).status().ok()?;
+            (s.commit_index == s.last_index).then_some(s.commit_index)
+        });
         for i in self.running() {
+            wait_for("a member's commit index", || {
+                let s = self.group(i).status().ok()?;
+                (s.commit_index >= commit).then_some(())
+            });
             self.broker(i)
                 .wait_applied(commit, DEADLINE)
                 .unwrap_or_else(|e| panic!("member {i} applies {commit}: {e}"));

@@ -98,15 +98,19 @@ impl Brokers {
         })
     }
 
+    /// Every member's group and broker reached the leader's last entry (after a restart
+    /// a member's commit index trails its broker checkpoint until it hears the leader).
     fn settle(&self) {
-        let commit = self
-            .broker(self.leader())
-            .group()
-            .status()
-            .unwrap()
-            .commit_index;
+        let last = wait_for("the leader to commit its log", || {
+            let s = self.broker(self.leader()).group().status().ok()?;
+            (s.commit_index == s.last_index).then_some(s.last_index)
+        });
         for i in 0..self.members.len() {
-            self.broker(i).wait_applied(commit, DEADLINE).unwrap();
+            wait_for("a member's commit index", || {
+                let s = self.broker(i).group().status().ok()?;
+                (s.commit_index >= last).then_some(())
+            });
+            self.broker(i).wait_applied(last, DEADLINE).unwrap();
         }
     }
 
@@ -365,4 +369,98 @@ fn retention_moves_min_offsets_forgets_deleted_messages_and_survives_restarts() 
     let r = b.send(&Message::new(TOPIC, &b"after"[..]).with_queue(1));
     let in_q1 = sent.iter().filter(|s| s.queue_id == 1).count() as u64;
     assert_eq!(r.queue_offset, in_q1);
+}
+
+/// A version 1 checkpoint (from before the index files): its tables are kept, its
+/// consume queues and index rebuilt from the log.
+#[test]
+fn a_version_1_checkpoint_keeps_its_tables_and_rebuilds_the_rest() {
+    let mut b = Brokers::start(3);
+    let l = b.leader();
+    b.broker(l).topic_update(TOPIC, 2, 2, 6, DEADLINE).unwrap();
+    let sent: Vec<SendResult> = (0..20)
+        .map(|n| {
+            b.send(
+                &Message::new(TOPIC, format!("v1-{n}").into_bytes())
+                    .with_keys(key_of(n))
+                    .with_queue((n % 2) as i32),
+            )
+        })
+        .collect();
+    b.broker(l)
+        .consumer_offset_commit("cg", TOPIC, 1, 7, DEADLINE)
+        .unwrap();
+    b.settle();
+    let f = (l + 1) % 3;
+    let applied = b.broker(f).applied_index().unwrap();
+    b.stop(f);
+    // Written as the former code did: u64 index file length, queues without a min.
+    let put_str = |v: &mut Vec<u8>, s: &str| {
+        v.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        v.extend_from_slice(s.as_bytes());
+    };
+    let mut c = Vec::new();
+    c.extend_from_slice(&0x314B_5152u32.to_le_bytes());
+    c.extend_from_slice(&1u16.to_le_bytes());
+    c.extend_from_slice(&applied.to_le_bytes());
+    c.extend_from_slice(&0u64.to_le_bytes());
+    c.extend_from_slice(&1u32.to_le_bytes());
+    put_str(&mut c, TOPIC);
+    for v in [2i32, 2, 6] {
+        c.extend_from_slice(&v.to_le_bytes());
+    }
+    c.extend_from_slice(&1u32.to_le_bytes());
+    put_str(&mut c, "cg");
+    put_str(&mut c, TOPIC);
+    c.extend_from_slice(&1i32.to_le_bytes());
+    c.extend_from_slice(&7u64.to_le_bytes());
+    c.extend_from_slice(&2u32.to_le_bytes());
+    for q in 0..2i32 {
+        put_str(&mut c, TOPIC);
+        c.extend_from_slice(&q.to_le_bytes());
+        c.extend_from_slice(&10u64.to_le_bytes());
+    }
+    c.extend_from_slice(&0u32.to_le_bytes());
+    let crc = crc32c::crc32c(&c);
+    c.extend_from_slice(&crc.to_le_bytes());
+    let dir = b.broker_dir(f);
+    std::fs::write(dir.join("checkpoint"), &c).unwrap();
+    std::fs::remove_dir_all(dir.join("index")).unwrap();
+    std::fs::create_dir_all(dir.join("index")).unwrap();
+    std::fs::write(dir.join("index/keys"), b"old format").unwrap();
+    b.restart(f);
+    b.settle();
+    let broker = b.broker(f);
+    assert_eq!(broker.topic(TOPIC).unwrap().write_queue_nums, 2);
+    assert_eq!(
+        broker.consumer_offset_fetch("cg", TOPIC, 1).unwrap(),
+        Some(7)
+    );
+    let pulled = pull_everything_of(broker, 2);
+    assert_eq!(pulled.len(), 20);
+    for n in [0usize, 7, 19] {
+        let hits = broker.query_by_key(TOPIC, &key_of(n), 4, 0, 0).unwrap();
+        assert_eq!(hits.len(), 1, "{}", key_of(n));
+        assert_eq!(hits[0].commitlog_offset(), sent[n].commitlog_offset);
+    }
+    assert!(
+        !dir.join("index/keys").exists(),
+        "the old index file is gone"
+    );
+    // The next checkpoint is version 2.
+    wait_for("a version 2 checkpoint", || {
+        let c = std::fs::read(dir.join("checkpoint")).ok()?;
+        (c.get(4..6)? == 2u16.to_le_bytes()).then_some(())
+    });
+}
+
+fn pull_everything_of(b: &Broker, queues: i32) -> Vec<u64> {
+    let mut out = Vec::new();
+    for q in 0..queues {
+        let (min, max) = b.queue_offsets(TOPIC, q).unwrap();
+        let r = b.pull(TOPIC, q, min, 64, None, Duration::ZERO).unwrap();
+        assert_eq!(r.next_offset, max);
+        out.extend(r.messages.iter().map(|m| m.commitlog_offset()));
+    }
+    out
 }
