@@ -271,6 +271,20 @@ impl Group {
         self.member.status()
     }
 
+    /// Keeps every entry from log index `keep_from` on through retention, for a reader
+    /// of the log above the group that has not yet made its state durable past it (the
+    /// broker holds at its checkpoint). `u64::MAX` lifts the hold.
+    pub fn hold_retention(&self, keep_from: u64) {
+        self.member.hold_retention(keep_from)
+    }
+
+    /// Runs retention now, as at `deleteWhen`, keeping segments younger than
+    /// `file_reserved_hours` (0: every full, flushed segment no member or reader needs);
+    /// returns how many segments were deleted.
+    pub fn apply_retention_now(&self, file_reserved_hours: u64) -> Result<usize> {
+        self.member.apply_retention_now(file_reserved_hours)
+    }
+
     /// Appends per second accepted by this member, over the last second.
     pub fn append_tps(&self) -> f64 {
         self.member.append_tps()

@@ -109,11 +109,19 @@ impl Brokers {
         })
     }
 
-    /// Waits until every running broker applied what the leader committed.
+    /// Waits until every running member committed and its broker applied the leader's
+    /// whole log (after a restart a member's commit index trails its broker checkpoint
+    /// until it hears the leader).
     fn settle(&self) {
-        let leader = self.leader();
-        let commit = self.group(leader).status().unwrap().commit_index;
+        let commit = wait_for("the leader to commit its log", || {
+            let s = self.group(self.leader()).status().ok()?;
+            (s.commit_index == s.last_index).then_some(s.commit_index)
+        });
         for i in self.running() {
+            wait_for("a member's commit index", || {
+                let s = self.group(i).status().ok()?;
+                (s.commit_index >= commit).then_some(())
+            });
             self.broker(i)
                 .wait_applied(commit, DEADLINE)
                 .unwrap_or_else(|e| panic!("member {i} applies {commit}: {e}"));
@@ -469,6 +477,15 @@ fn topic_rules_and_bad_input() {
         .send(&Message::new("TBW102", &b"x"[..]), t)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoPermission);
+    let err = broker.send(&Message::new("  ", &b"x"[..]), t).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("blank"), "{err}");
+    let err = broker.topic_update("a/b", 1, 1, 6, t).unwrap_err();
+    assert!(err.message().contains("illegal character '/'"), "{err}");
+    let err = broker
+        .send(&Message::new("SCHEDULE_TOPIC_XXXX", &b"x"[..]), t)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoPermission);
     // Too large and too many properties: refused before anything is stored.
     let last = b.group(l).status().unwrap().last_index;
     let err = broker
@@ -483,6 +500,26 @@ fn topic_rules_and_bad_input() {
         )
         .unwrap_err();
     assert!(err.message().contains("32767"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    // Just over the limit through many small properties, and a separator byte.
+    let many = (0..3000).fold(Message::new("T1", &b"x"[..]), |m, i| {
+        m.with_property(format!("p{i:04}"), "vvvvv")
+    });
+    let err = broker.send(&many, t).unwrap_err();
+    assert!(err.message().contains("exceed 32767"), "{err}");
+    let err = broker
+        .send(
+            &Message::new("T1", &b"x"[..]).with_property("a", "b\u{1}c"),
+            t,
+        )
+        .unwrap_err();
+    assert!(err.message().contains("separator"), "{err}");
+    // TooLarge for a new topic: not even the topic was created.
+    let err = broker
+        .send(&Message::new("T2", vec![0u8; 1025]), t)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge);
+    assert_eq!(broker.topic("T2").unwrap_err().kind(), ErrorKind::NoTopic);
     let err = broker
         .send(&Message::new("T1", Bytes::new()), t)
         .unwrap_err();

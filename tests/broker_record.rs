@@ -39,6 +39,26 @@ fn decodes_all_47_java_records_with_crc_and_offsets() {
         assert_eq!(rec.topic, "abc");
         assert!(rec.keys().is_some() && rec.tags().is_some());
         assert_eq!(rec.encoded_len(), size);
+        // The dispatch step's borrowed parse agrees with the full decode.
+        let head = record::RecordHead::parse(&data[pos..]).expect("the head parses");
+        assert_eq!(
+            (head.size, head.topic, head.properties, head.queue_id),
+            (
+                size,
+                rec.topic.as_str(),
+                rec.properties.as_str(),
+                rec.queue_id
+            )
+        );
+        assert_eq!(
+            (
+                head.queue_offset,
+                head.physical_offset,
+                head.store_timestamp
+            ),
+            (rec.queue_offset, rec.physical_offset, rec.store_timestamp)
+        );
+        assert_eq!((head.keys(), head.tags()), (rec.keys(), rec.tags()));
         // Re-encoding gives the same bytes, but for the property order: compare the
         // decoded properties and everything before them.
         let again = rec.encode().unwrap();

@@ -16,6 +16,8 @@ pub const BROKER_KEYS: &[&str] = &[
     "namesrvAddr",
     "brokerIP1",
     "rmqraftOffsetCommitIntervalMs",
+    "maxHashSlotNum",
+    "maxIndexNum",
 ];
 
 /// RocketMQ's default `messageDelayLevel`.
@@ -48,6 +50,12 @@ pub struct BrokerConfig {
     /// `rmqraftOffsetCommitIntervalMs` (200): at most one consumer-offset entry per
     /// consumer group per interval.
     pub offset_commit_interval_ms: u64,
+    /// `maxHashSlotNum` (1,000,000; RocketMQ's is 5,000,000): hash slots per index
+    /// file. The open file's slots are held in memory: 4 bytes each.
+    pub index_slots: u32,
+    /// `maxIndexNum` (4,000,000; RocketMQ's is 20,000,000): keys per index file (20
+    /// bytes each on disk).
+    pub index_entries: u32,
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool> {
@@ -181,7 +189,23 @@ impl BrokerConfig {
             1,
             60_000,
         )?;
+        let index_slots = parse_num(
+            "maxHashSlotNum",
+            p.get("maxHashSlotNum"),
+            1_000_000u32,
+            16,
+            50_000_000,
+        )?;
+        let index_entries = parse_num(
+            "maxIndexNum",
+            p.get("maxIndexNum"),
+            4_000_000u32,
+            16,
+            100_000_000,
+        )?;
         Ok(BrokerConfig {
+            index_slots,
+            index_entries,
             auto_create_topic,
             default_topic_queue_nums,
             max_message_size,

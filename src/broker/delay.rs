@@ -30,7 +30,7 @@ pub fn parse_from(v: &str) -> Option<(i32, u64)> {
 
 /// The consume-queue tags code: the delivery time for a scheduled message, else the
 /// tags' hash.
-pub fn tags_code(rec: &MessageRecord, levels_ms: &[u64]) -> i64 {
+pub fn tags_code(rec: &record::RecordHead<'_>, levels_ms: &[u64]) -> i64 {
     if rec.topic == topic::SCHEDULE_TOPIC {
         if let Some(level) = rec
             .property(record::prop::DELAY)
@@ -41,7 +41,8 @@ pub fn tags_code(rec: &MessageRecord, levels_ms: &[u64]) -> i64 {
             return rec.store_timestamp.saturating_add(delay);
         }
     }
-    rec.tags_code()
+    rec.tags()
+        .map_or(0, |t| i64::from(record::java_string_hash(t)))
 }
 
 /// The message a schedule entry becomes when delivered.
@@ -122,14 +123,18 @@ impl Inner {
             let mut lost = false;
             for level in 1..=levels {
                 let from = prog.get(&level).copied().unwrap_or(0);
-                let units = {
+                let (from, units) = {
                     let Ok(st) = self.state.lock() else { return };
                     match st
                         .queues
                         .get(&(topic::SCHEDULE_TOPIC.to_string(), level - 1))
                     {
-                        Some(q) => q.read(from, BATCH).unwrap_or_default(),
-                        None => Vec::new(),
+                        // Below min: gone with retention.
+                        Some(q) => (
+                            from.max(q.min),
+                            q.read(from.max(q.min), BATCH).unwrap_or_default(),
+                        ),
+                        None => (from, Vec::new()),
                     }
                 };
                 for (i, unit) in units.iter().enumerate() {

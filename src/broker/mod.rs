@@ -23,6 +23,7 @@ pub mod admin;
 pub mod config;
 pub mod cq;
 mod delay;
+pub mod fxhash;
 pub mod index;
 pub mod record;
 pub mod topic;
@@ -38,7 +39,8 @@ use crate::wait::Slot;
 use admin::AdminOp;
 use bytes::{BufMut, Bytes, BytesMut};
 use cq::{QueueFile, Unit};
-use index::{Hit, KeyIndex};
+use fxhash::FxHashMap;
+use index::{Hit, IndexMeta, KeyIndex};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +55,8 @@ const DISPATCH_BATCH: usize = 1024;
 const DISPATCH_BATCH_BYTES: usize = 8 << 20;
 /// How long the dispatch thread waits for a commit before looking at its checkpoint.
 const DISPATCH_WAIT: Duration = Duration::from_millis(200);
+/// How often the dispatch thread looks whether retention deleted segments.
+const RETENTION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Checkpoint at most this often while entries arrive.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 /// Attempts of a send whose queue offsets had to be recomputed meanwhile.
@@ -154,7 +158,7 @@ pub struct MessageView {
 
 impl MessageView {
     fn from_record(index: u64, record: Bytes) -> Result<MessageView> {
-        let (decoded, _) = MessageRecord::decode(&record)?;
+        let (decoded, _) = MessageRecord::decode_shared(&record)?;
         let offset_msg_id = decoded.offset_msg_id();
         let msg_id = decoded
             .uniq_key()
@@ -239,6 +243,52 @@ impl TagFilter {
 
 type QueueKey = (String, i32);
 
+/// A queue key borrowed as `(&str, i32)`, so the dispatch step finds a queue without
+/// allocating its topic (hashes and compares exactly as `(String, i32)` does).
+trait QueueKeyRef {
+    fn topic(&self) -> &str;
+    fn queue(&self) -> i32;
+}
+
+impl QueueKeyRef for QueueKey {
+    fn topic(&self) -> &str {
+        &self.0
+    }
+    fn queue(&self) -> i32 {
+        self.1
+    }
+}
+
+impl QueueKeyRef for (&str, i32) {
+    fn topic(&self) -> &str {
+        self.0
+    }
+    fn queue(&self) -> i32 {
+        self.1
+    }
+}
+
+impl std::hash::Hash for dyn QueueKeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.topic().hash(h);
+        self.queue().hash(h);
+    }
+}
+
+impl PartialEq for dyn QueueKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.queue() == other.queue() && self.topic() == other.topic()
+    }
+}
+
+impl Eq for dyn QueueKeyRef + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn QueueKeyRef + 'a> for QueueKey {
+    fn borrow(&self) -> &(dyn QueueKeyRef + 'a) {
+        self
+    }
+}
+
 /// Dispatched state, rebuilt from the log on every member.
 struct State {
     /// Last log index applied.
@@ -246,8 +296,17 @@ struct State {
     topics: BTreeMap<String, TopicConfig>,
     /// (consumer group, topic, queue) -> next offset to consume.
     offsets: BTreeMap<(String, String, i32), u64>,
-    queues: HashMap<QueueKey, QueueFile>,
+    queues: FxHashMap<QueueKey, QueueFile>,
     index: KeyIndex,
+    /// Entries up to this index rebuild only derived state (consume queues, index): the
+    /// tables (topics, offsets, delay progress) came from a checkpoint covering them.
+    rebuild_through: u64,
+    /// The first log index retention kept, as last seen, and its entry's position:
+    /// every message below that position is gone.
+    first_retained: (u64, u64),
+    last_retention_check: Instant,
+    /// Retention moved min offsets since the last checkpoint.
+    trimmed: bool,
     /// Delay level (1-based) -> next schedule queue offset to deliver, from the
     /// delivered messages' DELAY_FROM property.
     delay_progress: BTreeMap<i32, u64>,
@@ -263,7 +322,7 @@ struct Counters {
     term: u64,
     /// The last log index these counters account for.
     through: u64,
-    next: HashMap<QueueKey, u64>,
+    next: FxHashMap<QueueKey, u64>,
 }
 
 /// A message id a send stored (or is storing) on this leader, for UNIQ_KEY dedup.
@@ -329,7 +388,7 @@ struct Inner {
     /// Woken when the dispatch thread applied entries (pull long polling, waits).
     applied_cv: Condvar,
     counters: Arc<Mutex<Counters>>,
-    round_robin: Mutex<HashMap<String, u32>>,
+    round_robin: Mutex<FxHashMap<String, u32>>,
     pending: Mutex<HashMap<String, PendingOffsets>>,
     pending_cv: Condvar,
     dedup: Arc<Mutex<DedupMap>>,
@@ -428,13 +487,15 @@ impl Broker {
         let dir = group.config().member_dir().join("broker");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let state = load_state(&dir)?;
+        let state = load_state(&dir, &config)?;
         log::info!(
             "{}/{}: broker state covers log index {}",
             group.group_name(),
             group.self_id(),
             state.applied
         );
+        // Retention keeps what this state's checkpoint does not cover yet.
+        group.hold_retention(state.checkpointed + 1);
         let ids = ids::UniqIds::new(config.store_host.ip());
         let inner = Arc::new(Inner {
             group,
@@ -446,9 +507,9 @@ impl Broker {
                 valid: false,
                 term: 0,
                 through: 0,
-                next: HashMap::new(),
+                next: FxHashMap::default(),
             })),
-            round_robin: Mutex::new(HashMap::new()),
+            round_robin: Mutex::new(FxHashMap::default()),
             pending: Mutex::new(HashMap::new()),
             pending_cv: Condvar::new(),
             dedup: Arc::new(Mutex::new(HashMap::new())),
@@ -525,16 +586,16 @@ impl Broker {
             .pull(topic, queue_id, offset, max, tag_expression, wait)
     }
 
-    /// (min, max) offsets of a queue; max is the next offset to be written.
+    /// (min, max) offsets of a queue: min is the first message still stored (retention
+    /// moves it up), max the next offset to be written.
     pub fn queue_offsets(&self, topic: &str, queue_id: i32) -> Result<(u64, u64)> {
         let st = self.inner.lock_state()?;
         let t = st.topic(topic)?;
         check_queue(t, queue_id)?;
-        let max = st
+        Ok(st
             .queues
             .get(&(topic.to_string(), queue_id))
-            .map_or(0, |q| q.count);
-        Ok((0, max))
+            .map_or((0, 0), |q| (q.min, q.count)))
     }
 
     /// Messages of `topic` with `key` among their KEYS, stored in `[begin_ms, end_ms]`
@@ -549,18 +610,33 @@ impl Broker {
     ) -> Result<Vec<MessageView>> {
         let hits: Vec<Hit> = {
             let st = self.inner.lock_state()?;
-            st.index.by_key(topic, key).to_vec()
+            st.index.hits(index::KIND_KEY, topic, key, begin_ms)?
         };
         let end = if end_ms <= 0 { i64::MAX } else { end_ms };
-        let mut out = Vec::new();
-        for hit in hits.iter().rev() {
+        let mut out: Vec<MessageView> = Vec::new();
+        for hit in hits {
             if out.len() >= max as usize {
                 break;
             }
-            if hit.store_timestamp < begin_ms || hit.store_timestamp > end {
+            // Index times are to the second.
+            if hit.store_timestamp.saturating_add(999) < begin_ms || hit.store_timestamp > end {
                 continue;
             }
-            if let Some(view) = self.inner.read_message(hit.commitlog_offset)? {
+            if out
+                .iter()
+                .any(|v| v.commitlog_offset() == hit.commitlog_offset)
+            {
+                continue;
+            }
+            let Some(view) = self.inner.read_message(hit.commitlog_offset)? else {
+                continue;
+            };
+            let rec = &view.decoded;
+            if rec.topic == topic
+                && rec.store_timestamp >= begin_ms
+                && rec.store_timestamp <= end
+                && rec.keys().is_some_and(|k| k.split(' ').any(|k| k == key))
+            {
                 out.push(view);
             }
         }
@@ -582,11 +658,13 @@ impl Broker {
         }
         let hits: Vec<Hit> = {
             let st = self.inner.lock_state()?;
-            st.index.by_uniq(msg_id).to_vec()
+            st.index.hits(index::KIND_UNIQ, "", msg_id, 0)?
         };
-        for hit in hits.iter().rev() {
+        for hit in hits {
             if let Some(view) = self.inner.read_message(hit.commitlog_offset)? {
-                return Ok(view);
+                if view.decoded.uniq_key() == Some(msg_id) {
+                    return Ok(view);
+                }
             }
         }
         Err(Error::new(
@@ -751,8 +829,9 @@ impl Broker {
             let _ = t.join();
         }
         if let Ok(mut st) = self.inner.state.lock() {
-            if let Err(err) = checkpoint(&self.inner.dir, &mut st) {
-                log::warn!("broker checkpoint at close: {err}");
+            match checkpoint(&self.inner.dir, &mut st) {
+                Ok(()) => self.inner.group.hold_retention(st.checkpointed + 1),
+                Err(err) => log::warn!("broker checkpoint at close: {err}"),
             }
         }
         // Waiting offset commits learn that their outcome is unknown.
@@ -815,9 +894,11 @@ impl State {
         pos: u64,
         index: u64,
     ) {
+        let rebuilding = index <= self.rebuild_through;
         match kind {
-            EntryKind::Message => match MessageRecord::decode(body) {
-                Ok((rec, size)) => {
+            EntryKind::Message => match record::RecordHead::parse(body) {
+                Ok(rec) => {
+                    let size = rec.size;
                     let body_pos = pos + crate::store::ENTRY_HEADER_SIZE as u64;
                     if rec.physical_offset as u64 != body_pos {
                         log::warn!(
@@ -825,40 +906,52 @@ impl State {
                             rec.physical_offset
                         );
                     }
-                    let key = (rec.topic.clone(), rec.queue_id);
-                    let q = match self.queues.entry(key) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            match QueueFile::open(&cq::queue_dir(dir, &rec.topic, rec.queue_id), 0)
-                            {
-                                Ok(Some(q)) => v.insert(q),
-                                Ok(None) => unreachable!("an empty queue always opens"),
-                                Err(err) => {
-                                    log::error!("entry {index}: consume queue: {err}");
-                                    return;
-                                }
+                    let tags_code = delay::tags_code(&rec, delay_levels);
+                    let key = (rec.topic, rec.queue_id);
+                    let key_ref: &dyn QueueKeyRef = &key;
+                    if !self.queues.contains_key(key_ref) {
+                        match QueueFile::open(&cq::queue_dir(dir, key.0, key.1), 0, 0) {
+                            Ok(Some(q)) => {
+                                self.queues.insert((key.0.to_string(), key.1), q);
+                            }
+                            Ok(None) => unreachable!("an empty queue always opens"),
+                            Err(err) => {
+                                log::error!("entry {index}: consume queue: {err}");
+                                self.applied = index;
+                                return;
                             }
                         }
-                    };
-                    if rec.queue_offset as u64 != q.count {
-                        log::warn!(
-                            "entry {index}: {}:{} queue offset {} but the queue holds {}",
-                            rec.topic,
-                            rec.queue_id,
-                            rec.queue_offset,
-                            q.count
-                        );
+                    }
+                    let q = self.queues.get_mut(key_ref).expect("inserted above");
+                    let qo = rec.queue_offset as u64;
+                    if qo != q.count {
+                        // An empty queue starts where its first retained message is (the
+                        // log's beginning went with retention).
+                        if q.min == q.count && (rebuilding || qo > q.count) {
+                            if let Err(err) = q.restart_at(qo) {
+                                log::error!("entry {index}: consume queue: {err}");
+                            }
+                        } else {
+                            log::warn!(
+                                "entry {index}: {}:{} queue offset {qo} but the queue holds {}",
+                                key.0,
+                                key.1,
+                                q.count
+                            );
+                        }
                     }
                     let unit = Unit {
                         commitlog_offset: body_pos as i64,
                         size: size as i32,
-                        tags_code: delay::tags_code(&rec, delay_levels),
+                        tags_code,
                     };
-                    if let Some((level, offset)) =
-                        rec.property(delay::DELAY_FROM).and_then(delay::parse_from)
-                    {
-                        let p = self.delay_progress.entry(level).or_insert(0);
-                        *p = (*p).max(offset + 1);
+                    if !rebuilding {
+                        if let Some((level, offset)) =
+                            rec.property(delay::DELAY_FROM).and_then(delay::parse_from)
+                        {
+                            let p = self.delay_progress.entry(level).or_insert(0);
+                            *p = (*p).max(offset + 1);
+                        }
                     }
                     if let Err(err) = q.push(unit) {
                         log::error!("entry {index}: consume queue: {err}");
@@ -867,24 +960,33 @@ impl State {
                         commitlog_offset: body_pos,
                         store_timestamp: rec.store_timestamp,
                     };
+                    let mut indexed = Ok(());
                     if let Some(u) = rec.uniq_key() {
-                        self.index.add(index::KIND_UNIQ, u, hit);
+                        indexed = indexed.and(self.index.add(index::KIND_UNIQ, "", u, hit));
                     }
                     if let Some(keys) = rec.keys() {
                         for k in keys.split(' ').filter(|k| !k.is_empty()) {
-                            self.index
-                                .add(index::KIND_KEY, &format!("{}#{k}", rec.topic), hit);
+                            indexed = indexed.and(self.index.add(index::KIND_KEY, key.0, k, hit));
                         }
+                    }
+                    if let Err(err) = indexed {
+                        log::error!("entry {index}: index: {err}");
                     }
                 }
                 Err(err) => log::error!("entry {index}: not a message record: {err}"),
             },
             EntryKind::BrokerAdmin => match AdminOp::decode(body) {
                 Ok(AdminOp::TopicUpdate(t)) => {
-                    self.topics.insert(t.name.clone(), t);
+                    if !rebuilding {
+                        self.topics.insert(t.name.clone(), t);
+                    }
                 }
                 Ok(AdminOp::TopicDelete(name)) => {
-                    self.topics.remove(&name);
+                    // Rebuilding, the tables already went past it; its queues go again.
+                    if !rebuilding {
+                        self.topics.remove(&name);
+                        self.offsets.retain(|(_, t, _), _| *t != name);
+                    }
                     let gone: Vec<QueueKey> = self
                         .queues
                         .keys()
@@ -897,11 +999,12 @@ impl State {
                         }
                     }
                     let _ = std::fs::remove_dir_all(dir.join("consumequeue").join(&name));
-                    self.offsets.retain(|(_, t, _), _| *t != name);
                 }
                 Ok(AdminOp::ConsumerOffsets { group, offsets }) => {
-                    for (t, q, o) in offsets {
-                        self.offsets.insert((group.clone(), t, q), o);
+                    if !rebuilding {
+                        for (t, q, o) in offsets {
+                            self.offsets.insert((group.clone(), t, q), o);
+                        }
                     }
                 }
                 Err(err) => log::error!("entry {index}: bad broker admin entry: {err}"),
@@ -910,26 +1013,76 @@ impl State {
         }
         self.applied = index;
     }
+
+    /// Retention kept entries from `first_index` on, the first at log position
+    /// `first_pos`: consume queues and the index forget what lay below; a checkpoint
+    /// names the new min offsets and index files before the files below go.
+    fn trim(&mut self, dir: &Path, first_index: u64, first_pos: u64) {
+        if first_index <= self.first_retained.0 {
+            return;
+        }
+        self.first_retained = (first_index, first_pos);
+        self.trimmed = true;
+        for ((t, q), f) in self.queues.iter_mut() {
+            let before = f.min;
+            match f.trim(first_pos) {
+                Ok(min) if min != before => {
+                    log::debug!("{t}:{q}: retention moved the min offset {before} -> {min}")
+                }
+                Ok(_) => {}
+                Err(err) => log::warn!("{t}:{q}: trimming the consume queue: {err}"),
+            }
+        }
+        self.index.trim(first_pos);
+        match checkpoint(dir, self) {
+            Ok(()) if self.applied >= self.rebuild_through => {
+                for f in self.queues.values_mut() {
+                    f.remove_files_below_min();
+                }
+                self.index.remove_dropped();
+            }
+            Ok(()) => {}
+            Err(err) => log::warn!("broker checkpoint after retention: {err}"),
+        }
+    }
 }
 
 // ------------------------------------------------------------------ checkpoint
 
 /// "RQK1": the broker checkpoint.
 const CHECKPOINT_MAGIC: u32 = 0x314B_5152;
+/// Version 2: index files and queue min offsets. Version 1 (one `index/keys` file) is
+/// read for its tables; its consume queues and index are rebuilt.
+const CHECKPOINT_VERSION: u16 = 2;
 
 fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
-    if st.applied == st.checkpointed && dir.join("checkpoint").exists() {
+    if st.applied == st.checkpointed && !st.trimmed && dir.join("checkpoint").exists() {
+        return Ok(());
+    }
+    if st.applied < st.rebuild_through {
+        // The tables are ahead of the derived state until the rebuild catches up.
         return Ok(());
     }
     for q in st.queues.values_mut() {
         q.sync()?;
     }
-    let index_len = st.index.sync()?;
+    let metas = st.index.sync()?;
     let mut b = BytesMut::new();
     b.put_u32_le(CHECKPOINT_MAGIC);
-    b.put_u16_le(1);
+    b.put_u16_le(CHECKPOINT_VERSION);
     b.put_u64_le(st.applied);
-    b.put_u64_le(index_len);
+    b.put_u64_le(st.index.min_phy());
+    b.put_u32_le(metas.len() as u32);
+    for m in &metas {
+        b.put_u64_le(m.number);
+        b.put_u32_le(m.slots);
+        b.put_u32_le(m.capacity);
+        b.put_u32_le(m.count);
+        b.put_i64_le(m.begin_ts);
+        b.put_i64_le(m.end_ts);
+        b.put_u64_le(m.begin_phy);
+        b.put_u64_le(m.end_phy);
+    }
     b.put_u32_le(st.topics.len() as u32);
     for t in st.topics.values() {
         admin::put_string(&mut b, &t.name);
@@ -948,6 +1101,7 @@ fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
     for ((t, q), f) in &st.queues {
         admin::put_string(&mut b, t);
         b.put_i32_le(*q);
+        b.put_u64_le(f.min);
         b.put_u64_le(f.count);
     }
     b.put_u32_le(st.delay_progress.len() as u32);
@@ -969,30 +1123,72 @@ fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
     };
     write().map_err(|e| Error::io(format!("write {}", path.display()), e))?;
     st.checkpointed = st.applied;
+    st.trimmed = false;
     st.last_checkpoint = Instant::now();
     Ok(())
 }
 
-fn empty_state(dir: &Path) -> Result<State> {
-    let _ = std::fs::remove_dir_all(dir.join("consumequeue"));
-    let _ = std::fs::remove_dir_all(dir.join("index"));
-    let _ = std::fs::remove_file(dir.join("checkpoint"));
-    let index = KeyIndex::open(&dir.join("index"), 0)?.expect("an empty index opens");
-    Ok(State {
+/// What a checkpoint holds.
+struct Saved {
+    version: u16,
+    applied: u64,
+    index_min_phy: u64,
+    index: Vec<IndexMeta>,
+    topics: BTreeMap<String, TopicConfig>,
+    offsets: BTreeMap<(String, String, i32), u64>,
+    /// (topic, queue id, min, count).
+    queues: Vec<(String, i32, u64, u64)>,
+    delay_progress: BTreeMap<i32, u64>,
+}
+
+fn new_state(index: KeyIndex) -> State {
+    State {
         applied: 0,
         topics: BTreeMap::new(),
         offsets: BTreeMap::new(),
-        queues: HashMap::new(),
+        queues: FxHashMap::default(),
         index,
         delay_progress: BTreeMap::new(),
         last_checkpoint: Instant::now(),
         checkpointed: 0,
-    })
+        rebuild_through: 0,
+        first_retained: (0, 0),
+        last_retention_check: Instant::now(),
+        trimmed: false,
+    }
 }
 
-/// Loads the checkpoint and the files it names; anything missing or damaged starts
-/// from an empty state, which the dispatch thread rebuilds from the log.
-fn load_state(dir: &Path) -> Result<State> {
+fn empty_state(dir: &Path, config: &BrokerConfig) -> Result<State> {
+    let _ = std::fs::remove_dir_all(dir.join("consumequeue"));
+    let _ = std::fs::remove_file(dir.join("checkpoint"));
+    let index = KeyIndex::create(&dir.join("index"), config.index_slots, config.index_entries)?;
+    Ok(new_state(index))
+}
+
+/// The checkpoint's tables kept, consume queues and index rebuilt from the log: each
+/// queue restarts empty at its checkpointed length (a queue whose messages all went
+/// with retention keeps its offsets), and the replay up to the checkpoint's index
+/// touches only them.
+fn rebuild_state(dir: &Path, config: &BrokerConfig, saved: Saved) -> Result<State> {
+    let _ = std::fs::remove_dir_all(dir.join("consumequeue"));
+    let index = KeyIndex::create(&dir.join("index"), config.index_slots, config.index_entries)?;
+    let mut st = new_state(index);
+    for (t, q, _, count) in saved.queues {
+        if let Some(f) = QueueFile::open(&cq::queue_dir(dir, &t, q), count, count)? {
+            st.queues.insert((t, q), f);
+        }
+    }
+    st.topics = saved.topics;
+    st.offsets = saved.offsets;
+    st.delay_progress = saved.delay_progress;
+    st.rebuild_through = saved.applied;
+    Ok(st)
+}
+
+/// Loads the checkpoint and the files it names. Missing or short consume queue or index
+/// files keep the checkpoint's tables and rebuild the rest from the log; a missing or
+/// damaged checkpoint rebuilds everything.
+fn load_state(dir: &Path, config: &BrokerConfig) -> Result<State> {
     let path = dir.join("checkpoint");
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -1001,27 +1197,68 @@ fn load_state(dir: &Path) -> Result<State> {
                 "{}: no broker checkpoint; rebuilding from the log",
                 dir.display()
             );
-            return empty_state(dir);
+            return empty_state(dir, config);
         }
         Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
     };
-    match parse_checkpoint(dir, &bytes) {
-        Ok(Some(st)) => Ok(st),
-        Ok(None) => {
-            log::warn!(
-                "{}: consume queue or index files are missing or short; rebuilding from the log",
-                dir.display()
-            );
-            empty_state(dir)
-        }
+    let saved = match parse_checkpoint(&bytes) {
+        Ok(saved) => saved,
         Err(err) => {
             log::warn!("{}: {err}; rebuilding from the log", path.display());
-            empty_state(dir)
+            return empty_state(dir, config);
+        }
+    };
+    if saved.version == 1 {
+        log::info!(
+            "{}: a version 1 checkpoint; rebuilding the consume queues and index from the log",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir_all(dir.join("index"));
+        return rebuild_state(dir, config, saved);
+    }
+    match open_files(dir, config, &saved)? {
+        Some(st) => Ok(st),
+        None => {
+            log::warn!(
+                "{}: consume queue or index files are missing or short; rebuilding them from the log",
+                dir.display()
+            );
+            rebuild_state(dir, config, saved)
         }
     }
 }
 
-fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
+fn open_files(dir: &Path, config: &BrokerConfig, saved: &Saved) -> Result<Option<State>> {
+    let mut queues = FxHashMap::default();
+    for (t, q, min, count) in &saved.queues {
+        match QueueFile::open(&cq::queue_dir(dir, t, *q), *min, *count)? {
+            Some(f) => {
+                queues.insert((t.clone(), *q), f);
+            }
+            None => return Ok(None),
+        }
+    }
+    let Some(index) = KeyIndex::open(
+        &dir.join("index"),
+        config.index_slots,
+        config.index_entries,
+        &saved.index,
+        saved.index_min_phy,
+    )?
+    else {
+        return Ok(None);
+    };
+    let mut st = new_state(index);
+    st.applied = saved.applied;
+    st.checkpointed = saved.applied;
+    st.topics = saved.topics.clone();
+    st.offsets = saved.offsets.clone();
+    st.queues = queues;
+    st.delay_progress = saved.delay_progress.clone();
+    Ok(Some(st))
+}
+
+fn parse_checkpoint(b: &[u8]) -> Result<Saved> {
     if b.len() < 4 {
         return Err(Error::corrupt("checkpoint too short"));
     }
@@ -1030,11 +1267,36 @@ fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
         return Err(Error::corrupt("checkpoint CRC mismatch"));
     }
     let mut r = admin::Cur { b: body, at: 0 };
-    if r.u32()? != CHECKPOINT_MAGIC || r.u16()? != 1 {
+    if r.u32()? != CHECKPOINT_MAGIC {
         return Err(Error::corrupt("not a broker checkpoint"));
     }
+    let version = r.u16()?;
+    if version != 1 && version != CHECKPOINT_VERSION {
+        return Err(Error::corrupt(format!(
+            "broker checkpoint version {version} is not known"
+        )));
+    }
     let applied = r.u64()?;
-    let index_len = r.u64()?;
+    let mut index = Vec::new();
+    let index_min_phy = if version == 1 {
+        r.u64()?; // the length of index/keys
+        0
+    } else {
+        let min = r.u64()?;
+        for _ in 0..r.u32()? {
+            index.push(IndexMeta {
+                number: r.u64()?,
+                slots: r.u32()?,
+                capacity: r.u32()?,
+                count: r.u32()?,
+                begin_ts: r.i64()?,
+                end_ts: r.i64()?,
+                begin_phy: r.u64()?,
+                end_phy: r.u64()?,
+            });
+        }
+        min
+    };
     let mut topics = BTreeMap::new();
     for _ in 0..r.u32()? {
         let t = TopicConfig {
@@ -1050,34 +1312,27 @@ fn parse_checkpoint(dir: &Path, b: &[u8]) -> Result<Option<State>> {
         let k = (r.str()?, r.str()?, r.i32()?);
         offsets.insert(k, r.u64()?);
     }
-    let mut queues = HashMap::new();
+    let mut queues = Vec::new();
     for _ in 0..r.u32()? {
-        let (t, q, count) = (r.str()?, r.i32()?, r.u64()?);
-        match QueueFile::open(&cq::queue_dir(dir, &t, q), count)? {
-            Some(f) => {
-                queues.insert((t, q), f);
-            }
-            None => return Ok(None),
-        }
+        let (t, q) = (r.str()?, r.i32()?);
+        let min = if version == 1 { 0 } else { r.u64()? };
+        queues.push((t, q, min, r.u64()?));
     }
     let mut delay_progress = BTreeMap::new();
     for _ in 0..r.u32()? {
         let level = r.i32()?;
         delay_progress.insert(level, r.u64()?);
     }
-    let Some(index) = KeyIndex::open(&dir.join("index"), index_len)? else {
-        return Ok(None);
-    };
-    Ok(Some(State {
+    Ok(Saved {
+        version,
         applied,
+        index_min_phy,
+        index,
         topics,
         offsets,
         queues,
-        index,
         delay_progress,
-        last_checkpoint: Instant::now(),
-        checkpointed: applied,
-    }))
+    })
 }
 
 // ------------------------------------------------------------------ the work
@@ -1141,15 +1396,49 @@ impl Inner {
                 );
             }
             if had {
+                for q in st.queues.values_mut() {
+                    if let Err(err) = q.flush() {
+                        log::error!("broker dispatch: consume queue: {err}");
+                    }
+                }
                 self.applied_cv.notify_all();
             }
             if st.applied != st.checkpointed && st.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
             {
-                if let Err(err) = checkpoint(&self.dir, &mut st) {
-                    log::warn!("broker checkpoint: {err}");
+                match checkpoint(&self.dir, &mut st) {
+                    Ok(()) => self.group.hold_retention(st.checkpointed + 1),
+                    Err(err) => log::warn!("broker checkpoint: {err}"),
                 }
             }
+            if st.last_retention_check.elapsed() >= RETENTION_CHECK_INTERVAL {
+                st.last_retention_check = Instant::now();
+                drop(st);
+                self.follow_retention();
+            }
         }
+    }
+
+    /// When retention deleted segments, moves the queues' min offsets and the index
+    /// past the messages they held.
+    fn follow_retention(&self) {
+        let Ok(first) = self.group.status().map(|s| s.first_index) else {
+            return;
+        };
+        let seen = match self.lock_state() {
+            Ok(st) => st.first_retained.0,
+            Err(_) => return,
+        };
+        if first <= seen.max(1) {
+            return;
+        }
+        let Ok((_, meta)) = self.group.read_local(first) else {
+            return;
+        };
+        if let Ok(mut st) = self.lock_state() {
+            st.trim(&self.dir, first, meta.pos);
+            self.group.hold_retention(st.checkpointed + 1);
+        }
+        self.applied_cv.notify_all();
     }
 
     fn wait_applied(&self, index: u64, timeout: Duration) -> Result<()> {
@@ -1173,6 +1462,18 @@ impl Inner {
                 .0;
         }
         Ok(())
+    }
+
+    /// Whether retention deleted the log position `offset` (below the group's first
+    /// retained entry).
+    fn below_first_retained(&self, offset: u64) -> bool {
+        let Ok(first) = self.group.status().map(|s| s.first_index) else {
+            return false;
+        };
+        match self.group.read_local(first) {
+            Ok((_, meta)) => offset < meta.pos,
+            Err(_) => false,
+        }
     }
 
     /// Reads the message whose record is at `offset`; `None` if no message is there.
@@ -1215,7 +1516,7 @@ impl Inner {
         }
         let (applied, mut next) = {
             let st = self.lock_state()?;
-            let next: HashMap<QueueKey, u64> = st
+            let next: FxHashMap<QueueKey, u64> = st
                 .queues
                 .iter()
                 .map(|(k, q)| (k.clone(), q.count))
@@ -1313,15 +1614,23 @@ impl Inner {
                 return Ok(Dedup::Handled);
             }
         }
-        let hits = self.lock_state()?.index.by_uniq(uniq).to_vec();
-        for hit in hits.iter().rev() {
-            if hit.store_timestamp.saturating_add(window) < now {
+        let since = now.saturating_sub(window + 1000);
+        let hits = self
+            .lock_state()?
+            .index
+            .hits(index::KIND_UNIQ, "", uniq, since)?;
+        for hit in hits {
+            // Index times are to the second.
+            if hit.store_timestamp.saturating_add(window + 999) < now {
                 continue;
             }
             let Some(view) = self.read_message(hit.commitlog_offset)? else {
                 continue;
             };
-            if view.decoded.property(delay::DELAY_FROM).is_some() {
+            if view.decoded.uniq_key() != Some(uniq)
+                || view.decoded.store_timestamp.saturating_add(window) < now
+                || view.decoded.property(delay::DELAY_FROM).is_some()
+            {
                 continue;
             }
             let r = result_of(&view);
@@ -1399,7 +1708,7 @@ impl Inner {
         &self,
         kind: EntryKind,
         body_len: usize,
-        make: Arc<dyn Fn(EntryPlace, &mut HashMap<QueueKey, u64>) -> Result<Bytes> + Send + Sync>,
+        make: Arc<dyn Fn(EntryPlace, &mut FxHashMap<QueueKey, u64>) -> Result<Bytes> + Send + Sync>,
         done: crate::engine::AppendCallback,
     ) -> Result<()> {
         let done = Arc::new(Mutex::new(Some(done)));
@@ -1601,9 +1910,10 @@ impl Inner {
         }
         let queue_id = if m.queue_id < 0 {
             let mut rr = self.round_robin.lock().map_err(|_| poisoned())?;
-            let n = rr
-                .entry(t.name.clone())
-                .or_insert_with(|| fastrand::u32(..));
+            if !rr.contains_key(&t.name) {
+                rr.insert(t.name.clone(), fastrand::u32(..));
+            }
+            let n = rr.get_mut(&t.name).expect("inserted above");
             *n = n.wrapping_add(1);
             (*n % t.write_queue_nums as u32) as i32
         } else {
@@ -1668,12 +1978,28 @@ impl Inner {
         let key: QueueKey = (record_topic, record_queue);
         let assigned = Arc::new(Mutex::new((0u64, 0u64)));
         let assigned2 = Arc::clone(&assigned);
+        // Stamped in place: the record is built once and moved into the entry.
+        let cell = Mutex::new(Some(encoded));
         let make = Arc::new(
-            move |place: EntryPlace, next: &mut HashMap<QueueKey, u64>| {
-                let n = next.entry(key.clone()).or_insert(0);
-                let qo = *n;
-                *n += 1;
-                let mut b = BytesMut::from(&encoded[..]);
+            move |place: EntryPlace, next: &mut FxHashMap<QueueKey, u64>| {
+                let qo = match next.get_mut(&key) {
+                    Some(n) => n,
+                    None => next.entry(key.clone()).or_insert(0),
+                };
+                let n = *qo;
+                *qo += 1;
+                let qo = n;
+                let mut b = match cell.lock().ok().and_then(|mut c| c.take()) {
+                    Some(rec) => rec
+                        .try_into_mut()
+                        .unwrap_or_else(|rec| BytesMut::from(&rec[..])),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Panic,
+                            "a message record was stamped twice",
+                        ))
+                    }
+                };
                 record::stamp_offsets(&mut b, qo as i64, place.body_pos as i64);
                 if let Ok(mut a) = assigned2.lock() {
                     *a = (qo, place.body_pos);
@@ -1762,8 +2088,7 @@ impl Inner {
                     ));
                 }
                 check_queue(t, queue_id)?;
-                let count = st.queues.get(&key).map_or(0, |q| q.count);
-                let min = 0;
+                let (min, count) = st.queues.get(&key).map_or((0, 0), |q| (q.min, q.count));
                 if offset < min {
                     return Ok(PullResult {
                         messages: Vec::new(),
@@ -1813,12 +2138,20 @@ impl Inner {
                 continue;
             }
             let Some(view) = self.read_message(unit.commitlog_offset as u64)? else {
-                log::warn!(
-                    "{topic}:{queue_id} offset {}: no message at commitlog offset {}",
+                if self.below_first_retained(unit.commitlog_offset as u64) {
+                    // Gone with retention; the min offset follows within 100 ms.
+                    continue;
+                }
+                // Not readable here yet (after a restart this member's commit index may
+                // trail its broker checkpoint until the leader is heard): the next pull
+                // starts at this unit again, so nothing is skipped.
+                log::debug!(
+                    "{topic}:{queue_id} offset {}: the message at commitlog offset {} is not readable yet",
                     next - 1,
                     unit.commitlog_offset
                 );
-                continue;
+                next -= 1;
+                break;
             };
             if filter.matches(view.tags()) {
                 messages.push(view);

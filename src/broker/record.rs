@@ -242,6 +242,15 @@ impl MessageRecord {
     /// returns it and its TOTALSIZE. Every length is checked; a BODYCRC mismatch, a bad
     /// magic or a TOTALSIZE that disagrees with the fields is `Corrupt`. Never panics.
     pub fn decode(b: &[u8]) -> Result<(MessageRecord, usize)> {
+        Self::decode_in(b, None)
+    }
+
+    /// As [`MessageRecord::decode`], the body a slice of `b` rather than a copy.
+    pub fn decode_shared(b: &Bytes) -> Result<(MessageRecord, usize)> {
+        Self::decode_in(b, Some(b))
+    }
+
+    fn decode_in(b: &[u8], shared: Option<&Bytes>) -> Result<(MessageRecord, usize)> {
         let mut r = Reader { b, at: 0 };
         let total = r.i32()?;
         let magic = r.u32()?;
@@ -282,7 +291,12 @@ impl MessageRecord {
         if body_len < 0 {
             return Err(Error::corrupt(format!("negative body length {body_len}")));
         }
-        let body = Bytes::copy_from_slice(r.take(body_len as usize)?);
+        let body_at = r.at;
+        let body_bytes = r.take(body_len as usize)?;
+        let body = match shared {
+            Some(all) => all.slice(body_at..body_at + body_bytes.len()),
+            None => Bytes::copy_from_slice(body_bytes),
+        };
         let topic_len = if v2 {
             r.i16()? as i32
         } else {
@@ -426,6 +440,113 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The fields the dispatch step needs, borrowed from an encoded record: no body copy,
+/// no allocation, and no BODYCRC check (the log entry's CRC32C covers these bytes;
+/// [`MessageRecord::decode`] checks BODYCRC wherever a message is read back).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHead<'a> {
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub physical_offset: i64,
+    pub store_timestamp: i64,
+    pub topic: &'a str,
+    pub properties: &'a str,
+    /// TOTALSIZE.
+    pub size: usize,
+}
+
+impl<'a> RecordHead<'a> {
+    /// Parses the record at the start of `b`; every length is checked, as in
+    /// [`MessageRecord::decode`].
+    pub fn parse(b: &'a [u8]) -> Result<RecordHead<'a>> {
+        let mut r = Reader { b, at: 0 };
+        let total = r.i32()?;
+        let magic = r.u32()?;
+        let v2 = match magic {
+            MAGIC_V1 => false,
+            MAGIC_V2 => true,
+            other => return Err(Error::corrupt(format!("illegal magic code {other:#010x}"))),
+        };
+        if total < 0 || total as usize > b.len() {
+            return Err(Error::corrupt(format!(
+                "TOTALSIZE {total} exceeds the {} bytes there",
+                b.len()
+            )));
+        }
+        let total = total as usize;
+        let mut r = Reader {
+            b: &b[..total],
+            at: 8,
+        };
+        r.u32()?; // BODYCRC
+        let queue_id = r.i32()?;
+        r.i32()?; // FLAG
+        let queue_offset = r.i64()?;
+        let physical_offset = r.i64()?;
+        let sys_flag = r.i32()?;
+        r.i64()?; // BORNTIMESTAMP
+        r.host(sys_flag & sysflag::BORNHOST_V6 != 0)?;
+        let store_timestamp = r.i64()?;
+        r.host(sys_flag & sysflag::STOREHOST_V6 != 0)?;
+        r.i32()?; // RECONSUMETIMES
+        r.i64()?; // PREPAREDTRANSACTIONOFFSET
+        let body_len = r.i32()?;
+        if body_len < 0 {
+            return Err(Error::corrupt(format!("negative body length {body_len}")));
+        }
+        r.take(body_len as usize)?;
+        let topic_len = if v2 {
+            r.i16()? as i32
+        } else {
+            r.take(1)?[0] as i8 as i32
+        };
+        if topic_len < 0 {
+            return Err(Error::corrupt(format!("negative topic length {topic_len}")));
+        }
+        let topic = std::str::from_utf8(r.take(topic_len as usize)?)
+            .map_err(|_| Error::corrupt("topic is not UTF-8"))?;
+        let props_len = r.i16()?;
+        if props_len < 0 {
+            return Err(Error::corrupt(format!(
+                "negative properties length {props_len}"
+            )));
+        }
+        let properties = std::str::from_utf8(r.take(props_len as usize)?)
+            .map_err(|_| Error::corrupt("properties are not UTF-8"))?;
+        if r.at != total {
+            return Err(Error::corrupt(format!(
+                "TOTALSIZE {total} but the fields end at {}",
+                r.at
+            )));
+        }
+        Ok(RecordHead {
+            queue_id,
+            queue_offset,
+            physical_offset,
+            store_timestamp,
+            topic,
+            properties,
+            size: total,
+        })
+    }
+
+    pub fn property(&self, name: &str) -> Option<&'a str> {
+        property(self.properties, name)
+    }
+
+    pub fn tags(&self) -> Option<&'a str> {
+        self.property(prop::TAGS)
+    }
+
+    pub fn keys(&self) -> Option<&'a str> {
+        self.property(prop::KEYS)
+    }
+
+    pub fn uniq_key(&self) -> Option<&'a str> {
+        self.property(prop::UNIQ_KEY)
+    }
+}
+
 /// A bounds-checked big-endian reader.
 struct Reader<'a> {
     b: &'a [u8],
@@ -510,13 +631,16 @@ mod tests {
         let (back, n) = MessageRecord::decode(&b).unwrap();
         assert_eq!(n, b.len());
         assert_eq!(back.born_host, rec.born_host);
+        assert_eq!(RecordHead::parse(&b).unwrap().size, b.len());
         for cut in 0..b.len() {
             assert!(MessageRecord::decode(&b[..cut]).is_err());
+            assert!(RecordHead::parse(&b[..cut]).is_err());
         }
         for i in 0..b.len() {
             let mut c = b.to_vec();
             c[i] ^= 0x80;
             let _ = MessageRecord::decode(&c);
+            let _ = RecordHead::parse(&c);
         }
     }
 }

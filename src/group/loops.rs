@@ -93,37 +93,56 @@ impl Member {
             && st.retention_hour != Some(unix_hours)
         {
             st.retention_hour = Some(unix_hours);
-            // Never delete what a member may still need: on the leader the slowest
-            // member's match point, elsewhere the commit index.
-            let keep_from = if st.core.is_leader() {
-                st.core
-                    .progress
-                    .iter()
-                    .map(|p| p.match_index)
-                    .min()
-                    .unwrap_or(0)
-                    + 1
-            } else {
-                st.core.commit_index + 1
-            };
-            let keep_from = keep_from.min(st.core.commit_index + 1);
-            match st
-                .store
-                .apply_retention(self.config.file_reserved_hours, keep_from)
-            {
-                Ok(0) => {}
-                Ok(n) => log::info!(
-                    "{}/{}: retention deleted {n} segment(s)",
-                    self.config.group,
-                    self.config.self_id
-                ),
-                Err(err) => log::warn!(
-                    "{}/{}: retention failed: {err}",
-                    self.config.group,
-                    self.config.self_id
-                ),
-            }
+            let _ = self.retain(&mut st, self.config.file_reserved_hours);
         }
+    }
+
+    /// Deletes segments older than `file_reserved_hours` that no member and no reader
+    /// above the group (`hold_retention`) still needs; returns how many.
+    fn retain(&self, st: &mut MemberState, file_reserved_hours: u64) -> crate::Result<usize> {
+        // Never delete what a member may still need: on the leader the slowest
+        // member's match point, elsewhere the commit index.
+        let keep_from = if st.core.is_leader() {
+            st.core
+                .progress
+                .iter()
+                .map(|p| p.match_index)
+                .min()
+                .unwrap_or(0)
+                + 1
+        } else {
+            st.core.commit_index + 1
+        };
+        let keep_from = keep_from
+            .min(st.core.commit_index + 1)
+            .min(self.retention_keep_from.load(Ordering::Acquire));
+        let r = st.store.apply_retention(file_reserved_hours, keep_from);
+        match &r {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "{}/{}: retention deleted {n} segment(s)",
+                self.config.group,
+                self.config.self_id
+            ),
+            Err(err) => log::warn!(
+                "{}/{}: retention failed: {err}",
+                self.config.group,
+                self.config.self_id
+            ),
+        }
+        r
+    }
+
+    /// Keeps every entry from `keep_from` on through retention (`u64::MAX`: no hold).
+    pub fn hold_retention(&self, keep_from: u64) {
+        self.retention_keep_from.store(keep_from, Ordering::Release);
+    }
+
+    /// Runs retention now, as at `deleteWhen`, with `file_reserved_hours` in place of
+    /// `fileReservedTime`; returns the segments deleted.
+    pub fn apply_retention_now(&self, file_reserved_hours: u64) -> crate::Result<usize> {
+        let mut st = self.lock()?;
+        self.retain(&mut st, file_reserved_hours)
     }
 
     /// EntryDispatcher: one push to `peer` if the core has one due; returns whether one

@@ -151,6 +151,9 @@ pub struct Member {
     bell: Arc<AckBell>,
     role_listener: Mutex<Option<RoleListener>>,
     appends_total: AtomicU64,
+    /// Retention keeps every entry from this index on (a reader of the log above the
+    /// group, such as the broker, that has not yet checkpointed past it); `u64::MAX`: none.
+    retention_keep_from: AtomicU64,
     counters: AtomicCounters,
     closed: AtomicBool,
     /// Serves `ClientAppendIdempotent`; set by the `Group` that owns the producer table.
@@ -282,6 +285,7 @@ impl Member {
                 bell,
                 role_listener: Mutex::new(None),
                 appends_total: AtomicU64::new(0),
+                retention_keep_from: AtomicU64::new(u64::MAX),
                 counters: AtomicCounters::default(),
                 closed: AtomicBool::new(false),
                 idempotent: std::sync::OnceLock::new(),
