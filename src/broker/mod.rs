@@ -335,6 +335,9 @@ struct Inner {
     dedup: Arc<Mutex<DedupMap>>,
     ids: ids::UniqIds,
     closing: AtomicBool,
+    /// The old log below this member's own (an upgrade in place), its messages at their
+    /// original offsets; the member's log maps to offsets from its divide on.
+    old: Option<Arc<crate::upgrade::OldStore>>,
 }
 
 /// A RocketMQ broker's store over one group member. See the module doc for the contract.
@@ -428,7 +431,11 @@ impl Broker {
         let dir = group.config().member_dir().join("broker");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let state = load_state(&dir)?;
+        let old = crate::upgrade::attach(&group, &dir)?;
+        let mut state = load_state(&dir)?;
+        if let Some(old) = &old {
+            seed_old(&dir, &mut state, old, &config.delay_levels_ms)?;
+        }
         log::info!(
             "{}/{}: broker state covers log index {}",
             group.group_name(),
@@ -454,6 +461,7 @@ impl Broker {
             dedup: Arc::new(Mutex::new(HashMap::new())),
             ids,
             closing: AtomicBool::new(false),
+            old,
         });
         let broker = Broker {
             inner: Arc::clone(&inner),
@@ -812,13 +820,12 @@ impl State {
         delay_levels: &[u64],
         kind: EntryKind,
         body: &Bytes,
-        pos: u64,
+        body_pos: u64,
         index: u64,
     ) {
         match kind {
             EntryKind::Message => match MessageRecord::decode(body) {
                 Ok((rec, size)) => {
-                    let body_pos = pos + crate::store::ENTRY_HEADER_SIZE as u64;
                     if rec.physical_offset as u64 != body_pos {
                         log::warn!(
                             "entry {index}: record says commitlog offset {} but sits at {body_pos}",
@@ -1136,7 +1143,7 @@ impl Inner {
                     &self.config.delay_levels_ms,
                     entry.kind,
                     &entry.body,
-                    meta.pos,
+                    self.commitlog_offset(meta.pos),
                     entry.index,
                 );
             }
@@ -1177,10 +1184,19 @@ impl Inner {
 
     /// Reads the message whose record is at `offset`; `None` if no message is there.
     fn read_message(&self, offset: u64) -> Result<Option<MessageView>> {
-        match self.group.read_committed_at(offset) {
+        if let Some(old) = self.old.as_ref().filter(|o| offset < o.log.divided()) {
+            return match old.log.read(offset)? {
+                Some(record) => Ok(Some(MessageView::from_record(0, record)?)),
+                None => Ok(None),
+            };
+        }
+        let Some(pos) = offset.checked_sub(self.commitlog_base()) else {
+            return Ok(None);
+        };
+        match self.group.read_committed_at(pos) {
             Ok((entry, meta))
                 if entry.kind == EntryKind::Message
-                    && meta.pos + crate::store::ENTRY_HEADER_SIZE as u64 == offset =>
+                    && self.commitlog_offset(meta.pos) == offset =>
             {
                 Ok(Some(MessageView::from_record(entry.index, entry.body)?))
             }
@@ -1668,15 +1684,17 @@ impl Inner {
         let key: QueueKey = (record_topic, record_queue);
         let assigned = Arc::new(Mutex::new((0u64, 0u64)));
         let assigned2 = Arc::clone(&assigned);
+        let base = self.commitlog_base();
         let make = Arc::new(
             move |place: EntryPlace, next: &mut HashMap<QueueKey, u64>| {
                 let n = next.entry(key.clone()).or_insert(0);
                 let qo = *n;
                 *n += 1;
                 let mut b = BytesMut::from(&encoded[..]);
-                record::stamp_offsets(&mut b, qo as i64, place.body_pos as i64);
+                let offset = base + place.body_pos;
+                record::stamp_offsets(&mut b, qo as i64, offset as i64);
                 if let Ok(mut a) = assigned2.lock() {
-                    *a = (qo, place.body_pos);
+                    *a = (qo, offset);
                 }
                 Ok(b.freeze())
             },
@@ -2069,4 +2087,87 @@ impl Inner {
         self.put(&m, Box::new(move |r| filler.fill(r)), timeout, None, false)?;
         slot.wait(timeout, "the sent-back message")
     }
+}
+
+// ------------------------------------------------------------------ upgrade in place
+
+impl Inner {
+    /// Commitlog offset of the member log's position 0: the old log's divide, or 0.
+    fn commitlog_base(&self) -> u64 {
+        self.old.as_ref().map_or(0, |o| o.log.divided())
+    }
+
+    /// The commitlog offset of the record in the entry at log position `pos`.
+    fn commitlog_offset(&self, pos: u64) -> u64 {
+        self.commitlog_base() + pos + crate::store::ENTRY_HEADER_SIZE as u64
+    }
+}
+
+/// Puts the old log's messages (in offset order) into a state that holds nothing yet,
+/// as if they were the log's first entries: their consume queues (queue offsets as
+/// stored; a queue starting above 0 is filled with RocketMQ's pre-blank units), the key
+/// index, then topics (config/topics.json, plus any topic the log has and it lacks),
+/// consumer offsets and delay progress. Every member does the same over the same old log.
+fn seed_old(
+    dir: &Path,
+    st: &mut State,
+    old: &crate::upgrade::OldStore,
+    delay_levels: &[u64],
+) -> Result<()> {
+    if st.applied != 0 || !st.queues.is_empty() || !st.topics.is_empty() {
+        return Ok(());
+    }
+    for m in old.log.messages() {
+        if !m.in_consume_queue() {
+            continue;
+        }
+        let key = (m.topic.clone(), m.queue_id);
+        if !st.queues.contains_key(&key) {
+            let q = QueueFile::open(&cq::queue_dir(dir, &m.topic, m.queue_id), 0)?
+                .expect("an empty queue always opens");
+            st.queues.insert(key.clone(), q);
+        }
+        let q = st.queues.get_mut(&key).expect("inserted above");
+        while (q.count as i64) < m.queue_offset {
+            // RocketMQ's pre-blank is (0, Integer.MAX_VALUE, 0); offset 0 may be a
+            // message of the old log here, so the unit points nowhere instead.
+            q.push(Unit {
+                commitlog_offset: i64::MAX,
+                size: i32::MAX,
+                tags_code: 0,
+            })?;
+        }
+        let Some(record) = old.log.read(m.offset)? else {
+            return Err(Error::corrupt(format!(
+                "old log {}: no record at offset {}",
+                old.dir.display(),
+                m.offset
+            )));
+        };
+        st.apply(dir, delay_levels, EntryKind::Message, &record, m.offset, 0);
+    }
+    for t in &old.topics {
+        st.topics.insert(t.name.clone(), t.clone());
+    }
+    let mut seen: BTreeMap<String, i32> = BTreeMap::new();
+    for (t, q) in st.queues.keys() {
+        let n = seen.entry(t.clone()).or_insert(0);
+        *n = (*n).max(q + 1);
+    }
+    for (name, n) in seen {
+        st.topics.entry(name.clone()).or_insert(TopicConfig {
+            name,
+            read_queue_nums: n,
+            write_queue_nums: n,
+            perm: topic::PERM_READ | topic::PERM_WRITE,
+        });
+    }
+    for (g, t, q, o) in &old.consumer_offsets {
+        st.offsets.insert((g.clone(), t.clone(), *q), *o);
+    }
+    for (level, o) in &old.delay_offsets {
+        st.delay_progress.insert(*level, *o);
+    }
+    st.applied = 0;
+    Ok(())
 }

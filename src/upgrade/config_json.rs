@@ -10,6 +10,7 @@ use std::path::Path;
 
 pub const TOPICS: &str = "topics.json";
 pub const CONSUMER_OFFSETS: &str = "consumerOffset.json";
+pub const DELAY_OFFSETS: &str = "delayOffset.json";
 
 /// Whether `dir` holds either file (or its .bak).
 pub fn has_config(dir: &Path) -> bool {
@@ -126,6 +127,31 @@ pub fn consumer_offsets(dir: &Path) -> Result<Vec<(String, String, i32, u64)>> {
                 .ok_or_else(|| bad(&path, format!("{key} queue {q}: offset {off} is not >= 0")))?;
             out.push((group.to_string(), topic.to_string(), q, o as u64));
         }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Progress of delayed messages in `delayOffset.json`: (delay level, next offset of the
+/// schedule queue `level - 1` to deliver).
+pub fn delay_offsets(dir: &Path) -> Result<Vec<(i32, u64)>> {
+    let path = dir.join(DELAY_OFFSETS);
+    let Some(v) = load(dir, DELAY_OFFSETS)? else {
+        return Ok(Vec::new());
+    };
+    let Some(table) = v.get("offsetTable").and_then(Value::as_object) else {
+        return Err(bad(&path, "no offsetTable object".to_string()));
+    };
+    let mut out = Vec::new();
+    for (level, off) in table {
+        let l: i32 = level
+            .trim()
+            .parse()
+            .map_err(|_| bad(&path, format!("delay level {level:?} is not a number")))?;
+        let o = json::as_i64(off)
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| bad(&path, format!("level {l}: offset {off} is not >= 0")))?;
+        out.push((l, o as u64));
     }
     out.sort();
     Ok(out)

@@ -144,6 +144,8 @@ pub struct OldStore {
     pub topics: Vec<TopicConfig>,
     /// From config/consumerOffset.json: (consumer group, topic, queue id, offset).
     pub consumer_offsets: Vec<(String, String, i32, u64)>,
+    /// From config/delayOffset.json: (delay level, next schedule queue offset).
+    pub delay_offsets: Vec<(i32, u64)>,
     /// The config directory read, if any.
     pub config_dir: Option<PathBuf>,
 }
@@ -157,15 +159,20 @@ impl OldStore {
             .iter()
             .find(|d| config_json::has_config(d))
             .cloned();
-        let (topics, consumer_offsets) = match &config_dir {
-            Some(d) => (config_json::topics(d)?, config_json::consumer_offsets(d)?),
-            None => (Vec::new(), Vec::new()),
+        let (topics, consumer_offsets, delay_offsets) = match &config_dir {
+            Some(d) => (
+                config_json::topics(d)?,
+                config_json::consumer_offsets(d)?,
+                config_json::delay_offsets(d)?,
+            ),
+            None => (Vec::new(), Vec::new(), Vec::new()),
         };
         Ok(OldStore {
             log: Box::new(log),
             dir: commitlog_dir.to_path_buf(),
             topics,
             consumer_offsets,
+            delay_offsets,
             config_dir,
         })
     }
