@@ -30,6 +30,15 @@ struct Members {
 impl Members {
     /// `old_stores[i]` is copied to `<dir>/old<i>` (a store root) for member i.
     fn start(old_stores: &[&Path]) -> Members {
+        let mut m = Members::new(old_stores);
+        for i in 0..m.members.len() {
+            m.restart(i);
+        }
+        m
+    }
+
+    /// As `start`, but no member is opened yet.
+    fn new(old_stores: &[&Path]) -> Members {
         init_logging();
         let dir = tempfile::tempdir().unwrap();
         let mut old = Vec::new();
@@ -39,16 +48,12 @@ impl Members {
             old.push(Some(to.join("commitlog")));
         }
         let n = old.len();
-        let mut m = Members {
+        Members {
             dir,
             ports: free_ports(n),
             old,
             members: (0..n).map(|_| None).collect(),
-        };
-        for i in 0..n {
-            m.restart(i);
         }
-        m
     }
 
     fn old_root(&self, i: usize) -> PathBuf {
@@ -438,4 +443,43 @@ fn a_member_refuses_an_old_log_below_messages_of_its_own_or_a_changed_one() {
     let err = own.open(0).err().expect("refused");
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.message().contains("already holds messages"), "{err}");
+}
+
+#[test]
+fn a_member_whose_old_log_differs_from_the_leader_s_refuses_to_serve() {
+    let (full, short) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_store(full.path(), 64 << 10, &messages(3000, 4), 4);
+    // A slave copy that missed the last messages: sound, but not the master's log.
+    write_store(short.path(), 64 << 10, &messages(2990, 4), 4);
+    let recs = old_records(&full.path().join("commitlog"));
+    let mut m = Members::new(&[full.path(), full.path(), short.path()]);
+    m.restart(0);
+    m.restart(1);
+    m.settle();
+    let l = m.leader();
+    let r = m.send(&Message::new("OrderTopic", "with two members").with_queue(0));
+    m.settle();
+    m.restart(2);
+    let err = wait_for("member 2 to refuse", || {
+        m.broker(2).view_by_id(&recs[0].offset_msg_id()).err()
+    });
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    for w in ["refusing to serve", "first differ in segment", "store diff"] {
+        assert!(err.message().contains(w), "'{w}' in: {err}");
+    }
+    let err = m
+        .broker(2)
+        .send(&Message::new("OrderTopic", "x"), Duration::from_secs(1))
+        .unwrap_err();
+    assert!(err.message().contains("refusing to serve"), "{err}");
+    // The two that agree keep serving, old and new.
+    assert_serves_old(m.broker(l), &recs);
+    assert!(m.broker(l).view_by_id(&r.offset_msg_id).is_ok());
+    // And the refusal holds across a restart.
+    m.stop(2);
+    let err = m.open(2).err().expect("refused at open");
+    assert!(
+        err.message().contains("refusing to serve") && err.message().contains("old-log.refused"),
+        "{err}"
+    );
 }

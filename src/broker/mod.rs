@@ -338,6 +338,10 @@ struct Inner {
     /// The old log below this member's own (an upgrade in place), its messages at their
     /// original offsets; the member's log maps to offsets from its divide on.
     old: Option<Arc<crate::upgrade::OldStore>>,
+    /// Why this member refuses to serve: its old log differs from the leader's.
+    old_refused: Mutex<Option<Error>>,
+    /// The term in which this member, as leader, offered its old-log digest.
+    old_offered_term: Mutex<u64>,
 }
 
 /// A RocketMQ broker's store over one group member. See the module doc for the contract.
@@ -462,6 +466,8 @@ impl Broker {
             ids,
             closing: AtomicBool::new(false),
             old,
+            old_refused: Mutex::new(None),
+            old_offered_term: Mutex::new(0),
         });
         let broker = Broker {
             inner: Arc::clone(&inner),
@@ -911,6 +917,8 @@ impl State {
                         self.offsets.insert((group.clone(), t, q), o);
                     }
                 }
+                // Compared by the dispatch thread (Inner::check_old_digest).
+                Ok(AdminOp::OldLogDigest(_)) => {}
                 Err(err) => log::error!("entry {index}: bad broker admin entry: {err}"),
             },
             EntryKind::Normal | EntryKind::Noop | EntryKind::Idempotent => {}
@@ -1101,6 +1109,7 @@ impl Inner {
     /// The dispatch thread: applies committed entries in order, checkpoints.
     fn dispatch_loop(&self) {
         while !self.closing() {
+            self.offer_old_digest();
             let from = match self.lock_state() {
                 Ok(st) => st.applied + 1,
                 Err(_) => return,
@@ -1137,6 +1146,9 @@ impl Inner {
             for (entry, meta) in batch {
                 if entry.index != st.applied + 1 {
                     continue;
+                }
+                if entry.kind == EntryKind::BrokerAdmin {
+                    self.check_old_digest(&entry.body, entry.index);
                 }
                 st.apply(
                     &self.dir,
@@ -1184,6 +1196,7 @@ impl Inner {
 
     /// Reads the message whose record is at `offset`; `None` if no message is there.
     fn read_message(&self, offset: u64) -> Result<Option<MessageView>> {
+        self.check_old_refused()?;
         if let Some(old) = self.old.as_ref().filter(|o| offset < o.log.divided()) {
             return match old.log.read(offset)? {
                 Some(record) => Ok(Some(MessageView::from_record(0, record)?)),
@@ -1513,6 +1526,7 @@ impl Inner {
         delivered_from: Option<(i32, u64)>,
         dedup: bool,
     ) -> Result<()> {
+        self.check_old_refused()?;
         topic::validate_topic(&m.topic, true)?;
         if m.topic == topic::SCHEDULE_TOPIC {
             return Err(Error::new(
@@ -2100,6 +2114,90 @@ impl Inner {
     /// The commitlog offset of the record in the entry at log position `pos`.
     fn commitlog_offset(&self, pos: u64) -> u64 {
         self.commitlog_base() + pos + crate::store::ENTRY_HEADER_SIZE as u64
+    }
+
+    /// As leader, once per term: replicates this member's old-log digest, so every
+    /// member compares its own old log with the leader's.
+    fn offer_old_digest(&self) {
+        let Some(old) = &self.old else {
+            return;
+        };
+        let Ok(status) = self.group.status() else {
+            return;
+        };
+        if status.role != Role::Leader {
+            return;
+        }
+        {
+            let Ok(mut t) = self.old_offered_term.lock() else {
+                return;
+            };
+            if *t == status.term {
+                return;
+            }
+            *t = status.term;
+        }
+        let body = AdminOp::OldLogDigest(Bytes::from(old.log.digest().encode())).encode();
+        let r = self.append_stamped(
+            EntryKind::BrokerAdmin,
+            body.len(),
+            Arc::new(move |_, _| Ok(body.clone())),
+            Box::new(|r| {
+                if let Err(e) = r {
+                    log::debug!("the old-log digest entry: {e}");
+                }
+            }),
+        );
+        if let Err(e) = r {
+            log::debug!("the old-log digest entry: {e}");
+            if let Ok(mut t) = self.old_offered_term.lock() {
+                *t = 0;
+            }
+        }
+    }
+
+    /// Compares a leader's old-log digest entry with this member's old log; on a
+    /// difference this member refuses to serve from then on (and at every open after,
+    /// through `<broker dir>/old-log.refused`).
+    fn check_old_digest(&self, body: &[u8], index: u64) {
+        let Ok(AdminOp::OldLogDigest(d)) = AdminOp::decode(body) else {
+            return;
+        };
+        let why = match (&self.old, crate::upgrade::OldLogDigest::decode(&d)) {
+            (_, Err(e)) => Some(format!("entry {index}: {e}")),
+            (None, Ok(leader)) => Some(format!(
+                "the leader serves an old log (offsets {}..{}, sha256 {}) and this member \
+                 has none (storePathCommitLog)",
+                leader.first,
+                leader.end,
+                leader.sha256_hex()
+            )),
+            (Some(old), Ok(leader)) => old.log.digest().first_difference(&leader),
+        };
+        if let Some(why) = why {
+            let err = Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "{}/{}: refusing to serve: {why}. Members must start from the same old \
+                     log: compare the copies with `rmqraft store diff`, repair this one with \
+                     `rmqraft store align`, and start it with a new storePathRootDir",
+                    self.group.group_name(),
+                    self.group.self_id()
+                ),
+            );
+            log::error!("{err}");
+            crate::upgrade::record_refusal(&self.dir, err.message());
+            if let Ok(mut r) = self.old_refused.lock() {
+                *r = Some(err);
+            }
+        }
+    }
+
+    fn check_old_refused(&self) -> Result<()> {
+        match self.old_refused.lock() {
+            Ok(r) => r.as_ref().map_or(Ok(()), |e| Err(e.clone())),
+            Err(_) => Err(poisoned()),
+        }
     }
 }
 

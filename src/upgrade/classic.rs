@@ -451,10 +451,12 @@ pub fn digest_of(scan: &Scan) -> OldLogDigest {
     h.update(scan.segment_size.to_be_bytes());
     h.update(scan.segments.first().map_or(0, |s| s.from).to_be_bytes());
     let mut bytes = 0;
+    let mut segments = Vec::with_capacity(scan.segments.len());
     for seg in &scan.segments {
         let used = &seg.bytes()[..seg.used as usize];
         h.update(used);
         bytes += used.len() as u64;
+        segments.push((seg.from, seg.used, Sha256::digest(used).into()));
     }
     OldLogDigest {
         kind: "classic",
@@ -463,6 +465,7 @@ pub fn digest_of(scan: &Scan) -> OldLogDigest {
         divided: scan.divided,
         bytes,
         sha256: h.finalize().into(),
+        segments,
     }
 }
 

@@ -18,7 +18,7 @@ pub mod classic;
 pub mod config_json;
 pub mod tools;
 
-use crate::broker::TopicConfig;
+use crate::broker::{record, TopicConfig};
 use crate::engine::Group;
 use crate::error::{Error, Result};
 use crate::types::EntryKind;
@@ -30,6 +30,8 @@ pub use classic::{ClassicLog, RecordMeta};
 
 /// Where the member records which old log it was first opened over.
 const MARKER: &str = "old-log";
+/// Written when this member's old log was found to differ from the leader's.
+const REFUSED: &str = "old-log.refused";
 /// Entries of the member's own log looked at for messages before it is put behind an old
 /// log the first time (a log with more than this is refused outright).
 const FIRST_OPEN_ENTRIES_MAX: u64 = 100_000;
@@ -75,11 +77,130 @@ pub struct OldLogDigest {
     /// Bytes checksummed.
     pub bytes: u64,
     pub sha256: [u8; 32],
+    /// Per segment: (first offset, bytes holding records, their SHA-256).
+    pub segments: Vec<(u64, u64, [u8; 32])>,
 }
+
+/// "RQOL": an encoded [`OldLogDigest`] (what the leader replicates for the others to
+/// compare theirs with).
+const DIGEST_MAGIC: u32 = 0x4C4F_5152;
+/// Segments an encoded digest holds at most (a 1 GiB-segment log of 64 TiB).
+const DIGEST_SEGMENTS_MAX: usize = 65_536;
 
 impl OldLogDigest {
     pub fn sha256_hex(&self) -> String {
         self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Little-endian: magic, kind, first, end, divided, bytes, sha256, then the segments.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(96 + self.segments.len() * 48);
+        b.extend_from_slice(&DIGEST_MAGIC.to_le_bytes());
+        b.push(self.kind.len() as u8);
+        b.extend_from_slice(self.kind.as_bytes());
+        for v in [self.first, self.end, self.divided, self.bytes] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.sha256);
+        b.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
+        for (from, used, sha) in &self.segments {
+            b.extend_from_slice(&from.to_le_bytes());
+            b.extend_from_slice(&used.to_le_bytes());
+            b.extend_from_slice(sha);
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<OldLogDigest> {
+        let bad = || Error::corrupt("an old-log digest entry is malformed");
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            let s = b.get(at..at + n).ok_or_else(bad)?;
+            at += n;
+            Ok(s)
+        };
+        let u64_of = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
+        if u32::from_le_bytes(take(4)?.try_into().expect("4")) != DIGEST_MAGIC {
+            return Err(bad());
+        }
+        let n = take(1)?[0] as usize;
+        let kind = match take(n)? {
+            b"classic" => "classic",
+            b"dledger" => "dledger",
+            _ => return Err(bad()),
+        };
+        let first = u64_of(take(8)?);
+        let end = u64_of(take(8)?);
+        let divided = u64_of(take(8)?);
+        let bytes = u64_of(take(8)?);
+        let sha256: [u8; 32] = take(32)?.try_into().expect("32");
+        let count = u32::from_le_bytes(take(4)?.try_into().expect("4")) as usize;
+        if count > DIGEST_SEGMENTS_MAX {
+            return Err(bad());
+        }
+        let mut segments = Vec::with_capacity(count);
+        for _ in 0..count {
+            let from = u64_of(take(8)?);
+            let used = u64_of(take(8)?);
+            segments.push((from, used, take(32)?.try_into().expect("32")));
+        }
+        if at != b.len() {
+            return Err(bad());
+        }
+        Ok(OldLogDigest {
+            kind,
+            first,
+            end,
+            divided,
+            bytes,
+            sha256,
+            segments,
+        })
+    }
+
+    /// Where this (a member's) old log first differs from `reference` (the leader's),
+    /// or `None` when they are the same.
+    pub fn first_difference(&self, reference: &OldLogDigest) -> Option<String> {
+        if self == reference {
+            return None;
+        }
+        let mut what = format!(
+            "this member's old log holds offsets {}..{} (sha256 {}), the leader's {}..{} \
+             (sha256 {})",
+            self.first,
+            self.end,
+            self.sha256_hex(),
+            reference.first,
+            reference.end,
+            reference.sha256_hex()
+        );
+        let n = self.segments.len().max(reference.segments.len());
+        for i in 0..n {
+            match (self.segments.get(i), reference.segments.get(i)) {
+                (Some(a), Some(b)) if a == b => continue,
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    what.push_str(&format!(
+                        "; they first differ in segment {:020} (offsets {}..): {} bytes of \
+                         records here, {} on the leader{}",
+                        a.0,
+                        a.0,
+                        a.1,
+                        b.1,
+                        if a.1 == b.1 { ", other bytes" } else { "" }
+                    ));
+                }
+                (a, b) => {
+                    let at = a.or(b).map_or(0, |s| s.0);
+                    what.push_str(&format!(
+                        "; they first differ at segment {at:020}: {} here, {} on the leader",
+                        if a.is_some() { "present" } else { "missing" },
+                        if b.is_some() { "present" } else { "missing" }
+                    ));
+                }
+            }
+            break;
+        }
+        Some(what)
     }
 
     fn to_text(&self, dir: &Path) -> String {
@@ -186,6 +307,18 @@ impl OldStore {
 /// (same offsets, same checksum), and a member that recorded one refuses to open without
 /// it. Nothing in the old store is written.
 pub fn attach(group: &Group, broker_dir: &Path) -> Result<Option<Arc<OldStore>>> {
+    let refused = broker_dir.join(REFUSED);
+    match std::fs::read_to_string(&refused) {
+        Ok(why) => {
+            return Err(Error::corrupt(format!(
+                "{} (recorded in {}); nothing was changed",
+                why.trim(),
+                refused.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("read {}", refused.display()), e)),
+    }
     let marker = broker_dir.join(MARKER);
     let recorded = match std::fs::read_to_string(&marker) {
         Ok(t) => Some(t),
@@ -193,7 +326,13 @@ pub fn attach(group: &Group, broker_dir: &Path) -> Result<Option<Arc<OldStore>>>
         Err(e) => return Err(Error::io(format!("read {}", marker.display()), e)),
     };
     let cfg = group.config();
-    let Some(dir) = cfg.classic_commitlog_dir.clone() else {
+    // RocketMQ's broker.conf names storePathCommitLog in every setup, DLedger mode
+    // included: only a directory holding classic records is an old log to serve.
+    let dir = cfg
+        .classic_commitlog_dir
+        .clone()
+        .filter(|d| holds_records(d));
+    let Some(dir) = dir else {
         if let Some(text) = recorded {
             let was = text
                 .lines()
@@ -262,6 +401,24 @@ pub fn attach(group: &Group, broker_dir: &Path) -> Result<Option<Arc<OldStore>>>
     Ok(Some(Arc::new(old)))
 }
 
+/// Whether `dir` is a directory with at least one segment starting with a classic record.
+fn holds_records(dir: &Path) -> bool {
+    let Ok(items) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    items.filter_map(|i| i.ok()).any(|i| {
+        let name = i.file_name();
+        classic::parse_segment_name(&name.to_string_lossy()).is_some() && {
+            let mut head = [0u8; 8];
+            std::fs::File::open(i.path())
+                .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0))
+                .is_ok()
+                && [record::MAGIC_V1, record::MAGIC_V2, record::MAGIC_BLANK]
+                    .contains(&u32::from_be_bytes(head[4..8].try_into().expect("4 bytes")))
+        }
+    })
+}
+
 fn refuse_if_log_has_messages(group: &Group, dir: &Path) -> Result<()> {
     let status = group.status()?;
     let refuse = |what: String| {
@@ -302,4 +459,12 @@ fn write_marker(path: &Path, text: &str) -> Result<()> {
         Ok(())
     };
     write().map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+/// Records why this member refuses to serve (its old log differs from the leader's), so
+/// it refuses at every open after too; best effort (the refusal holds in memory anyway).
+pub(crate) fn record_refusal(broker_dir: &Path, why: &str) {
+    if let Err(e) = write_marker(&broker_dir.join(REFUSED), why) {
+        log::error!("{e}");
+    }
 }
