@@ -308,13 +308,12 @@ pub fn diff(a_dir: &Path, b_dir: &Path) -> Result<DiffOutcome> {
         Ok(DiffOutcome { same: false, lines })
     };
     if a.segment_size != b.segment_size {
-        return differ(
-            lines,
-            format!(
-                "segment size: A {} bytes, B {} bytes",
-                a.segment_size, b.segment_size
-            ),
-        );
+        // Told after the first differing message, which says more (a copy cut short has
+        // a shorter first file, which reads as a smaller segment size).
+        lines.push(format!(
+            "segment size: A {} bytes, B {} bytes",
+            a.segment_size, b.segment_size
+        ));
     }
     let n = a.records.len().min(b.records.len());
     for i in 0..n {
@@ -370,6 +369,10 @@ pub fn diff(a_dir: &Path, b_dir: &Path) -> Result<DiffOutcome> {
         );
     }
     // The same messages: what is left is the framing (BLANKs, sizes, stray bytes).
+    if a.segment_size != b.segment_size {
+        let first = lines.remove(0);
+        return differ(lines, format!("same {n} messages, but the {first}"));
+    }
     for (who, s) in [("A", &a), ("B", &b)] {
         if let Some(p) = s.problems.first() {
             return differ(lines, format!("same {n} messages, but {who} has: {p}"));
