@@ -156,3 +156,46 @@ pub fn delay_offsets(dir: &Path) -> Result<Vec<(i32, u64)>> {
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fastjson_files_and_their_bak_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONSUMER_OFFSETS),
+            "{\n\t\"offsetTable\":{\n\t\t\"T@g1\":{0:250,1:7\n\t\t},\"%RETRY%g1@g1\":{0:0}\n\t}\n}",
+        )
+        .unwrap();
+        let o = consumer_offsets(dir.path()).unwrap();
+        assert_eq!(
+            o,
+            vec![
+                ("g1".to_string(), "%RETRY%g1".to_string(), 0, 0),
+                ("g1".to_string(), "T".to_string(), 0, 250),
+                ("g1".to_string(), "T".to_string(), 1, 7),
+            ]
+        );
+        // A torn topics.json falls back to its .bak, as RocketMQ's ConfigManager does.
+        std::fs::write(dir.path().join(TOPICS), "{\"topicConfigTable\":{").unwrap();
+        std::fs::write(
+            dir.path().join("topics.json.bak"),
+            "{\"topicConfigTable\":{\"T\":{\"perm\":6,\"readQueueNums\":4,\
+             \"writeQueueNums\":2,\"topicName\":\"T\"}}}",
+        )
+        .unwrap();
+        let t = topics(dir.path()).unwrap();
+        assert_eq!((t[0].read_queue_nums, t[0].write_queue_nums), (4, 2));
+        std::fs::write(dir.path().join("topics.json.bak"), "nope").unwrap();
+        let e = topics(dir.path()).unwrap_err();
+        assert!(e.message().contains("topics.json: not JSON"), "{e}");
+        std::fs::write(
+            dir.path().join(DELAY_OFFSETS),
+            "{\"offsetTable\":{1:5,3:0}}",
+        )
+        .unwrap();
+        assert_eq!(delay_offsets(dir.path()).unwrap(), vec![(1, 5), (3, 0)]);
+    }
+}

@@ -468,3 +468,45 @@ pub(crate) fn record_refusal(broker_dir: &Path, why: &str) {
         log::error!("{e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(segments: Vec<(u64, u64, [u8; 32])>) -> OldLogDigest {
+        OldLogDigest {
+            kind: "classic",
+            first: 0,
+            end: segments.last().map_or(0, |s| s.0 + s.1),
+            divided: 3 << 16,
+            bytes: segments.iter().map(|s| s.1).sum(),
+            sha256: [segments.len() as u8; 32],
+            segments,
+        }
+    }
+
+    #[test]
+    fn digests_round_trip_and_name_the_first_differing_segment() {
+        let a = digest(vec![(0, 65000, [1; 32]), (65536, 60000, [2; 32])]);
+        let back = OldLogDigest::decode(&a.encode()).unwrap();
+        assert_eq!(back, a);
+        assert_eq!(a.first_difference(&back), None);
+        let mut b = a.clone();
+        b.segments[1].1 = 59000;
+        b.segments[1].2 = [3; 32];
+        b.sha256 = [9; 32];
+        let why = b.first_difference(&a).unwrap();
+        assert!(
+            why.contains("first differ in segment 00000000000000065536")
+                && why.contains("59000 bytes of records here, 60000 on the leader"),
+            "{why}"
+        );
+        let short = digest(vec![(0, 65000, [1; 32])]);
+        let why = short.first_difference(&a).unwrap();
+        assert!(why.contains("missing here, present on the leader"), "{why}");
+        let enc = a.encode();
+        for cut in 0..enc.len() {
+            assert!(OldLogDigest::decode(&enc[..cut]).is_err());
+        }
+    }
+}
