@@ -2215,8 +2215,15 @@ fn seed_old(
     if st.applied != 0 || !st.queues.is_empty() || !st.topics.is_empty() {
         return Ok(());
     }
-    for m in old.log.messages() {
-        if !m.in_consume_queue() {
+    for &offset in old.log.offsets() {
+        let Some(record) = old.log.read(offset)? else {
+            return Err(Error::corrupt(format!(
+                "old log {}: no record at offset {offset}",
+                old.dir.display()
+            )));
+        };
+        let (m, _) = MessageRecord::decode(&record)?;
+        if !crate::upgrade::classic::in_consume_queue(m.sys_flag) {
             continue;
         }
         let key = (m.topic.clone(), m.queue_id);
@@ -2235,14 +2242,7 @@ fn seed_old(
                 tags_code: 0,
             })?;
         }
-        let Some(record) = old.log.read(m.offset)? else {
-            return Err(Error::corrupt(format!(
-                "old log {}: no record at offset {}",
-                old.dir.display(),
-                m.offset
-            )));
-        };
-        st.apply(dir, delay_levels, EntryKind::Message, &record, m.offset, 0);
+        st.apply(dir, delay_levels, EntryKind::Message, &record, offset, 0);
     }
     for t in &old.topics {
         st.topics.insert(t.name.clone(), t.clone());

@@ -564,7 +564,7 @@ fn check_root(member_dir: &Path, classic_commitlog_dir: Option<&Path>) -> Result
         if *key == "storePathCommitLog" && s.with_records > 0 {
             // The upgrade path: the broker serves this log below rmqraft's own, read only
             // (crate::upgrade). It must be sound to the last record.
-            let scan = crate::upgrade::classic::scan(dir)?;
+            let scan = crate::upgrade::classic::scan_offsets(dir)?;
             if let Some(p) = scan.problems.first() {
                 return Err(Error::corrupt(format!(
                     "storePathCommitLog: {}: {p} ({} problems; `rmqraft store inspect {}` \

@@ -91,7 +91,7 @@ impl RecordMeta {
     /// Whether RocketMQ gives it a consume-queue unit (not a prepared or rolled-back
     /// transaction message).
     pub fn in_consume_queue(&self) -> bool {
-        CQ_TRANSACTION_TYPES.contains(&(self.sys_flag & record::sysflag::TRANSACTION_MASK))
+        in_consume_queue(self.sys_flag)
     }
 
     /// Whether RocketMQ indexes its keys (everything but rolled-back transactions).
@@ -109,6 +109,12 @@ impl RecordMeta {
     }
 }
 
+/// Whether RocketMQ gives a record of this SYSFLAG a consume-queue unit (not a prepared
+/// or rolled-back transaction message).
+pub fn in_consume_queue(sys_flag: i32) -> bool {
+    CQ_TRANSACTION_TYPES.contains(&(sys_flag & record::sysflag::TRANSACTION_MASK))
+}
+
 /// A commitlog directory as found: its segments, its messages up to the first problem,
 /// and every problem.
 pub struct Scan {
@@ -116,6 +122,9 @@ pub struct Scan {
     /// The segment size (the first file's length; RocketMQ's mappedFileSizeCommitLog).
     pub segment_size: u64,
     pub segments: Vec<Segment>,
+    /// Where each message starts, in order.
+    pub offsets: Vec<u64>,
+    /// What each message is (empty from [`scan_offsets`]).
     pub records: Vec<RecordMeta>,
     /// Global offset after the last record (or after the last BLANK-sealed segment):
     /// where RocketMQ would write next.
@@ -158,6 +167,16 @@ pub fn commitlog_dir(dir: &Path) -> PathBuf {
 /// Reads `dir` (a commitlog directory) and checks every record. I/O errors are errors;
 /// anything wrong with the bytes is a [`Problem`] in the result.
 pub fn scan(dir: &Path) -> Result<Scan> {
+    scan_with(dir, true)
+}
+
+/// As [`scan`], keeping only where each message starts (8 bytes a message instead of
+/// its topic and keys): what a member serving the log needs.
+pub fn scan_offsets(dir: &Path) -> Result<Scan> {
+    scan_with(dir, false)
+}
+
+fn scan_with(dir: &Path, keep_records: bool) -> Result<Scan> {
     let items = std::fs::read_dir(dir).map_err(|e| io(format!("list {}", dir.display()), e))?;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
@@ -234,6 +253,7 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         });
     }
     let mut records = Vec::new();
+    let mut offsets = Vec::new();
     let first = segments.first().map_or(0, |s| s.from);
     let mut end = first;
     let mut ended = false;
@@ -257,7 +277,8 @@ pub fn scan(dir: &Path) -> Result<Scan> {
             }
             continue;
         }
-        let (used, sealed, stop) = scan_segment(seg, &mut records, &mut problems);
+        let (used, sealed, stop) =
+            scan_segment(seg, keep_records, &mut offsets, &mut records, &mut problems);
         seg.used = used;
         seg.sealed = sealed;
         if sealed {
@@ -284,6 +305,7 @@ pub fn scan(dir: &Path) -> Result<Scan> {
         dir: dir.to_path_buf(),
         segment_size,
         segments,
+        offsets,
         records,
         end,
         divided,
@@ -295,6 +317,8 @@ pub fn scan(dir: &Path) -> Result<Scan> {
 /// Scans one segment; returns (bytes used, sealed, stopped at a problem).
 fn scan_segment(
     seg: &Segment,
+    keep_records: bool,
+    offsets: &mut Vec<u64>,
     records: &mut Vec<RecordMeta>,
     problems: &mut Vec<Problem>,
 ) -> (u64, bool, bool) {
@@ -397,7 +421,10 @@ fn scan_segment(
                     );
                     return (pos as u64, false, true);
                 }
-                records.push(RecordMeta::of(&rec, size));
+                offsets.push(at);
+                if keep_records {
+                    records.push(RecordMeta::of(&rec, size));
+                }
                 pos += size;
             }
             Err(err) => {
@@ -417,7 +444,7 @@ pub struct ClassicLog {
 impl ClassicLog {
     /// Opens `dir` (a commitlog directory); refuses any problem, naming the first.
     pub fn open(dir: &Path) -> Result<ClassicLog> {
-        let scan = scan(dir)?;
+        let scan = scan_offsets(dir)?;
         if let Some(first) = scan.problems.first() {
             let more = match scan.problems.len() {
                 1 => String::new(),
@@ -478,16 +505,14 @@ impl OldLog for ClassicLog {
         self.scan.divided
     }
 
-    fn messages(&self) -> &[RecordMeta] {
-        &self.scan.records
+    fn offsets(&self) -> &[u64] {
+        &self.scan.offsets
     }
 
     fn read(&self, offset: u64) -> Result<Option<Bytes>> {
-        let recs = &self.scan.records;
-        let Ok(i) = recs.binary_search_by_key(&offset, |r| r.offset) else {
+        if self.scan.offsets.binary_search(&offset).is_err() {
             return Ok(None);
-        };
-        let r = &recs[i];
+        }
         let Some(seg) = self
             .scan
             .segments
@@ -498,9 +523,10 @@ impl OldLog for ClassicLog {
             return Ok(None);
         };
         let at = (offset - seg.from) as usize;
-        Ok(Some(Bytes::copy_from_slice(
-            &seg.bytes()[at..at + r.size as usize],
-        )))
+        let b = seg.bytes();
+        // Checked at open: a whole record starts here, its TOTALSIZE within the segment.
+        let size = be_i32(b, at) as usize;
+        Ok(Some(Bytes::copy_from_slice(&b[at..at + size])))
     }
 
     fn digest(&self) -> &OldLogDigest {

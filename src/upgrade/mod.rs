@@ -248,8 +248,8 @@ pub trait OldLog: Send + Sync {
     fn kind(&self) -> &'static str;
     /// First offset after it: rmqraft's log maps to offsets from here on.
     fn divided(&self) -> u64;
-    /// Its messages in offset order.
-    fn messages(&self) -> &[RecordMeta];
+    /// Where its messages start, in offset order.
+    fn offsets(&self) -> &[u64];
     /// The message record (classic layout) starting at `offset`; `None` if no message
     /// starts there.
     fn read(&self, offset: u64) -> Result<Option<Bytes>>;
@@ -390,7 +390,7 @@ pub fn attach(group: &Group, broker_dir: &Path) -> Result<Option<Arc<OldStore>>>
                 group.self_id(),
                 old.log.kind(),
                 dir.display(),
-                old.log.messages().len(),
+                old.log.offsets().len(),
                 digest.first,
                 digest.end,
                 digest.sha256_hex(),
