@@ -17,6 +17,7 @@ pub mod net;
 pub mod remoting;
 pub mod store;
 pub mod types;
+pub mod upgrade;
 mod wait;
 
 pub use config::{EngineConfig, FlushDiskType, GroupConfig};

@@ -470,20 +470,40 @@ fn classic_rocketmq_stores_as_the_store_root_are_refused_and_unchanged() {
 }
 
 #[test]
-fn a_classic_commitlog_at_store_path_commit_log_is_refused() {
+fn a_classic_commitlog_at_store_path_commit_log_is_checked_then_accepted() {
+    // Named with storePathCommitLog, a sound classic commitlog is the upgrade path: the
+    // group opens (the broker serves it, tests/upgrade_open.rs) and its bytes stay.
     let old = tempfile::tempdir().unwrap();
     copy_dir(&fixture("v4.2-unclean").join("commitlog"), old.path());
+    let before = snapshot(old.path());
     let root = tempfile::tempdir().unwrap();
     let extra = format!("storePathCommitLog={}", old.path().display());
+    let engine = Engine::open("").unwrap();
+    let group = engine
+        .open_group(&group_props(root.path(), &extra))
+        .expect("a sound old commitlog is accepted");
+    group.close();
+    engine.close();
+    assert_eq!(snapshot(old.path()), before);
+
+    // One with garbage in place of a record is refused, naming the file and the offset.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(old.path().join("00000000000000008192"))
+        .unwrap();
+    f.write_all_at(&[0xAB; 8], 0).unwrap();
+    drop(f);
+    let root = tempfile::tempdir().unwrap();
     assert_refused_unchanged(
         root.path(),
         &extra,
         Some(old.path().to_path_buf()),
         Refusal {
-            kind: ErrorKind::Config,
+            kind: ErrorKind::Corrupt,
             what: &[
                 "storePathCommitLog",
-                "classic RocketMQ commitlog (5 files, 32768 bytes)",
+                "00000000000000008192 at offset 8192",
+                "illegal magic code",
             ],
             rewrite: None,
         },

@@ -21,6 +21,8 @@ mod node;
 mod output;
 #[path = "rmqraft/remote.rs"]
 mod remote;
+#[path = "rmqraft/store.rs"]
+mod store;
 #[path = "rmqraft/target.rs"]
 mod target;
 
@@ -161,6 +163,9 @@ fn main() -> ExitCode {
     install_panic_hook();
     if std::env::args_os().nth(1).is_some_and(|a| a == "namesrv") {
         return namesrv::main(std::env::args_os().skip(2).collect());
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "store") {
+        return store::main(std::env::args_os().skip(2).collect());
     }
     if let Some(sub) = std::env::args()
         .nth(1)

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 const OP_TOPIC_UPDATE: u8 = 1;
 const OP_TOPIC_DELETE: u8 = 2;
 const OP_CONSUMER_OFFSETS: u8 = 3;
+const OP_OLD_LOG_DIGEST: u8 = 4;
 
 /// One replicated broker state change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub enum AdminOp {
         group: String,
         offsets: Vec<(String, i32, u64)>,
     },
+    /// The leader's old-log digest (`crate::upgrade::OldLogDigest::encode`, u32 length
+    /// first): every member compares its own old log with it.
+    OldLogDigest(Bytes),
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -52,6 +56,11 @@ impl AdminOp {
                     b.put_u64_le(*offset);
                 }
             }
+            AdminOp::OldLogDigest(d) => {
+                b.put_u8(OP_OLD_LOG_DIGEST);
+                b.put_u32_le(d.len() as u32);
+                b.put_slice(d);
+            }
         }
         b.freeze()
     }
@@ -74,6 +83,10 @@ impl AdminOp {
                     offsets.push((r.str()?, r.i32()?, r.u64()?));
                 }
                 AdminOp::ConsumerOffsets { group, offsets }
+            }
+            OP_OLD_LOG_DIGEST => {
+                let n = r.u32()? as usize;
+                AdminOp::OldLogDigest(Bytes::copy_from_slice(r.take(n)?))
             }
             other => return Err(Error::corrupt(format!("unknown broker admin op {other}"))),
         };

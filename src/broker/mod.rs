@@ -394,6 +394,13 @@ struct Inner {
     dedup: Arc<Mutex<DedupMap>>,
     ids: ids::UniqIds,
     closing: AtomicBool,
+    /// The old log below this member's own (an upgrade in place), its messages at their
+    /// original offsets; the member's log maps to offsets from its divide on.
+    old: Option<Arc<crate::upgrade::OldStore>>,
+    /// Why this member refuses to serve: its old log differs from the leader's.
+    old_refused: Mutex<Option<Error>>,
+    /// The term in which this member, as leader, offered its old-log digest.
+    old_offered_term: Mutex<u64>,
 }
 
 /// A RocketMQ broker's store over one group member. See the module doc for the contract.
@@ -487,7 +494,11 @@ impl Broker {
         let dir = group.config().member_dir().join("broker");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let state = load_state(&dir, &config)?;
+        let old = crate::upgrade::attach(&group, &dir)?;
+        let mut state = load_state(&dir, &config)?;
+        if let Some(old) = &old {
+            seed_old(&dir, &mut state, old, &config.delay_levels_ms)?;
+        }
         log::info!(
             "{}/{}: broker state covers log index {}",
             group.group_name(),
@@ -515,6 +526,9 @@ impl Broker {
             dedup: Arc::new(Mutex::new(HashMap::new())),
             ids,
             closing: AtomicBool::new(false),
+            old,
+            old_refused: Mutex::new(None),
+            old_offered_term: Mutex::new(0),
         });
         let broker = Broker {
             inner: Arc::clone(&inner),
@@ -891,7 +905,7 @@ impl State {
         delay_levels: &[u64],
         kind: EntryKind,
         body: &Bytes,
-        pos: u64,
+        body_pos: u64,
         index: u64,
     ) {
         let rebuilding = index <= self.rebuild_through;
@@ -899,7 +913,6 @@ impl State {
             EntryKind::Message => match record::RecordHead::parse(body) {
                 Ok(rec) => {
                     let size = rec.size;
-                    let body_pos = pos + crate::store::ENTRY_HEADER_SIZE as u64;
                     if rec.physical_offset as u64 != body_pos {
                         log::warn!(
                             "entry {index}: record says commitlog offset {} but sits at {body_pos}",
@@ -1007,6 +1020,8 @@ impl State {
                         }
                     }
                 }
+                // Compared by the dispatch thread (Inner::check_old_digest).
+                Ok(AdminOp::OldLogDigest(_)) => {}
                 Err(err) => log::error!("entry {index}: bad broker admin entry: {err}"),
             },
             EntryKind::Normal | EntryKind::Noop | EntryKind::Idempotent => {}
@@ -1349,6 +1364,7 @@ impl Inner {
     /// The dispatch thread: applies committed entries in order, checkpoints.
     fn dispatch_loop(&self) {
         while !self.closing() {
+            self.offer_old_digest();
             let from = match self.lock_state() {
                 Ok(st) => st.applied + 1,
                 Err(_) => return,
@@ -1386,12 +1402,15 @@ impl Inner {
                 if entry.index != st.applied + 1 {
                     continue;
                 }
+                if entry.kind == EntryKind::BrokerAdmin {
+                    self.check_old_digest(&entry.body, entry.index);
+                }
                 st.apply(
                     &self.dir,
                     &self.config.delay_levels_ms,
                     entry.kind,
                     &entry.body,
-                    meta.pos,
+                    self.commitlog_offset(meta.pos),
                     entry.index,
                 );
             }
@@ -1478,10 +1497,20 @@ impl Inner {
 
     /// Reads the message whose record is at `offset`; `None` if no message is there.
     fn read_message(&self, offset: u64) -> Result<Option<MessageView>> {
-        match self.group.read_committed_at(offset) {
+        self.check_old_refused()?;
+        if let Some(old) = self.old.as_ref().filter(|o| offset < o.log.divided()) {
+            return match old.log.read(offset)? {
+                Some(record) => Ok(Some(MessageView::from_record(0, record)?)),
+                None => Ok(None),
+            };
+        }
+        let Some(pos) = offset.checked_sub(self.commitlog_base()) else {
+            return Ok(None);
+        };
+        match self.group.read_committed_at(pos) {
             Ok((entry, meta))
                 if entry.kind == EntryKind::Message
-                    && meta.pos + crate::store::ENTRY_HEADER_SIZE as u64 == offset =>
+                    && self.commitlog_offset(meta.pos) == offset =>
             {
                 Ok(Some(MessageView::from_record(entry.index, entry.body)?))
             }
@@ -1806,6 +1835,7 @@ impl Inner {
         delivered_from: Option<(i32, u64)>,
         dedup: bool,
     ) -> Result<()> {
+        self.check_old_refused()?;
         topic::validate_topic(&m.topic, true)?;
         if m.topic == topic::SCHEDULE_TOPIC {
             return Err(Error::new(
@@ -1978,6 +2008,7 @@ impl Inner {
         let key: QueueKey = (record_topic, record_queue);
         let assigned = Arc::new(Mutex::new((0u64, 0u64)));
         let assigned2 = Arc::clone(&assigned);
+        let base = self.commitlog_base();
         // Stamped in place: the record is built once and moved into the entry.
         let cell = Mutex::new(Some(encoded));
         let make = Arc::new(
@@ -2000,9 +2031,10 @@ impl Inner {
                         ))
                     }
                 };
-                record::stamp_offsets(&mut b, qo as i64, place.body_pos as i64);
+                let offset = base + place.body_pos;
+                record::stamp_offsets(&mut b, qo as i64, offset as i64);
                 if let Ok(mut a) = assigned2.lock() {
-                    *a = (qo, place.body_pos);
+                    *a = (qo, offset);
                 }
                 Ok(b.freeze())
             },
@@ -2402,4 +2434,171 @@ impl Inner {
         self.put(&m, Box::new(move |r| filler.fill(r)), timeout, None, false)?;
         slot.wait(timeout, "the sent-back message")
     }
+}
+
+// ------------------------------------------------------------------ upgrade in place
+
+impl Inner {
+    /// Commitlog offset of the member log's position 0: the old log's divide, or 0.
+    fn commitlog_base(&self) -> u64 {
+        self.old.as_ref().map_or(0, |o| o.log.divided())
+    }
+
+    /// The commitlog offset of the record in the entry at log position `pos`.
+    fn commitlog_offset(&self, pos: u64) -> u64 {
+        self.commitlog_base() + pos + crate::store::ENTRY_HEADER_SIZE as u64
+    }
+
+    /// As leader, once per term: replicates this member's old-log digest, so every
+    /// member compares its own old log with the leader's.
+    fn offer_old_digest(&self) {
+        let Some(old) = &self.old else {
+            return;
+        };
+        let Ok(status) = self.group.status() else {
+            return;
+        };
+        if status.role != Role::Leader {
+            return;
+        }
+        {
+            let Ok(mut t) = self.old_offered_term.lock() else {
+                return;
+            };
+            if *t == status.term {
+                return;
+            }
+            *t = status.term;
+        }
+        let body = AdminOp::OldLogDigest(Bytes::from(old.log.digest().encode())).encode();
+        let r = self.append_stamped(
+            EntryKind::BrokerAdmin,
+            body.len(),
+            Arc::new(move |_, _| Ok(body.clone())),
+            Box::new(|r| {
+                if let Err(e) = r {
+                    log::debug!("the old-log digest entry: {e}");
+                }
+            }),
+        );
+        if let Err(e) = r {
+            log::debug!("the old-log digest entry: {e}");
+            if let Ok(mut t) = self.old_offered_term.lock() {
+                *t = 0;
+            }
+        }
+    }
+
+    /// Compares a leader's old-log digest entry with this member's old log; on a
+    /// difference this member refuses to serve from then on (and at every open after,
+    /// through `<broker dir>/old-log.refused`).
+    fn check_old_digest(&self, body: &[u8], index: u64) {
+        let Ok(AdminOp::OldLogDigest(d)) = AdminOp::decode(body) else {
+            return;
+        };
+        let why = match (&self.old, crate::upgrade::OldLogDigest::decode(&d)) {
+            (_, Err(e)) => Some(format!("entry {index}: {e}")),
+            (None, Ok(leader)) => Some(format!(
+                "the leader serves an old log (offsets {}..{}, sha256 {}) and this member \
+                 has none (storePathCommitLog)",
+                leader.first,
+                leader.end,
+                leader.sha256_hex()
+            )),
+            (Some(old), Ok(leader)) => old.log.digest().first_difference(&leader),
+        };
+        if let Some(why) = why {
+            let err = Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "{}/{}: refusing to serve: {why}. Members must start from the same old \
+                     log: compare the copies with `rmqraft store diff`, repair this one with \
+                     `rmqraft store align`, and start it with a new storePathRootDir",
+                    self.group.group_name(),
+                    self.group.self_id()
+                ),
+            );
+            log::error!("{err}");
+            crate::upgrade::record_refusal(&self.dir, err.message());
+            if let Ok(mut r) = self.old_refused.lock() {
+                *r = Some(err);
+            }
+        }
+    }
+
+    fn check_old_refused(&self) -> Result<()> {
+        match self.old_refused.lock() {
+            Ok(r) => r.as_ref().map_or(Ok(()), |e| Err(e.clone())),
+            Err(_) => Err(poisoned()),
+        }
+    }
+}
+
+/// Puts the old log's messages (in offset order) into a state that holds nothing yet,
+/// as if they were the log's first entries: their consume queues (queue offsets as
+/// stored; a queue starting above 0 is filled with RocketMQ's pre-blank units), the key
+/// index, then topics (config/topics.json, plus any topic the log has and it lacks),
+/// consumer offsets and delay progress. Every member does the same over the same old log.
+fn seed_old(
+    dir: &Path,
+    st: &mut State,
+    old: &crate::upgrade::OldStore,
+    delay_levels: &[u64],
+) -> Result<()> {
+    if st.applied != 0 || !st.queues.is_empty() || !st.topics.is_empty() {
+        return Ok(());
+    }
+    for &offset in old.log.offsets() {
+        let Some(record) = old.log.read(offset)? else {
+            return Err(Error::corrupt(format!(
+                "old log {}: no record at offset {offset}",
+                old.dir.display()
+            )));
+        };
+        let (m, _) = MessageRecord::decode(&record)?;
+        if !crate::upgrade::classic::in_consume_queue(m.sys_flag) {
+            continue;
+        }
+        let key = (m.topic.clone(), m.queue_id);
+        if !st.queues.contains_key(&key) {
+            let q = QueueFile::open(&cq::queue_dir(dir, &m.topic, m.queue_id), 0, 0)?
+                .expect("an empty queue always opens");
+            st.queues.insert(key.clone(), q);
+        }
+        let q = st.queues.get_mut(&key).expect("inserted above");
+        while (q.count as i64) < m.queue_offset {
+            // RocketMQ's pre-blank is (0, Integer.MAX_VALUE, 0); offset 0 may be a
+            // message of the old log here, so the unit points nowhere instead.
+            q.push(Unit {
+                commitlog_offset: i64::MAX,
+                size: i32::MAX,
+                tags_code: 0,
+            })?;
+        }
+        st.apply(dir, delay_levels, EntryKind::Message, &record, offset, 0);
+    }
+    for t in &old.topics {
+        st.topics.insert(t.name.clone(), t.clone());
+    }
+    let mut seen: BTreeMap<String, i32> = BTreeMap::new();
+    for (t, q) in st.queues.keys() {
+        let n = seen.entry(t.clone()).or_insert(0);
+        *n = (*n).max(q + 1);
+    }
+    for (name, n) in seen {
+        st.topics.entry(name.clone()).or_insert(TopicConfig {
+            name,
+            read_queue_nums: n,
+            write_queue_nums: n,
+            perm: topic::PERM_READ | topic::PERM_WRITE,
+        });
+    }
+    for (g, t, q, o) in &old.consumer_offsets {
+        st.offsets.insert((g.clone(), t.clone(), *q), *o);
+    }
+    for (level, o) in &old.delay_offsets {
+        st.delay_progress.insert(*level, *o);
+    }
+    st.applied = 0;
+    Ok(())
 }

@@ -309,9 +309,9 @@ fn verdict(dir: &Path, f: Findings) -> Result<()> {
     if !f.classic.is_empty() {
         return Err(Error::config(format!(
             "storePathRootDir: {shown} holds a classic RocketMQ store (found {}): this is a \
-             classic RocketMQ commitlog ({} files, {} bytes); rmqraft does not open it yet: \
-             opening over an old store is the upgrade path, which comes later; nothing was \
-             changed. Keep the directory to keep its messages: to start this member with an \
+             classic RocketMQ commitlog ({} files, {} bytes); rmqraft serves one only when \
+             storePathCommitLog names its commitlog/ and storePathRootDir is a new root (the \
+             upgrade path, README); nothing was changed. Keep the directory to keep its messages: to start this member with an \
              empty log, give it another storePathRootDir",
             show_names(&f.classic),
             f.classic_log_files,
@@ -561,6 +561,21 @@ fn check_root(member_dir: &Path, classic_commitlog_dir: Option<&Path>) -> Result
         if s.with_records == 0 && s.with_other == 0 {
             continue;
         }
+        if *key == "storePathCommitLog" && s.with_records > 0 {
+            // The upgrade path: the broker serves this log below rmqraft's own, read only
+            // (crate::upgrade). It must be sound to the last record.
+            let scan = crate::upgrade::classic::scan_offsets(dir)?;
+            if let Some(p) = scan.problems.first() {
+                return Err(Error::corrupt(format!(
+                    "storePathCommitLog: {}: {p} ({} problems; `rmqraft store inspect {}` \
+                     lists them); nothing was changed",
+                    dir.display(),
+                    scan.problems.len(),
+                    dir.display()
+                )));
+            }
+            continue;
+        }
         let beside = if member_dir.exists() {
             format!(
                 "starting rmqraft's log in {} beside it",
@@ -587,11 +602,11 @@ fn check_root(member_dir: &Path, classic_commitlog_dir: Option<&Path>) -> Result
             format!("; beside it: {}", show_names(&signs))
         };
         return Err(Error::config(format!(
-            "{key}: {} holds an old store: {what}{also}; rmqraft does not open it yet: \
-             opening over an old store is the upgrade path, which comes later, and {beside} \
-             would hide its messages behind a log that does not have them; nothing was \
-             changed. Keep it to keep its messages: move the old store out of the way, or \
-             give this member another storePathRootDir",
+            "{key}: {} holds an old store: {what}{also}; {beside} would hide its messages \
+             behind a log that does not have them; nothing was changed. To serve its \
+             messages, name it with storePathCommitLog (the upgrade path, README); else \
+             move the old store out of the way, or give this member another \
+             storePathRootDir",
             dir.display()
         )));
     }

@@ -15,6 +15,7 @@ Usage:
   rmqraft fast-try restart-member ID [--dir DIR]
   rmqraft fast-try stop  [--dir DIR]
   rmqraft namesrv [-p PORT]
+  rmqraft store inspect DIR [--json] | diff DIR_A DIR_B | align --from A --to B [--dry-run]
   rmqraft clusterList|send|pull|queryMsgByKey|queryMsgById|updateTopic|topicList|
           topicStatus|consumerProgress  [-n NAMESRV] ...   (mqadmin's commands; --help each)
   rmqraft cluster-list    [TARGET] [--json | --watch]
