@@ -440,14 +440,18 @@ impl Client {
     }
 }
 
+/// The lowest pollNameServerInterval and heartbeatBrokerInterval rocketmq-client-rust
+/// accepts (its ClientConfigValidator; RocketMQ's defaults are 30 s).
+pub const CLIENT_MIN_INTERVAL_MS: u32 = 10_000;
+
 /// Client options as a user who wants quick failover sets them: the name server polled
-/// every `poll_ms` (RocketMQ's pollNameServerInterval, 30 s by default), heartbeats every
-/// second, offsets persisted every second.
+/// every `poll_ms` (RocketMQ's pollNameServerInterval, 30 s by default; the client refuses
+/// less than 10 s), heartbeats every 10 s, offsets persisted every second.
 pub fn client_options(namesrv: &str, poll_ms: u32) -> ClientOptions {
     let mut c = ClientConfig::default();
     c.set_namesrv_addr(namesrv.into());
     c.set_poll_name_server_interval(poll_ms);
-    c.set_heartbeat_broker_interval(1000);
+    c.set_heartbeat_broker_interval(CLIENT_MIN_INTERVAL_MS);
     c.set_persist_consumer_offset_interval(1000);
     c.set_pull_time_delay_millis_when_exception(200);
     c.set_instance_name(format!("interop-{}", std::process::id()).into());
