@@ -59,7 +59,10 @@ pub fn wait_for<T>(
             return v;
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}\n{}", context());
+            panic!(
+                "timed out after {limit:?} waiting for {what}\n{}",
+                context()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -176,7 +179,11 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(";");
         let name = group_name(g);
-        let store = self.dir().join("store").join(format!("g{g}")).join(format!("n{i}"));
+        let store = self
+            .dir()
+            .join("store")
+            .join(format!("g{g}"))
+            .join(format!("n{i}"));
         let text = format!(
             "brokerClusterName = {CLUSTER}\n\
              brokerName = {name}\n\
@@ -328,7 +335,15 @@ impl Cluster {
     pub fn create_topic(&self, topic: &str, queues: u32) {
         let q = queues.to_string();
         let out = self.admin(&[
-            "updateTopic", "-c", CLUSTER, "-t", topic, "-r", &q, "-w", &q,
+            "updateTopic",
+            "-c",
+            CLUSTER,
+            "-t",
+            topic,
+            "-r",
+            &q,
+            "-w",
+            &q,
         ]);
         assert!(
             out.status.success(),

@@ -314,7 +314,10 @@ async fn every_acknowledged_send_survives_killing_the_master() {
         let before = log.lock().unwrap().acked.len();
         cluster.kill_node(killed);
         let killed_at = started.elapsed();
-        println!("killed node {killed} (the master) at {} ms", killed_at.as_millis());
+        println!(
+            "killed node {killed} (the master) at {} ms",
+            killed_at.as_millis()
+        );
         // During and after: until 60 more sends were acknowledged (a new master is in
         // place), or 90 s.
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -322,21 +325,22 @@ async fn every_acknowledged_send_survives_killing_the_master() {
             l.acked.len() >= before + 60 || Instant::now() >= deadline
         })
         .await;
-        let l = log.lock().unwrap();
-        print_errors("failover", &l);
-        assert!(
-            l.acked.len() >= before + 60,
-            "sends did not resume after the kill: {} acknowledged after it\n{}",
-            l.acked.len() - before,
-            cluster.logs()
-        );
-        let new_master = cluster.master_node_of(0);
-        assert!(
-            new_master.is_some_and(|m| m != killed),
-            "the name server's master is {new_master:?}, the killed node was {killed}"
-        );
-        let want: HashSet<String> = l.acked.iter().map(|(k, _)| k.clone()).collect();
-        drop(l);
+        let want: HashSet<String> = {
+            let l = log.lock().unwrap();
+            print_errors("failover", &l);
+            assert!(
+                l.acked.len() >= before + 60,
+                "sends did not resume after the kill: {} acknowledged after it\n{}",
+                l.acked.len() - before,
+                cluster.logs()
+            );
+            let new_master = cluster.master_node_of(0);
+            assert!(
+                new_master.is_some_and(|m| m != killed),
+                "the name server's master is {new_master:?}, the killed node was {killed}"
+            );
+            l.acked.iter().map(|(k, _)| k.clone()).collect()
+        };
 
         // Every acknowledged send is there for a consumer.
         let sink = Collect::default();
@@ -400,33 +404,37 @@ async fn with_three_groups_sends_move_to_the_other_groups_at_once() {
         })
         .await;
         let took = killed_at.elapsed();
-        let l = log.lock().unwrap();
-        print_errors("three groups", &l);
-        let after = &l.acked[before..];
-        let on_live = after
-            .iter()
-            .filter(|(_, b)| !dead_groups.contains(b))
-            .count();
-        println!(
-            "60 sends after the kill took {} ms, {on_live} on the live groups",
-            took.as_millis()
-        );
-        // rocketmq-client-rust hands a few connection failures to the dead master back to
-        // the application instead of retrying another broker (measured: 0 to 2 of 60);
-        // every other send goes to a live group at once.
-        assert!(
-            l.errors.len() <= 5,
-            "sends failed although other groups were up: {:?}",
-            l.errors
-        );
-        // "At once": 60 sends within the client's send timeout of a few dead-broker tries.
-        assert!(
-            took < Duration::from_secs(15),
-            "60 sends after the kill took {took:?}"
-        );
-        assert!(on_live >= 40, "only {on_live} of 60 sends went to the live groups");
-        let want: HashSet<String> = l.acked.iter().map(|(k, _)| k.clone()).collect();
-        drop(l);
+        let want: HashSet<String> = {
+            let l = log.lock().unwrap();
+            print_errors("three groups", &l);
+            let after = &l.acked[before..];
+            let on_live = after
+                .iter()
+                .filter(|(_, b)| !dead_groups.contains(b))
+                .count();
+            println!(
+                "60 sends after the kill took {} ms, {on_live} on the live groups",
+                took.as_millis()
+            );
+            // rocketmq-client-rust hands a few connection failures to the dead master back to
+            // the application instead of retrying another broker (measured: 0 to 2 of 60);
+            // every other send goes to a live group at once.
+            assert!(
+                l.errors.len() <= 5,
+                "sends failed although other groups were up: {:?}",
+                l.errors
+            );
+            // "At once": 60 sends within the client's send timeout of a few dead-broker tries.
+            assert!(
+                took < Duration::from_secs(15),
+                "60 sends after the kill took {took:?}"
+            );
+            assert!(
+                on_live >= 40,
+                "only {on_live} of 60 sends went to the live groups"
+            );
+            l.acked.iter().map(|(k, _)| k.clone()).collect()
+        };
 
         let sink = Collect::default();
         let mut push = push_consumer(&client, &ns, "cg-groups", topic, sink.clone()).await;
