@@ -334,22 +334,32 @@ impl Cluster {
     /// server's route lists it on every group.
     pub fn create_topic(&self, topic: &str, queues: u32) {
         let q = queues.to_string();
-        let out = self.admin(&[
-            "updateTopic",
-            "-c",
-            CLUSTER,
-            "-t",
-            topic,
-            "-r",
-            &q,
-            "-w",
-            &q,
-        ]);
-        assert!(
-            out.status.success(),
-            "updateTopic {topic}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        // A leader handing over to its preferredLeaderIds member refuses admin requests
+        // for a moment: ask again until a master takes it.
+        let last = std::cell::RefCell::new(String::new());
+        wait_for(
+            &format!("updateTopic {topic}"),
+            Duration::from_secs(20),
+            || format!("last answer: {}\n{}", last.borrow(), self.logs()),
+            || {
+                let out = self.admin(&[
+                    "updateTopic",
+                    "-c",
+                    CLUSTER,
+                    "-t",
+                    topic,
+                    "-r",
+                    &q,
+                    "-w",
+                    &q,
+                ]);
+                *last.borrow_mut() = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.status.success().then_some(())
+            },
         );
         self.wait_route(topic, Duration::from_secs(20));
     }
