@@ -18,6 +18,8 @@ tools=(
   "javac openjdk-17-jdk-headless the Java (JNI) host tests"
   "java openjdk-17-jdk-headless the Java (JNI) host tests"
   "jar openjdk-17-jdk-headless rmqraft.jar (scripts/install.sh, the install check)"
+  "node nodejs the ali-ons interop test (interop/ons)"
+  "npm npm the ali-ons interop test (npm ci in interop/ons)"
 )
 have_nextest() { cargo nextest --version >/dev/null 2>&1; }
 

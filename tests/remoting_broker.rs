@@ -380,20 +380,34 @@ fn send_pull_query_view_and_offsets_through_a_name_server() {
             "messageModel": "CLUSTERING", "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
             "subscriptionDataSet": [{"topic": TOPIC, "subString": "*"}], "unitMode": false}],
     });
-    let r = call(
-        &master,
-        RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
-    );
+    // The client stays listed while the connection it sent its heartbeat on is open.
+    let mut consumer = Client::connect(&master, T).unwrap();
+    let r = consumer
+        .invoke(
+            RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
+            T,
+        )
+        .unwrap();
     assert_eq!(r.code, rs::SUCCESS);
-    let r = call(
-        &master,
-        RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
-            .with_field("consumerGroup", "CG"),
-    );
+    let list = || {
+        call(
+            &master,
+            RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
+                .with_field("consumerGroup", "CG"),
+        )
+    };
+    let r = list();
     assert_eq!(r.code, rs::SUCCESS);
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["consumerIdList"][0], "127.0.0.1@4242");
     assert!(s.member(mi).broker.topic("%RETRY%CG").is_ok());
+    // ... and leaves its group when that connection closes (rebalancing clients must not
+    // count a consumer that is gone).
+    drop(consumer);
+    wait_for("the closed consumer to leave its group", || {
+        let r = list();
+        (r.code == rs::SYSTEM_ERROR).then_some(())
+    });
     let r = call(
         &master,
         RemotingCommand::request(rq::GET_ALL_TOPIC_CONFIG, 0),

@@ -23,14 +23,16 @@ use super::codes::response as rs;
 use super::json::{self, Value};
 use super::register::TopicRoute;
 use super::register::{follower_broker_id, BrokerRegistration, Registrar, RegistrarConfig};
-use super::server::{error_response, Request, Responder, Router, Server, ServerConfig};
+use super::server::{
+    error_response, ConnectionId, Request, Responder, Router, Server, ServerConfig,
+};
 use crate::broker::record::decode_properties;
 use crate::broker::{Broker, Message, MessageView, PullResult, SendResult};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::Role;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -163,15 +165,19 @@ struct PullArgs {
     filter: Option<String>,
 }
 
-/// A consumer client's last heartbeat and its subscriptions (topic -> expression).
-type ConsumerClient = (Instant, BTreeMap<String, String>);
+/// A consumer client's last heartbeat, its subscriptions (topic -> expression) and the
+/// connection it last sent a heartbeat on.
+type ConsumerClient = (Instant, BTreeMap<String, String>, ConnectionId);
+
+/// A client silent this long is dropped from its groups (RocketMQ's channelExpiredTimeout).
+const CLIENT_EXPIRY: Duration = Duration::from_secs(120);
 /// (consumer group, topic, brokerName, queueId).
 type LockKey = (String, String, String, i32);
 
 #[derive(Default)]
 struct Clients {
-    /// producer group -> client ids.
-    producers: BTreeMap<String, BTreeSet<String>>,
+    /// producer group -> client id -> the connection it last sent a heartbeat on.
+    producers: BTreeMap<String, BTreeMap<String, ConnectionId>>,
     /// consumer group -> client id -> (last heartbeat, topic -> subscription expression).
     consumers: BTreeMap<String, BTreeMap<String, ConsumerClient>>,
 }
@@ -368,6 +374,11 @@ fn router(side: &Arc<Side>) -> Router {
             Arc::new(move |req: Request, resp: Responder| handler(&side, req, resp)),
         );
     }
+    // A client whose connection closed leaves its groups at once, as RocketMQ's
+    // ClientHousekeepingService does on channel close: rebalancing consumers must not
+    // share queues with a client that is gone.
+    let side = Arc::clone(side);
+    router.on_close(move |connection| side.forget_connection(connection));
     router
 }
 
@@ -641,7 +652,7 @@ impl Side {
                     c.producers
                         .entry(g.to_string())
                         .or_default()
-                        .insert(client.clone());
+                        .insert(client.clone(), req.connection);
                 }
             }
             for cd in hb["consumerDataSet"].as_array().into_iter().flatten() {
@@ -658,7 +669,7 @@ impl Side {
                 c.consumers
                     .entry(g.to_string())
                     .or_default()
-                    .insert(client.clone(), (Instant::now(), subs));
+                    .insert(client.clone(), (Instant::now(), subs, req.connection));
                 retry_groups.push(g.to_string());
             }
         }
@@ -676,6 +687,19 @@ impl Side {
             }
         }
         resp.respond(ok());
+    }
+
+    /// Drops every producer and consumer client that sent its heartbeats on `connection`.
+    fn forget_connection(&self, connection: ConnectionId) {
+        let mut c = lock(&self.clients);
+        for set in c.producers.values_mut() {
+            set.retain(|_, conn| *conn != connection);
+        }
+        c.producers.retain(|_, set| !set.is_empty());
+        for map in c.consumers.values_mut() {
+            map.retain(|_, (_, _, conn)| *conn != connection);
+        }
+        c.consumers.retain(|_, map| !map.is_empty());
     }
 
     fn unregister_client(&self, req: Request, resp: Responder) {
@@ -825,7 +849,7 @@ impl Side {
         c.consumers
             .get(group)?
             .values()
-            .find_map(|(_, subs)| subs.get(topic).cloned())
+            .find_map(|(_, subs, _)| subs.get(topic).cloned())
     }
 
     fn pull_now(&self, a: &PullArgs) -> Result<(PullArgs, PullResult)> {
@@ -990,11 +1014,18 @@ impl Side {
 
     fn consumer_list(&self, req: Request, resp: Responder) {
         let group = req.command.field("consumerGroup").unwrap_or("").to_string();
-        let ids: Vec<String> = lock(&self.clients)
-            .consumers
-            .get(&group)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+        let ids: Vec<String> = {
+            let mut c = lock(&self.clients);
+            match c.consumers.get_mut(&group) {
+                Some(m) => {
+                    // A client silent for CLIENT_EXPIRY is gone (its connection may
+                    // still look open, e.g. a peer that vanished).
+                    m.retain(|_, (seen, _, _)| seen.elapsed() < CLIENT_EXPIRY);
+                    m.keys().cloned().collect()
+                }
+                None => Vec::new(),
+            }
+        };
         if ids.is_empty() {
             resp.respond(error_response(
                 rs::SYSTEM_ERROR,
