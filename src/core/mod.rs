@@ -2,6 +2,7 @@
 //! in and carry the [`Effects`] out; the simulator in `tests/sim.rs` does the same with
 //! an in-memory network and disk.
 
+pub mod msg;
 pub mod producers;
 pub mod quorum;
 pub mod raft;

@@ -5,8 +5,8 @@
 //! persist the hard state), then messages. No clock, thread or I/O lives here, so the
 //! same code runs in the threads of a group and in the seeded simulator.
 
+use super::msg::{PushRequest, PushResponse, VoteRequest, VoteResponse};
 use super::quorum::{majority, quorum_index};
-use crate::net::msg::{PushRequest, PushResponse, VoteRequest, VoteResponse};
 use crate::types::Role;
 
 /// Read access to the member's log, as the decisions need it.
