@@ -9,6 +9,6 @@ pub mod raft;
 
 pub use quorum::{majority, quorum_index};
 pub use raft::{
-    conflict_hint, log_up_to_date, CoreConfig, Effects, LogView, Outgoing, PeerState, Progress,
-    PushOutcome, PushPlan, RaftCore, VoteRefusal,
+    conflict_hint, log_up_to_date, validate_push, CoreConfig, Effects, LogView, Outgoing,
+    PeerState, Progress, PushOutcome, PushPlan, PushRefusal, RaftCore, VoteRefusal,
 };

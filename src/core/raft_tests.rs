@@ -35,6 +35,7 @@ fn config(members: usize, self_index: usize) -> CoreConfig {
         push_entries_max: 4,
         sync_flush: false,
         preferred_leaders: Vec::new(),
+        entry_size_bytes_max: 64,
     }
 }
 
@@ -771,4 +772,107 @@ fn check_quorum_steps_down_and_transfer_hands_over() {
     // A TimeoutNow from someone who is not our leader, or of another term, is ignored.
     let mut other = RaftCore::new(config(3, 1), 1, None, 0, 3);
     assert!(other.on_timeout_now(0, 1, start, &log).messages.is_empty());
+}
+
+fn push_of(term: u64, prev_index: u64, prev_term: u64, entries: Vec<Entry>) -> PushRequest {
+    PushRequest {
+        term,
+        prev_index,
+        prev_term,
+        commit_index: 0,
+        entries,
+    }
+}
+
+#[test]
+fn malformed_pushes_are_refused_and_change_nothing() {
+    let log = TermLog(vec![1, 1]);
+    let cases = [
+        // a gap: entry 4 where 3 belongs
+        (
+            push_of(3, 2, 1, vec![entry(4, 3)]),
+            PushRefusal::NotContiguous {
+                position: 0,
+                index: 4,
+            },
+        ),
+        // the second entry repeats the first's index
+        (
+            push_of(3, 2, 1, vec![entry(3, 3), entry(3, 3)]),
+            PushRefusal::NotContiguous {
+                position: 1,
+                index: 3,
+            },
+        ),
+        // an entry of a term above the push's
+        (
+            push_of(3, 2, 1, vec![entry(3, 4)]),
+            PushRefusal::BadTerm { index: 3, term: 4 },
+        ),
+        // terms going down inside the push
+        (
+            push_of(3, 2, 1, vec![entry(3, 3), entry(4, 2)]),
+            PushRefusal::BadTerm { index: 4, term: 2 },
+        ),
+    ];
+    for (n, (req, want)) in cases.into_iter().enumerate() {
+        let mut core = RaftCore::new(config(3, 1), 2, Some(2), 0, 1);
+        let (fx, outcome) = core.on_push(0, &req, 10, &log);
+        assert_eq!(outcome.refused, Some(want), "case {n}");
+        let resp = outcome.response.expect("a refused push is answered");
+        assert!(!resp.success, "case {n}");
+        assert_eq!(outcome.truncate_from, None, "case {n}");
+        assert_eq!(outcome.append_from, None, "case {n}");
+        assert!(!fx.persist_hard_state, "case {n}");
+        assert_eq!(
+            (core.term, core.voted_for, core.leader, core.commit_index),
+            (2, Some(2), None, 0),
+            "case {n}: a malformed push changes no state"
+        );
+    }
+}
+
+#[test]
+fn an_entry_over_max_entry_size_is_left_out_and_what_comes_before_is_stored() {
+    let log = TermLog(vec![1, 1]);
+    let mut core = RaftCore::new(config(3, 1), 3, None, 0, 1);
+    let big = Entry {
+        body: Bytes::from(vec![7u8; 65]),
+        ..entry(4, 3)
+    };
+    let mut req = push_of(3, 2, 1, vec![entry(3, 3), big, entry(5, 3)]);
+    req.commit_index = 5;
+    let (_, outcome) = core.on_push(0, &req, 10, &log);
+    assert_eq!(
+        outcome.refused,
+        Some(PushRefusal::TooLarge {
+            index: 4,
+            size_bytes: 65
+        })
+    );
+    assert_eq!((outcome.append_from, outcome.append_end), (Some(0), 1));
+    let resp = outcome.response.unwrap();
+    assert!(resp.success);
+    assert_eq!(
+        resp.match_index, 3,
+        "only what this member can store is claimed"
+    );
+    assert_eq!(
+        core.commit_index, 3,
+        "nothing past what is stored commits here"
+    );
+    assert_eq!(core.leader, Some(0));
+    // Below the term of the (matching) entry before it.
+    let mut other = RaftCore::new(config(3, 1), 3, None, 0, 1);
+    let (_, outcome) = other.on_push(0, &push_of(3, 2, 1, vec![entry(3, 0)]), 10, &log);
+    assert_eq!(
+        outcome.refused,
+        Some(PushRefusal::BadTerm { index: 3, term: 0 })
+    );
+    assert!(!outcome.response.unwrap().success);
+    // The leader resends from the refused entry: refused again, member unchanged.
+    let req = push_of(3, 3, 3, vec![req.entries[1].clone()]);
+    let (_, outcome) = core.on_push(0, &req, 20, &TermLog(vec![1, 1, 3]));
+    assert_eq!((outcome.append_from, outcome.append_end), (None, 0));
+    assert_eq!(outcome.response.unwrap().match_index, 3);
 }

@@ -412,8 +412,23 @@ impl Member {
                     }
                     st.flush_reported = st.flush_reported.min(from_index - 1);
                 }
+                if let Some(why) = &outcome.refused {
+                    // The leader resends what was refused: one line per push at debug
+                    // for an entry over maxEntrySize, which repeats until configs agree.
+                    let level = match why {
+                        crate::core::PushRefusal::TooLarge { .. } => log::Level::Debug,
+                        _ => log::Level::Warn,
+                    };
+                    log::log!(
+                        level,
+                        "{}/{}: push from {} refused: {why}",
+                        self.config.group,
+                        self.config.self_id,
+                        self.config.peers[from].id
+                    );
+                }
                 if let Some(first) = outcome.append_from {
-                    for entry in &req.entries[first..] {
+                    for entry in &req.entries[first..outcome.append_end] {
                         match st.store.append(entry) {
                             Ok(_) => {}
                             Err(err) if err.kind() == ErrorKind::DiskFull => {

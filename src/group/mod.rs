@@ -218,6 +218,7 @@ impl Member {
             push_entries_max: 4096,
             sync_flush: config.flush == FlushDiskType::SyncFlush,
             preferred_leaders,
+            entry_size_bytes_max: u64::from(config.entry_size_bytes_max),
         };
         let now_ms = epoch.elapsed().as_millis() as u64;
         let seed = (std::process::id() as u64) << 32
