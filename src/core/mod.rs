@@ -6,9 +6,11 @@ pub mod msg;
 pub mod producers;
 pub mod quorum;
 pub mod raft;
+pub mod waiters;
 
 pub use quorum::{majority, quorum_index};
 pub use raft::{
     conflict_hint, log_up_to_date, validate_push, CoreConfig, Effects, LogView, Outgoing,
     PeerState, Progress, PushOutcome, PushPlan, PushRefusal, RaftCore, VoteRefusal,
 };
+pub use waiters::{Decided, Waiters};

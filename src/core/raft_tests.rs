@@ -1,6 +1,7 @@
 //! Table tests of the decisions in `raft.rs`, one event at a time.
 
 use super::*;
+use crate::core::waiters::{Decided, Waiters};
 use crate::types::{Entry, EntryKind};
 use bytes::Bytes;
 
@@ -875,4 +876,112 @@ fn an_entry_over_max_entry_size_is_left_out_and_what_comes_before_is_stored() {
     let (_, outcome) = core.on_push(0, &req, 20, &TermLog(vec![1, 1, 3]));
     assert_eq!((outcome.append_from, outcome.append_end), (None, 0));
     assert_eq!(outcome.response.unwrap().match_index, 3);
+}
+
+/// Raft paper Figure 8 with five members, as S1 sees it. S1 leads term 2 and appends X at
+/// index 2, which reaches S2 only. S5 wins term 3 (votes of S3, S4), and its no-op at
+/// index 2 reaches only S1, which truncates X. S5 dies; S2 wins term 4 (votes of S3, S4:
+/// its log ends in term 2, theirs in term 1) and commits X with its no-op. X's waiter on
+/// S1 must not be completed as failed when S1 truncates X: only the commit decides it.
+#[test]
+fn figure_8_a_truncated_append_stays_undecided_until_a_commit_decides_it() {
+    let (s1, s2, s5) = (0, 1, 4);
+    // Every member holds entry 1 of term 1, committed.
+    let mut log1 = TermLog(vec![1]);
+    let mut core1 = elect(config(5, s1), 1, &mut log1, ELECTION_MS * 3);
+    assert_eq!(core1.term, 2);
+    // elect() appended S1's no-op at 2; the scenario has X there: replace it by X.
+    log1.0.truncate(1);
+    log1.0.push(2);
+    let x = (2u64, 2u64);
+    let mut waiters = Waiters::new();
+    waiters.insert(x.0, x.1, "X").unwrap();
+    let log2 = TermLog(vec![1, 2]);
+    let log345 = TermLog(vec![1]);
+    // S5 may win term 3: S3 and S4 (and itself) hold nothing newer than its log.
+    assert!(log_up_to_date(
+        1,
+        1,
+        log345.last_term(),
+        log345.last_index()
+    ));
+    // S5's no-op at 2 (term 3) reaches S1.
+    let push3 = PushRequest {
+        term: 3,
+        prev_index: 1,
+        prev_term: 1,
+        commit_index: 1,
+        entries: vec![entry(2, 3)],
+    };
+    let (_, outcome) = core1.on_push(s5, &push3, ELECTION_MS * 4, &log1);
+    assert_eq!(outcome.truncate_from, Some(2), "S1 truncates X");
+    assert!(outcome.response.unwrap().success);
+    log1.0.truncate(1);
+    log1.0.push(3);
+    assert_eq!(core1.commit_index, 1);
+    assert!(
+        waiters.take_decided(core1.commit_index, &log1).is_empty(),
+        "X is truncated on S1 but not decided: S2 still holds it"
+    );
+    assert_eq!(waiters.len(), 1);
+    // S5 dies. S2 wins term 4 with S3 and S4: its last term 2 beats their 1.
+    assert!(log_up_to_date(
+        log2.last_term(),
+        log2.last_index(),
+        log345.last_term(),
+        log345.last_index()
+    ));
+    // S2's pushes after its no-op at 3 (term 4): first a probe S1 refuses...
+    let probe = PushRequest {
+        term: 4,
+        prev_index: 2,
+        prev_term: 2,
+        commit_index: 1,
+        entries: vec![],
+    };
+    let (_, outcome) = core1.on_push(s2, &probe, ELECTION_MS * 6, &log1);
+    assert!(!outcome.response.unwrap().success);
+    // ...then X and the no-op, once S2, S3 and S4 hold both: commit 3.
+    let push4 = PushRequest {
+        term: 4,
+        prev_index: 1,
+        prev_term: 1,
+        commit_index: 3,
+        entries: vec![entry(2, 2), entry(3, 4)],
+    };
+    let (_, outcome) = core1.on_push(s2, &push4, ELECTION_MS * 6, &log1);
+    assert_eq!(outcome.truncate_from, Some(2));
+    log1.0.truncate(1);
+    log1.0.extend([2, 4]);
+    assert_eq!(core1.commit_index, 3);
+    let decided = waiters.take_decided(core1.commit_index, &log1);
+    assert_eq!(decided.len(), 1);
+    assert_eq!(
+        (decided[0].0, decided[0].1, decided[0].2),
+        (x, "X", Decided::Committed),
+        "X committed in term 4: its waiter must see it committed"
+    );
+}
+
+/// The other way Figure 8 can end: S5 comes back and commits its own entry at 2, which
+/// decides X as definitely not committed; an append of term 3 at the same index on a
+/// member that led twice is decided apart from it.
+#[test]
+fn figure_8_a_committed_entry_of_another_term_decides_the_append_failed() {
+    let mut waiters = Waiters::new();
+    waiters.insert(2, 2, "X").unwrap();
+    waiters.insert(2, 3, "Y").unwrap();
+    let log = TermLog(vec![1, 3, 3]);
+    let decided: Vec<_> = waiters
+        .take_decided(3, &log)
+        .into_iter()
+        .map(|(k, v, d)| (k, v, d))
+        .collect();
+    assert_eq!(
+        decided,
+        vec![
+            ((2, 2), "X", Decided::Replaced { committed_term: 3 }),
+            ((2, 3), "Y", Decided::Committed),
+        ]
+    );
 }

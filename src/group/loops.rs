@@ -2,6 +2,7 @@
 //! EntryHandler and the role listener's thread.
 
 use super::{Member, MemberState, StateInput, StoreView, Waiter, TICK_MS};
+use crate::core::Decided;
 use crate::error::{Error, ErrorKind};
 use crate::net::msg::{Message, PushRequest, PushResponse};
 use crate::types::Role;
@@ -291,31 +292,33 @@ impl Member {
                     st.commit_notified = commit;
                     self.commit_cv.notify_all();
                 }
-                while let Some(entry) = st.waiters.first_entry() {
-                    if *entry.key() > commit {
-                        break;
-                    }
-                    let waiter = entry.remove();
-                    let result = if st.store.term_at(waiter.meta.index) == Some(waiter.meta.term) {
-                        Ok(waiter.meta)
-                    } else {
-                        Err(Error::new(
+                let decided = {
+                    let MemberState { waiters, store, .. } = &mut *st;
+                    waiters.take_decided(commit, &StoreView(store))
+                };
+                for ((index, term), waiter, decided) in decided {
+                    let result = match decided {
+                        Decided::Committed => Ok(waiter.meta),
+                        Decided::Replaced { committed_term } => Err(Error::new(
                             ErrorKind::NotLeader,
                             format!(
-                                "entry {} was replaced by a new leader's entry; not committed",
-                                waiter.meta.index
+                                "entry {index} of term {term} was replaced by the committed \
+                                 entry of term {committed_term}; not committed"
                             ),
-                        ))
+                        )),
+                        Decided::Unknown => Err(Error::new(
+                            ErrorKind::OutcomeUnknown,
+                            format!(
+                                "entry {index} is committed but no longer held here; read it \
+                                 from a member that holds it"
+                            ),
+                        )),
                     };
                     done.push((waiter, result));
                 }
                 st.completed_index = st.completed_index.max(commit);
                 let now = Instant::now();
-                while let Some(entry) = st.waiters.first_entry() {
-                    if entry.get().deadline > now {
-                        break;
-                    }
-                    let waiter = entry.remove();
+                for (_, waiter) in st.waiters.take_expired(|w| w.deadline <= now) {
                     let err = Error::new(
                         ErrorKind::Timeout,
                         format!(
@@ -389,7 +392,6 @@ impl Member {
             .pushes_applied
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut answers = Vec::with_capacity(batch.len());
-        let mut failed_waiters = Vec::new();
         let mut disk_full = false;
         let messages = {
             let mut st = self.lock()?;
@@ -403,13 +405,9 @@ impl Member {
                 };
                 messages.extend(self.apply(&mut st, fx)?);
                 if let Some(from_index) = outcome.truncate_from {
+                    // Waiting appends from here on stay undecided: a later leader may
+                    // still hold and commit them (they are keyed by index and term).
                     st.store.truncate_suffix(from_index)?;
-                    let lost: Vec<u64> = st.waiters.range(from_index..).map(|(k, _)| *k).collect();
-                    for index in lost {
-                        if let Some(waiter) = st.waiters.remove(&index) {
-                            failed_waiters.push(waiter);
-                        }
-                    }
                     st.flush_reported = st.flush_reported.min(from_index - 1);
                 }
                 if let Some(why) = &outcome.refused {
@@ -491,13 +489,6 @@ impl Member {
             messages
         };
         self.send_all(messages);
-        for waiter in failed_waiters {
-            let index = waiter.meta.index;
-            (waiter.done)(Err(Error::new(
-                ErrorKind::NotLeader,
-                format!("entry {index} was replaced by a new leader's entries; not committed"),
-            )));
-        }
         Ok((answers, disk_full))
     }
 

@@ -12,7 +12,7 @@
 //! [`RaftCore`] decides, the threads do the I/O outside the lock where they can.
 
 use crate::config::{FlushDiskType, GroupConfig};
-use crate::core::{CoreConfig, Effects, LogView, Outgoing, RaftCore};
+use crate::core::{CoreConfig, Effects, LogView, Outgoing, RaftCore, Waiters};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::msg::{
     ClientResponse, Frame, Message, PushRequest, StatusReport, VoteRequest, CLIENT_PEER,
@@ -22,7 +22,6 @@ use crate::store::{Flusher, HardState, LogStore, StoreOptions};
 use crate::types::{Entry, EntryKind, EntryMeta, Role};
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -92,8 +91,9 @@ struct Waiter {
 struct MemberState {
     core: RaftCore,
     store: LogStore,
-    /// Appends made on this member and not yet completed, by index.
-    waiters: BTreeMap<u64, Waiter>,
+    /// Appends made on this member and not yet completed, by (index, term); the core
+    /// decides their outcome from the committed log.
+    waiters: Waiters<Waiter>,
     /// Completed up to here (waiters at or below are gone).
     completed_index: u64,
     /// Commit index readers of committed entries were last woken for.
@@ -247,7 +247,7 @@ impl Member {
         let state = MemberState {
             core,
             store,
-            waiters: BTreeMap::new(),
+            waiters: Waiters::new(),
             completed_index: 0,
             commit_notified: 0,
             follower_match: (0, 0),
@@ -374,23 +374,31 @@ impl Member {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Fails the member for good: every later call returns `err`, waiters complete with it.
+    /// Fails the member for good: every later call returns `err`. Waiting appends
+    /// complete with OUTCOME_UNKNOWN: they may be on other members, and the next leader
+    /// may commit them.
     fn fail(&self, err: Error) {
         let waiters = match self.state.lock() {
             Ok(mut st) => {
                 if st.failed.is_none() {
                     st.failed = Some(err.clone());
                 }
-                std::mem::take(&mut st.waiters)
+                st.waiters.take_all()
             }
             Err(poisoned) => {
                 let mut st = poisoned.into_inner();
                 st.failed.get_or_insert(err.clone());
-                std::mem::take(&mut st.waiters)
+                st.waiters.take_all()
             }
         };
-        for (_, waiter) in waiters {
-            (waiter.done)(Err(err.clone()));
+        for ((index, _), waiter) in waiters {
+            (waiter.done)(Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "the member failed ({err}) before entry {index} was decided; it may \
+                     still commit on the other members"
+                ),
+            )));
         }
         self.wake_all();
     }
