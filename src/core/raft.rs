@@ -222,6 +222,8 @@ pub enum VoteRefusal {
     AlreadyVoted,
     LogBehind,
     Repairing,
+    /// This member's term or vote is not saved yet (disk full): it promises nothing.
+    HardStateUnsaved,
 }
 
 /// One member's consensus state.
@@ -247,6 +249,11 @@ pub struct RaftCore {
     /// Leadership transfer in progress: (target, give up at ms).
     pub transferee: Option<(usize, u64)>,
     became_leader_ms: u64,
+    /// The term or vote changed but could not be saved (disk full). Until it is, this
+    /// member sends nothing (a vote or an acknowledgement given in an unsaved term could
+    /// be given again, differently, after a restart) and grants no vote; every tick asks
+    /// to save again.
+    hard_state_unsaved: bool,
     rng: fastrand::Rng,
 }
 
@@ -275,6 +282,7 @@ impl RaftCore {
             progress: (0..members).map(|_| Progress::new(0, now_ms)).collect(),
             transferee: None,
             became_leader_ms: 0,
+            hard_state_unsaved: false,
             rng: fastrand::Rng::with_seed(seed),
         };
         core.reset_election_deadline(now_ms);
@@ -283,6 +291,22 @@ impl RaftCore {
 
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
+    }
+
+    /// Saving the hard state asked by the last effects failed with a full disk.
+    pub fn hard_state_save_failed(&mut self) {
+        self.hard_state_unsaved = true;
+    }
+
+    /// The hard state (term and vote as they are now) is saved.
+    pub fn hard_state_saved(&mut self) {
+        self.hard_state_unsaved = false;
+    }
+
+    /// May this member send anything (votes, acknowledgements, requests)? Not while its
+    /// term or vote is unsaved.
+    pub fn may_speak(&self) -> bool {
+        !self.hard_state_unsaved
     }
 
     fn me(&self) -> usize {
@@ -397,6 +421,12 @@ impl RaftCore {
     /// Time passes: elections start, a leader without a quorum steps down, transfers give up.
     pub fn tick<L: LogView>(&mut self, now_ms: u64, log: &L) -> Effects {
         let mut fx = Effects::default();
+        if self.hard_state_unsaved {
+            // Nothing else until the term and vote are saved: no campaign, no step.
+            fx.persist_hard_state = true;
+            self.reset_election_deadline(now_ms);
+            return fx;
+        }
         match self.role {
             Role::Leader => {
                 let timeout = self.config.election_timeout_ms;
@@ -525,6 +555,7 @@ impl RaftCore {
         }
         if refusal != Some(VoteRefusal::LeaderLease)
             && refusal != Some(VoteRefusal::StaleTerm)
+            && refusal != Some(VoteRefusal::HardStateUnsaved)
             && req.term > self.term
         {
             self.become_follower(req.term, None, now_ms, &mut fx);
@@ -558,6 +589,9 @@ impl RaftCore {
         if req.term < self.term || (req.pre_vote && req.term <= self.term && self.leader.is_some())
         {
             return Some(VoteRefusal::StaleTerm);
+        }
+        if self.hard_state_unsaved {
+            return Some(VoteRefusal::HardStateUnsaved);
         }
         if !req.transfer && self.lease_active(now_ms) && self.leader != Some(from) {
             return Some(VoteRefusal::LeaderLease);

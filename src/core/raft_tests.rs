@@ -985,3 +985,45 @@ fn figure_8_a_committed_entry_of_another_term_decides_the_append_failed() {
         ]
     );
 }
+
+#[test]
+fn a_member_whose_hard_state_is_unsaved_grants_nothing_and_asks_to_save_every_tick() {
+    let log = TermLog(vec![1]);
+    let mut core = RaftCore::new(config(3, 1), 2, None, 0, 1);
+    let req = VoteRequest {
+        term: 3,
+        last_index: 1,
+        last_term: 1,
+        pre_vote: false,
+        transfer: false,
+    };
+    // The vote for term 3 could not be saved (disk full).
+    let (fx, resp, _) = core.on_vote_request(0, &req, ELECTION_MS * 3, &log);
+    assert!(resp.granted && fx.persist_hard_state);
+    core.hard_state_save_failed();
+    assert!(!core.may_speak());
+    // Another candidate of the same term is refused, and so is a pre-vote.
+    let (_, resp, why) = core.on_vote_request(2, &req, ELECTION_MS * 3, &log);
+    assert!(!resp.granted);
+    assert_eq!(why, Some(VoteRefusal::HardStateUnsaved));
+    let pre = VoteRequest {
+        term: 4,
+        pre_vote: true,
+        ..req.clone()
+    };
+    let (_, resp, why) = core.on_vote_request(2, &pre, ELECTION_MS * 3, &log);
+    assert!(!resp.granted);
+    assert_eq!(why, Some(VoteRefusal::HardStateUnsaved));
+    // Ticks long past the election timeout: no campaign, only another save.
+    for step in 1..=5 {
+        let fx = core.tick(ELECTION_MS * 3 * (step + 1), &log);
+        assert!(fx.persist_hard_state, "tick {step} asks to save again");
+        assert!(fx.messages.is_empty());
+        assert_eq!(core.role, Role::Follower);
+        assert_eq!(core.term, 3);
+    }
+    core.hard_state_saved();
+    assert!(core.may_speak());
+    let fx = core.tick(ELECTION_MS * 30, &log);
+    assert!(!fx.messages.is_empty(), "saved: it campaigns again");
+}

@@ -73,6 +73,9 @@ impl Member {
                     answer = Some(resp);
                     fx
                 });
+                // A vote given while the term and vote are unsaved is not sent.
+                let speaks = self.state.lock().is_ok_and(|st| st.core.may_speak());
+                let answer = answer.filter(|_| speaks);
                 if let (Ok(()), Some(resp)) = (stepped, answer) {
                     self.send(from, 0, Message::VoteResp(resp));
                 }
@@ -267,7 +270,10 @@ impl Member {
                         return;
                     }
                 };
-                if st.core.role == Role::Follower && flushed > st.flush_reported {
+                if st.core.role == Role::Follower
+                    && flushed > st.flush_reported
+                    && st.core.may_speak()
+                {
                     if let (Some(leader), (term, matched)) = (st.core.leader, st.follower_match) {
                         if term == st.core.term && matched > 0 {
                             st.flush_reported = flushed;
@@ -482,6 +488,11 @@ impl Member {
                     st.flush_reported = st.flush_reported.max(resp.flushed_index);
                 }
                 answers.push((from, request_id, resp));
+            }
+            if !st.core.may_speak() {
+                // No acknowledgement in a term not yet saved; the leader resends.
+                answers.clear();
+                st.deferred_request = None;
             }
             if st.core.commit_index > st.completed_index || !st.waiters.is_empty() {
                 let _ = self.ack_bell.0.try_send(());

@@ -439,10 +439,36 @@ impl Member {
     fn apply(&self, st: &mut MemberState, fx: Effects) -> Result<Vec<(usize, Outgoing)>> {
         if fx.persist_hard_state {
             let voted_for = st.core.voted_for.map(|p| self.config.peers[p].id.clone());
-            st.store.save_hard_state(&HardState {
+            let saved = st.store.save_hard_state(&HardState {
                 term: st.core.term,
                 voted_for,
-            })?;
+            });
+            match saved {
+                Ok(()) => {
+                    if !st.core.may_speak() {
+                        log::warn!(
+                            "{}/{}: term and vote saved; the member speaks again",
+                            self.config.group,
+                            self.config.self_id
+                        );
+                    }
+                    st.core.hard_state_saved();
+                }
+                // A full disk does not fail the member: it stays silent (no vote, no
+                // acknowledgement) and every tick tries again.
+                Err(err) if err.kind() == ErrorKind::DiskFull => {
+                    if st.core.may_speak() {
+                        log::error!(
+                            "{}/{}: cannot save term {} and vote: {err}; silent until saved",
+                            self.config.group,
+                            self.config.self_id,
+                            st.core.term
+                        );
+                    }
+                    st.core.hard_state_save_failed();
+                }
+                Err(err) => return Err(err),
+            }
         }
         if fx.append_noop {
             let entry = Entry {
@@ -482,6 +508,9 @@ impl Member {
             || (fx.wake_dispatchers && self.dispatchers_idle.load(Ordering::Acquire) > 0)
         {
             self.dispatch_cv.notify_all();
+        }
+        if !st.core.may_speak() {
+            return Ok(Vec::new());
         }
         Ok(fx.messages)
     }
