@@ -257,6 +257,19 @@ impl Member {
                 if st.failed.is_some() {
                     return;
                 }
+                if let Some(err) = st.store.failure() {
+                    // A write or sync error is permanent: fail the member, so that a
+                    // leader stops leading and another takes over within the election
+                    // timeout (its heartbeats would go on from the tail cache).
+                    drop(st);
+                    log::error!(
+                        "{}/{}: the store failed: {err}",
+                        self.config.group,
+                        self.config.self_id
+                    );
+                    self.fail(err);
+                    return;
+                }
                 let flushed = st.store.flushed_index();
                 let fx = {
                     let MemberState { core, store, .. } = &mut *st;

@@ -548,7 +548,11 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend, sync_mode: SyncMode) {
             match job.finish(&mut p) {
                 Ok(()) => reports.push(store.clone()),
                 Err(err) if err.kind() == ErrorKind::DiskFull && retrying => {}
-                Err(err) => log::error!("flusher: store {}: {err}", store.dir.display()),
+                Err(err) => {
+                    log::error!("flusher: store {}: {err}", store.dir.display());
+                    // The owner hears of the failure at once (it reads it from the store).
+                    reports.push(store.clone());
+                }
             }
         }
         for store in reports {
@@ -616,14 +620,27 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
     write_file(f)?;
     let mark = super::testing::sync_mark(f.fd);
     // SAFETY: fdatasync on an open descriptor.
-    if unsafe { libc::fdatasync(f.fd) } != 0 {
-        return Err(Error::io(
-            format!("fdatasync {}", f.path.display()),
-            std::io::Error::last_os_error(),
-        ));
+    let synced = match super::testing::before_sync(f.fd) {
+        Ok(()) if unsafe { libc::fdatasync(f.fd) } == 0 => Ok(()),
+        Ok(()) => Err(std::io::Error::last_os_error()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = synced {
+        return Err(sync_failed(&format!("fdatasync {}", f.path.display()), e));
     }
     super::testing::synced(f.fd, mark);
     Ok(())
+}
+
+/// A failed fdatasync or syncfs fails the store for good, whatever the errno (even
+/// ENOSPC): after a writeback error the kernel may have marked the unwritten pages
+/// clean, so a second sync could succeed without the data on disk (PostgreSQL's
+/// "fsyncgate"). Only a refused write (ENOSPC before any sync) is retried.
+fn sync_failed(what: &str, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!("{what}: {e}; not retried (a failed sync may have lost the data it covered); the member fails"),
+    )
 }
 
 /// The running kernel's release string (`uname -r`), empty if unknown.
@@ -698,6 +715,10 @@ fn write_all_syncfs(jobs: &mut [Job]) {
     }
     let mut failure = None;
     for (_, fd) in &devices {
+        if let Err(e) = super::testing::before_sync(*fd) {
+            failure = Some(e);
+            continue;
+        }
         // SAFETY: syncfs on an open descriptor.
         if unsafe { libc::syncfs(*fd) } != 0 {
             failure = Some(std::io::Error::last_os_error());
@@ -712,8 +733,8 @@ fn write_all_syncfs(jobs: &mut [Job]) {
             None => super::testing::synced(job.files[i].fd, mark),
             Some(e) => {
                 let path = job.files[i].path.display().to_string();
-                job.error = Some(Error::io(
-                    format!("syncfs for {path}"),
+                job.error = Some(sync_failed(
+                    &format!("syncfs for {path}"),
                     std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
                 ));
             }
@@ -782,6 +803,8 @@ struct Chain {
     iovecs: Vec<Vec<libc::iovec>>,
     expected: Vec<usize>,
     failed: bool,
+    /// The chain's fdatasync itself failed with this errno: reported, never redone.
+    sync_errno: Option<i32>,
 }
 
 fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
@@ -804,6 +827,7 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 expected,
                 // Files under fault injection take the pwritev path below.
                 failed: super::testing::intercepts(&f.path),
+                sync_errno: None,
             });
         }
     }
@@ -883,6 +907,12 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 let chain = &mut chains[c_idx];
                 let res = cqe.result();
                 let ok = if op == 0xFFFF {
+                    // -ECANCELED: a write before it failed or was short, so the sync
+                    // never ran; the chain is redone below. Any other error is the
+                    // sync's own and is final.
+                    if res < 0 && res != -libc::ECANCELED {
+                        chain.sync_errno = Some(-res);
+                    }
                     res == 0
                 } else {
                     res >= 0 && res as usize == chain.expected[op]
@@ -908,6 +938,17 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
     // A failed or short chain is redone synchronously: rewriting the same bytes at the
     // same offsets is harmless, and it yields the real error (ENOSPC, EIO) if any.
     for chain in &chains {
+        if let Some(errno) = chain.sync_errno {
+            let job = &mut jobs[chain.job];
+            if job.error.is_none() {
+                let path = job.files[chain.file].path.display().to_string();
+                job.error = Some(sync_failed(
+                    &format!("fdatasync {path}"),
+                    std::io::Error::from_raw_os_error(errno),
+                ));
+            }
+            continue;
+        }
         if chain.failed && jobs[chain.job].error.is_none() {
             if let Err(e) = write_file_sync(&jobs[chain.job].files[chain.file]) {
                 jobs[chain.job].error = Some(e);
