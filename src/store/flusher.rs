@@ -705,9 +705,15 @@ fn write_all_syncfs(jobs: &mut [Job]) {
             }
             // SAFETY: fstat on an open descriptor into a local buffer.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            if unsafe { libc::fstat(f.fd, &mut st) } == 0
-                && !devices.iter().any(|(d, _)| *d == st.st_dev)
-            {
+            if unsafe { libc::fstat(f.fd, &mut st) } != 0 {
+                // Without its device the file would be counted synced by no syncfs.
+                job.error = Some(sync_failed(
+                    &format!("fstat {} for syncfs", f.path.display()),
+                    std::io::Error::last_os_error(),
+                ));
+                break;
+            }
+            if !devices.iter().any(|(d, _)| *d == st.st_dev) {
                 devices.push((st.st_dev, f.fd));
             }
             marks.push((j, i, super::testing::sync_mark(f.fd)));
@@ -1028,5 +1034,82 @@ mod tests {
             effective_sync_mode(SyncMode::Fdatasync, "6.1"),
             SyncMode::Fdatasync
         );
+    }
+}
+
+#[cfg(test)]
+mod sync_error_tests {
+    use super::super::testing::FaultDomain;
+    use super::super::{LogStore, StoreOptions};
+    use super::*;
+    use crate::config::{FlushDiskType, FlusherKind};
+    use crate::types::{Entry, EntryKind};
+
+    /// A round whose sync fails (fdatasync, or syncfs where the kernel reports errors)
+    /// counts nothing as flushed and fails the store for good, with no second sync.
+    fn a_failed_sync_round_fails_the_store(mode: SyncMode) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("dledger-n0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let opts = StoreOptions {
+            dir: dir.clone(),
+            segment_size_bytes: 64 << 10,
+            flush: FlushDiskType::SyncFlush,
+            async_flush_interval_ms: 10,
+            entry_size_bytes_max: 16 << 10,
+            prewrite_segments: false,
+            classic_commitlog_dir: None,
+        };
+        let flusher = Flusher::start_with(FlusherKind::Pwrite, mode).unwrap();
+        let (mut store, _) = LogStore::open(opts, &flusher, Arc::new(|_| {})).unwrap();
+        let domain = FaultDomain::new(&dir).unwrap();
+        domain.set_sync_errno(Some(libc::EIO));
+        let entry = Entry {
+            index: 1,
+            term: 1,
+            kind: EntryKind::Normal,
+            body: Bytes::from_static(b"x"),
+        };
+        store.append(&entry).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            if let Some(err) = store.failure() {
+                break err;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the failed round was not reported"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        assert_eq!(store.flushed_index(), 0, "nothing counts as flushed");
+        // Rounds go on for other stores; this one is never synced again.
+        domain.set_sync_errno(None);
+        let again = Entry { index: 2, ..entry };
+        assert!(
+            store.append(&again).is_err(),
+            "a failed store takes no appends"
+        );
+        assert!(store.sync().is_err());
+        let failures = domain.sync_failures();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].1, 1, "{failures:?}");
+        drop(store);
+        flusher.close();
+    }
+
+    #[test]
+    fn a_failed_fdatasync_round_fails_the_store() {
+        a_failed_sync_round_fails_the_store(SyncMode::Fdatasync);
+    }
+
+    #[test]
+    fn a_failed_syncfs_round_fails_the_store() {
+        if !syncfs_reports_errors(&kernel_release()) {
+            eprintln!("skipped: this kernel's syncfs does not report errors");
+            return;
+        }
+        a_failed_sync_round_fails_the_store(SyncMode::Syncfs);
     }
 }
