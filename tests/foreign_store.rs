@@ -582,37 +582,79 @@ fn unknown_files_in_the_member_dir_are_refused_and_unchanged() {
 
 #[test]
 fn a_segment_with_foreign_bytes_at_its_start_is_refused_and_unchanged() {
-    // The first segment, and one followed by a segment of rmqraft's: neither can be a
-    // torn write of the log's end.
-    for (victim, segments) in [(0, 2), (1, 3)] {
-        let root = tempfile::tempdir().unwrap();
-        let member = root.path().join("dledger-n0");
-        write_own_store(&member, 60 * segments);
-        let name = format!("{:020}", victim * SEG);
-        let last = member
-            .join("data")
-            .join(format!("{:020}", (segments - 1) * SEG));
-        assert!(last.exists(), "the store spans {segments} segments");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(member.join("data").join(&name))
-            .unwrap();
-        file.write_all_at(b"not an rmqraft record", 0).unwrap();
-        drop(file);
-        assert_refused_unchanged(
-            root.path(),
-            "",
-            None,
-            refusal(
-                ErrorKind::Corrupt,
-                &[
-                    &format!("segment data/{name} starts with bytes"),
-                    "6e 6f 74 20",
-                ],
-            ),
-            &[root.path()],
+    // The first segment: before any segment of rmqraft's, unknown bytes are not a torn
+    // write of rmqraft's, and the store is refused untouched.
+    let segments = 2;
+    let root = tempfile::tempdir().unwrap();
+    let member = root.path().join("dledger-n0");
+    write_own_store(&member, 60 * segments);
+    let name = format!("{:020}", 0);
+    assert!(member.join("data").join(format!("{SEG:020}")).exists());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(member.join("data").join(&name))
+        .unwrap();
+    file.write_all_at(b"not an rmqraft record", 0).unwrap();
+    drop(file);
+    assert_refused_unchanged(
+        root.path(),
+        "",
+        None,
+        refusal(
+            ErrorKind::Corrupt,
+            &[
+                &format!("segment data/{name} starts with bytes"),
+                "6e 6f 74 20",
+            ],
+        ),
+        &[root.path()],
+    );
+}
+
+#[test]
+fn a_torn_segment_start_followed_by_a_segment_of_rmqraft_is_cut_with_everything_after() {
+    // The second of three segments: after a segment of rmqraft's, unknown bytes at its
+    // start are a torn write (under ASYNC_FLUSH the power cut may bring the third back
+    // and not the second); the log ends before it, and the third goes too.
+    let root = tempfile::tempdir().unwrap();
+    let member = root.path().join("dledger-n0");
+    write_own_store(&member, 180);
+    let data = member.join("data");
+    assert!(
+        data.join(format!("{:020}", 2 * SEG)).exists(),
+        "three segments"
+    );
+    let flusher = Flusher::start(FlusherKind::Pwrite).unwrap();
+    let (s, _) = LogStore::open(store_opts(&member, None), &flusher, Arc::new(|_| {})).unwrap();
+    let first_of_second = (1..=180u64)
+        .find(|&i| s.read(i).unwrap().1.pos >= SEG)
+        .expect("a second segment");
+    s.close().unwrap();
+    flusher.close();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(data.join(format!("{SEG:020}")))
+        .unwrap();
+    file.write_all_at(b"not an rmqraft record", 0).unwrap();
+    drop(file);
+    let rec = assert_own_store_opens(&member, first_of_second - 1);
+    assert!(rec.truncated_entries > 0, "{:?}", rec.notes);
+    for k in 1..=2u64 {
+        let name = format!("{:020}", k * SEG);
+        assert!(!data.join(&name).exists(), "data/{name} was not cut");
+        assert!(
+            !member.join("index").join(&name).exists(),
+            "index/{name} was not cut"
         );
     }
+    // And the store goes on from there: it appends and reopens with the new entries.
+    let flusher = Flusher::start(FlusherKind::Pwrite).unwrap();
+    let (mut s, _) = LogStore::open(store_opts(&member, None), &flusher, Arc::new(|_| {})).unwrap();
+    s.append(&entry(first_of_second, 1)).unwrap();
+    s.sync().unwrap();
+    s.close().unwrap();
+    flusher.close();
+    assert_own_store_opens(&member, first_of_second);
 }
 
 #[test]

@@ -579,3 +579,59 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
         Err(_) => true,
     }
 }
+
+/// A client connection speaks for no member: a vote or a push on it (whatever `from` it
+/// claims), or a client request claiming a member's `from`, closes the connection and
+/// reaches no handler; a peer connection's frames are delivered as before.
+#[test]
+fn a_client_connection_cannot_speak_for_a_member() {
+    let s = secret("client-from-binding-secret");
+    let (b, b_addr) = server(Some(s.clone()));
+    let (handler, rx) = collecting();
+    b.register("g", 0, handler).unwrap();
+    let push = Frame {
+        group: "g".into(),
+        from: 1,
+        to: 0,
+        request_id: 1,
+        message: Message::Push(rmqraft::net::PushRequest {
+            term: 9,
+            prev_index: 0,
+            prev_term: 0,
+            commit_index: 0,
+            entries: Vec::new(),
+        }),
+    };
+    let forged_client_request = Frame {
+        from: 1,
+        ..append_request("g", 2)
+    };
+    let vote_as_client = Frame {
+        from: CLIENT_PEER,
+        ..vote("g", 3)
+    };
+    for frame in [vote("g", 1), push, vote_as_client, forged_client_request] {
+        let what = format!("{:?} from {}", frame.message, frame.from);
+        let mut client = Client::connect_with(b_addr, CLUSTER, Some(&s), WAIT).unwrap();
+        let err = client
+            .call(frame, Duration::from_millis(500))
+            .expect_err(&what);
+        assert_ne!(
+            err.kind(),
+            ErrorKind::Timeout,
+            "{what}: the server must close, not ignore: {err}"
+        );
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "{what} reached the member"
+        );
+    }
+    // A genuine client request still works, and peers still carry votes.
+    let mut client = Client::connect_with(b_addr, CLUSTER, Some(&s), WAIT).unwrap();
+    let _ = client.call(append_request("g", 4), Duration::from_millis(200));
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().from, CLIENT_PEER);
+    let a = Transport::with_secret(CLUSTER, FRAME_MAX, NetLimits::default(), Some(s));
+    assert!(peer_frames_arrive(&a, b_addr, &rx, WAIT));
+    a.close();
+    b.close();
+}

@@ -262,6 +262,7 @@ impl Sim {
                 push_entries_max: rng.u64(1..=16),
                 sync_flush: rng.bool(),
                 preferred_leaders: preferred,
+                entry_size_bytes_max: u64::MAX,
             };
             let mut group = Group {
                 id,

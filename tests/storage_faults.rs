@@ -803,3 +803,53 @@ fn a_real_small_file_system_fills_and_frees() {
     group.close();
     engine.close();
 }
+
+/// B3: a leader whose disk starts failing every fdatasync with EIO fails its member, so
+/// another leads within a few election timeouts (before, it kept leading on heartbeats
+/// from its tail cache, and the group took no more appends). No failed sync is retried;
+/// an append caught in it completes with its outcome unknown or committed (by the two
+/// followers' disks), never as definitely failed. The member reopens once the disk works.
+#[test]
+fn a_leader_whose_disk_fails_with_eio_fails_and_another_leads() {
+    let mut cluster = Cluster::start(3, "");
+    let history = Arc::new(History::new());
+    let old = cluster.wait_leader();
+    load_all(&cluster, &history, "before", 200);
+    let domain = FaultDomain::new(&cluster.member_dir(old)).unwrap();
+    domain.set_sync_errno(Some(libc::EIO));
+    let failed_at = Instant::now();
+    let data = payload("eio", 0);
+    let id = history.invoke(&data);
+    let result = cluster.group(old).append(&data, Duration::from_secs(5));
+    if let Err(e) = &result {
+        assert!(
+            matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Timeout),
+            "an append the failing leader accepted may still commit: {e}"
+        );
+    }
+    history.result(id, &result);
+    let new = wait_for("another member to lead", || {
+        let leader = leader_of(&cluster)?;
+        (leader != old).then_some(leader)
+    });
+    let took = failed_at.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "a new leader took {took:?} (election timeout 300 ms)"
+    );
+    let err = cluster.group(old).status().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(err.message().contains("fdatasync"), "{err}");
+    assert!(!domain.sync_failures().is_empty(), "the fault was met");
+    load_all(&cluster, &history, "after", 200);
+    for (path, attempts) in domain.sync_failures() {
+        assert_eq!(attempts, 1, "{} synced again after EIO", path.display());
+    }
+    assert_ne!(cluster.status(new).unwrap().role, Role::Candidate);
+    // The disk is replaced (here: works again); the member reopens and catches up.
+    cluster.stop(old);
+    drop(domain);
+    cluster.restart(old);
+    let summary = converge_and_check(&cluster, &history);
+    assert!(summary.acked >= 400, "{summary:?}");
+}

@@ -5,8 +5,8 @@
 //! persist the hard state), then messages. No clock, thread or I/O lives here, so the
 //! same code runs in the threads of a group and in the seeded simulator.
 
+use super::msg::{PushRequest, PushResponse, VoteRequest, VoteResponse};
 use super::quorum::{majority, quorum_index};
-use crate::net::msg::{PushRequest, PushResponse, VoteRequest, VoteResponse};
 use crate::types::Role;
 
 /// Read access to the member's log, as the decisions need it.
@@ -40,6 +40,9 @@ pub struct CoreConfig {
     pub sync_flush: bool,
     /// Members that should lead when they are healthy and caught up.
     pub preferred_leaders: Vec<usize>,
+    /// `maxEntrySize` of this member: a pushed entry with a larger body is not stored
+    /// (the leader may allow more); the push is answered for what comes before it.
+    pub entry_size_bytes_max: u64,
 }
 
 /// A dispatcher's state toward one follower.
@@ -144,11 +147,71 @@ pub struct Effects {
 pub struct PushOutcome {
     /// Remove entries from this index on before appending.
     pub truncate_from: Option<u64>,
-    /// Append `entries[append_from..]` of the request.
+    /// Append `entries[append_from..append_end]` of the request.
     pub append_from: Option<usize>,
+    /// End (exclusive) of the entries to append: an entry this member cannot store and
+    /// all after it are left out, and the answer claims only what comes before.
+    pub append_end: usize,
+    /// Why (part of) the push was refused, for the log; the member stays healthy.
+    pub refused: Option<PushRefusal>,
     /// The answer, except `flushed_index` and `last_index`, which the caller fills after
     /// carrying out the storage changes.
     pub response: Option<PushResponse>,
+}
+
+/// Why a push was refused in whole or in part. A leader that sends such a push is wrong
+/// (or runs with a larger `maxEntrySize`): the follower refuses it and keeps working,
+/// rather than fail on the store's own checks and fail again after every reopen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushRefusal {
+    /// Entry `index` is not at `prev_index + 1 + position`.
+    NotContiguous { position: usize, index: u64 },
+    /// Entry `index` has a term above the request's, or below the one before it.
+    BadTerm { index: u64, term: u64 },
+    /// Entry `index` has a body of `size_bytes`, over this member's `maxEntrySize`.
+    TooLarge { index: u64, size_bytes: u64 },
+}
+
+impl std::fmt::Display for PushRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushRefusal::NotContiguous { position, index } => write!(
+                f,
+                "push entry #{position} has index {index}, not contiguous from prev_index + 1"
+            ),
+            PushRefusal::BadTerm { index, term } => write!(
+                f,
+                "push entry {index} has term {term}, above the push's term or below the entry before it"
+            ),
+            PushRefusal::TooLarge { index, size_bytes } => write!(
+                f,
+                "push entry {index} has a body of {size_bytes} bytes, over this member's maxEntrySize"
+            ),
+        }
+    }
+}
+
+/// Checks the shape of a push: entries contiguous from `prev_index + 1`, terms not above
+/// the push's term and never going down. (That the first is not below `prev_term` is
+/// checked where `prev_term` is known to match this member's log.)
+pub fn validate_push(req: &PushRequest) -> Result<(), PushRefusal> {
+    let mut term_before = 0;
+    for (position, entry) in req.entries.iter().enumerate() {
+        if entry.index != req.prev_index + 1 + position as u64 {
+            return Err(PushRefusal::NotContiguous {
+                position,
+                index: entry.index,
+            });
+        }
+        if entry.term > req.term || entry.term < term_before {
+            return Err(PushRefusal::BadTerm {
+                index: entry.index,
+                term: entry.term,
+            });
+        }
+        term_before = entry.term;
+    }
+    Ok(())
 }
 
 /// Why a vote request was refused (for logs and tests).
@@ -159,6 +222,8 @@ pub enum VoteRefusal {
     AlreadyVoted,
     LogBehind,
     Repairing,
+    /// This member's term or vote is not saved yet (disk full): it promises nothing.
+    HardStateUnsaved,
 }
 
 /// One member's consensus state.
@@ -184,6 +249,11 @@ pub struct RaftCore {
     /// Leadership transfer in progress: (target, give up at ms).
     pub transferee: Option<(usize, u64)>,
     became_leader_ms: u64,
+    /// The term or vote changed but could not be saved (disk full). Until it is, this
+    /// member sends nothing (a vote or an acknowledgement given in an unsaved term could
+    /// be given again, differently, after a restart) and grants no vote; every tick asks
+    /// to save again.
+    hard_state_unsaved: bool,
     rng: fastrand::Rng,
 }
 
@@ -212,6 +282,7 @@ impl RaftCore {
             progress: (0..members).map(|_| Progress::new(0, now_ms)).collect(),
             transferee: None,
             became_leader_ms: 0,
+            hard_state_unsaved: false,
             rng: fastrand::Rng::with_seed(seed),
         };
         core.reset_election_deadline(now_ms);
@@ -220,6 +291,22 @@ impl RaftCore {
 
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
+    }
+
+    /// Saving the hard state asked by the last effects failed with a full disk.
+    pub fn hard_state_save_failed(&mut self) {
+        self.hard_state_unsaved = true;
+    }
+
+    /// The hard state (term and vote as they are now) is saved.
+    pub fn hard_state_saved(&mut self) {
+        self.hard_state_unsaved = false;
+    }
+
+    /// May this member send anything (votes, acknowledgements, requests)? Not while its
+    /// term or vote is unsaved.
+    pub fn may_speak(&self) -> bool {
+        !self.hard_state_unsaved
     }
 
     fn me(&self) -> usize {
@@ -334,6 +421,12 @@ impl RaftCore {
     /// Time passes: elections start, a leader without a quorum steps down, transfers give up.
     pub fn tick<L: LogView>(&mut self, now_ms: u64, log: &L) -> Effects {
         let mut fx = Effects::default();
+        if self.hard_state_unsaved {
+            // Nothing else until the term and vote are saved: no campaign, no step.
+            fx.persist_hard_state = true;
+            self.reset_election_deadline(now_ms);
+            return fx;
+        }
         match self.role {
             Role::Leader => {
                 let timeout = self.config.election_timeout_ms;
@@ -462,6 +555,7 @@ impl RaftCore {
         }
         if refusal != Some(VoteRefusal::LeaderLease)
             && refusal != Some(VoteRefusal::StaleTerm)
+            && refusal != Some(VoteRefusal::HardStateUnsaved)
             && req.term > self.term
         {
             self.become_follower(req.term, None, now_ms, &mut fx);
@@ -495,6 +589,9 @@ impl RaftCore {
         if req.term < self.term || (req.pre_vote && req.term <= self.term && self.leader.is_some())
         {
             return Some(VoteRefusal::StaleTerm);
+        }
+        if self.hard_state_unsaved {
+            return Some(VoteRefusal::HardStateUnsaved);
         }
         if !req.transfer && self.lease_active(now_ms) && self.leader != Some(from) {
             return Some(VoteRefusal::LeaderLease);
@@ -570,6 +667,12 @@ impl RaftCore {
             outcome.response = Some(reject(self.term, 0));
             return (fx, outcome);
         }
+        if let Err(why) = validate_push(req) {
+            // Refused before it changes anything: a malformed push is no sign of a leader.
+            outcome.response = Some(reject(self.term, self.commit_index));
+            outcome.refused = Some(why);
+            return (fx, outcome);
+        }
         if self.is_leader() && req.term == self.term {
             // Two leaders in one term cannot happen; refuse rather than corrupt.
             log::error!(
@@ -600,8 +703,30 @@ impl RaftCore {
             outcome.response = Some(reject(self.term, hint));
             return (fx, outcome);
         }
+        if let Some(first) = req.entries.first() {
+            if req.prev_index > self.commit_index && first.term < req.prev_term {
+                outcome.response = Some(reject(self.term, self.commit_index));
+                outcome.refused = Some(PushRefusal::BadTerm {
+                    index: first.index,
+                    term: first.term,
+                });
+                return (fx, outcome);
+            }
+        }
+        let storable = req
+            .entries
+            .iter()
+            .position(|e| e.body.len() as u64 > self.config.entry_size_bytes_max)
+            .unwrap_or(req.entries.len());
+        if let Some(entry) = req.entries.get(storable) {
+            outcome.refused = Some(PushRefusal::TooLarge {
+                index: entry.index,
+                size_bytes: entry.body.len() as u64,
+            });
+        }
+        outcome.append_end = storable;
         let mut append_from = None;
-        for (i, entry) in req.entries.iter().enumerate() {
+        for (i, entry) in req.entries[..storable].iter().enumerate() {
             if entry.index <= self.commit_index {
                 continue;
             }
@@ -619,7 +744,7 @@ impl RaftCore {
             break;
         }
         outcome.append_from = append_from;
-        let match_index = req.prev_index + req.entries.len() as u64;
+        let match_index = req.prev_index + storable as u64;
         let new_commit = req.commit_index.min(match_index);
         if new_commit > self.commit_index {
             self.commit_index = new_commit;

@@ -1,6 +1,7 @@
 //! Table tests of the decisions in `raft.rs`, one event at a time.
 
 use super::*;
+use crate::core::waiters::{Decided, Waiters};
 use crate::types::{Entry, EntryKind};
 use bytes::Bytes;
 
@@ -35,6 +36,7 @@ fn config(members: usize, self_index: usize) -> CoreConfig {
         push_entries_max: 4,
         sync_flush: false,
         preferred_leaders: Vec::new(),
+        entry_size_bytes_max: 64,
     }
 }
 
@@ -771,4 +773,257 @@ fn check_quorum_steps_down_and_transfer_hands_over() {
     // A TimeoutNow from someone who is not our leader, or of another term, is ignored.
     let mut other = RaftCore::new(config(3, 1), 1, None, 0, 3);
     assert!(other.on_timeout_now(0, 1, start, &log).messages.is_empty());
+}
+
+fn push_of(term: u64, prev_index: u64, prev_term: u64, entries: Vec<Entry>) -> PushRequest {
+    PushRequest {
+        term,
+        prev_index,
+        prev_term,
+        commit_index: 0,
+        entries,
+    }
+}
+
+#[test]
+fn malformed_pushes_are_refused_and_change_nothing() {
+    let log = TermLog(vec![1, 1]);
+    let cases = [
+        // a gap: entry 4 where 3 belongs
+        (
+            push_of(3, 2, 1, vec![entry(4, 3)]),
+            PushRefusal::NotContiguous {
+                position: 0,
+                index: 4,
+            },
+        ),
+        // the second entry repeats the first's index
+        (
+            push_of(3, 2, 1, vec![entry(3, 3), entry(3, 3)]),
+            PushRefusal::NotContiguous {
+                position: 1,
+                index: 3,
+            },
+        ),
+        // an entry of a term above the push's
+        (
+            push_of(3, 2, 1, vec![entry(3, 4)]),
+            PushRefusal::BadTerm { index: 3, term: 4 },
+        ),
+        // terms going down inside the push
+        (
+            push_of(3, 2, 1, vec![entry(3, 3), entry(4, 2)]),
+            PushRefusal::BadTerm { index: 4, term: 2 },
+        ),
+    ];
+    for (n, (req, want)) in cases.into_iter().enumerate() {
+        let mut core = RaftCore::new(config(3, 1), 2, Some(2), 0, 1);
+        let (fx, outcome) = core.on_push(0, &req, 10, &log);
+        assert_eq!(outcome.refused, Some(want), "case {n}");
+        let resp = outcome.response.expect("a refused push is answered");
+        assert!(!resp.success, "case {n}");
+        assert_eq!(outcome.truncate_from, None, "case {n}");
+        assert_eq!(outcome.append_from, None, "case {n}");
+        assert!(!fx.persist_hard_state, "case {n}");
+        assert_eq!(
+            (core.term, core.voted_for, core.leader, core.commit_index),
+            (2, Some(2), None, 0),
+            "case {n}: a malformed push changes no state"
+        );
+    }
+}
+
+#[test]
+fn an_entry_over_max_entry_size_is_left_out_and_what_comes_before_is_stored() {
+    let log = TermLog(vec![1, 1]);
+    let mut core = RaftCore::new(config(3, 1), 3, None, 0, 1);
+    let big = Entry {
+        body: Bytes::from(vec![7u8; 65]),
+        ..entry(4, 3)
+    };
+    let mut req = push_of(3, 2, 1, vec![entry(3, 3), big, entry(5, 3)]);
+    req.commit_index = 5;
+    let (_, outcome) = core.on_push(0, &req, 10, &log);
+    assert_eq!(
+        outcome.refused,
+        Some(PushRefusal::TooLarge {
+            index: 4,
+            size_bytes: 65
+        })
+    );
+    assert_eq!((outcome.append_from, outcome.append_end), (Some(0), 1));
+    let resp = outcome.response.unwrap();
+    assert!(resp.success);
+    assert_eq!(
+        resp.match_index, 3,
+        "only what this member can store is claimed"
+    );
+    assert_eq!(
+        core.commit_index, 3,
+        "nothing past what is stored commits here"
+    );
+    assert_eq!(core.leader, Some(0));
+    // Below the term of the (matching) entry before it.
+    let mut other = RaftCore::new(config(3, 1), 3, None, 0, 1);
+    let (_, outcome) = other.on_push(0, &push_of(3, 2, 1, vec![entry(3, 0)]), 10, &log);
+    assert_eq!(
+        outcome.refused,
+        Some(PushRefusal::BadTerm { index: 3, term: 0 })
+    );
+    assert!(!outcome.response.unwrap().success);
+    // The leader resends from the refused entry: refused again, member unchanged.
+    let req = push_of(3, 3, 3, vec![req.entries[1].clone()]);
+    let (_, outcome) = core.on_push(0, &req, 20, &TermLog(vec![1, 1, 3]));
+    assert_eq!((outcome.append_from, outcome.append_end), (None, 0));
+    assert_eq!(outcome.response.unwrap().match_index, 3);
+}
+
+/// Raft paper Figure 8 with five members, as S1 sees it. S1 leads term 2 and appends X at
+/// index 2, which reaches S2 only. S5 wins term 3 (votes of S3, S4), and its no-op at
+/// index 2 reaches only S1, which truncates X. S5 dies; S2 wins term 4 (votes of S3, S4:
+/// its log ends in term 2, theirs in term 1) and commits X with its no-op. X's waiter on
+/// S1 must not be completed as failed when S1 truncates X: only the commit decides it.
+#[test]
+fn figure_8_a_truncated_append_stays_undecided_until_a_commit_decides_it() {
+    let (s1, s2, s5) = (0, 1, 4);
+    // Every member holds entry 1 of term 1, committed.
+    let mut log1 = TermLog(vec![1]);
+    let mut core1 = elect(config(5, s1), 1, &mut log1, ELECTION_MS * 3);
+    assert_eq!(core1.term, 2);
+    // elect() appended S1's no-op at 2; the scenario has X there: replace it by X.
+    log1.0.truncate(1);
+    log1.0.push(2);
+    let x = (2u64, 2u64);
+    let mut waiters = Waiters::new();
+    waiters.insert(x.0, x.1, "X").unwrap();
+    let log2 = TermLog(vec![1, 2]);
+    let log345 = TermLog(vec![1]);
+    // S5 may win term 3: S3 and S4 (and itself) hold nothing newer than its log.
+    assert!(log_up_to_date(
+        1,
+        1,
+        log345.last_term(),
+        log345.last_index()
+    ));
+    // S5's no-op at 2 (term 3) reaches S1.
+    let push3 = PushRequest {
+        term: 3,
+        prev_index: 1,
+        prev_term: 1,
+        commit_index: 1,
+        entries: vec![entry(2, 3)],
+    };
+    let (_, outcome) = core1.on_push(s5, &push3, ELECTION_MS * 4, &log1);
+    assert_eq!(outcome.truncate_from, Some(2), "S1 truncates X");
+    assert!(outcome.response.unwrap().success);
+    log1.0.truncate(1);
+    log1.0.push(3);
+    assert_eq!(core1.commit_index, 1);
+    assert!(
+        waiters.take_decided(core1.commit_index, &log1).is_empty(),
+        "X is truncated on S1 but not decided: S2 still holds it"
+    );
+    assert_eq!(waiters.len(), 1);
+    // S5 dies. S2 wins term 4 with S3 and S4: its last term 2 beats their 1.
+    assert!(log_up_to_date(
+        log2.last_term(),
+        log2.last_index(),
+        log345.last_term(),
+        log345.last_index()
+    ));
+    // S2's pushes after its no-op at 3 (term 4): first a probe S1 refuses...
+    let probe = PushRequest {
+        term: 4,
+        prev_index: 2,
+        prev_term: 2,
+        commit_index: 1,
+        entries: vec![],
+    };
+    let (_, outcome) = core1.on_push(s2, &probe, ELECTION_MS * 6, &log1);
+    assert!(!outcome.response.unwrap().success);
+    // ...then X and the no-op, once S2, S3 and S4 hold both: commit 3.
+    let push4 = PushRequest {
+        term: 4,
+        prev_index: 1,
+        prev_term: 1,
+        commit_index: 3,
+        entries: vec![entry(2, 2), entry(3, 4)],
+    };
+    let (_, outcome) = core1.on_push(s2, &push4, ELECTION_MS * 6, &log1);
+    assert_eq!(outcome.truncate_from, Some(2));
+    log1.0.truncate(1);
+    log1.0.extend([2, 4]);
+    assert_eq!(core1.commit_index, 3);
+    let decided = waiters.take_decided(core1.commit_index, &log1);
+    assert_eq!(decided.len(), 1);
+    assert_eq!(
+        (decided[0].0, decided[0].1, decided[0].2),
+        (x, "X", Decided::Committed),
+        "X committed in term 4: its waiter must see it committed"
+    );
+}
+
+/// The other way Figure 8 can end: S5 comes back and commits its own entry at 2, which
+/// decides X as definitely not committed; an append of term 3 at the same index on a
+/// member that led twice is decided apart from it.
+#[test]
+fn figure_8_a_committed_entry_of_another_term_decides_the_append_failed() {
+    let mut waiters = Waiters::new();
+    waiters.insert(2, 2, "X").unwrap();
+    waiters.insert(2, 3, "Y").unwrap();
+    let log = TermLog(vec![1, 3, 3]);
+    let decided: Vec<_> = waiters
+        .take_decided(3, &log)
+        .into_iter()
+        .map(|(k, v, d)| (k, v, d))
+        .collect();
+    assert_eq!(
+        decided,
+        vec![
+            ((2, 2), "X", Decided::Replaced { committed_term: 3 }),
+            ((2, 3), "Y", Decided::Committed),
+        ]
+    );
+}
+
+#[test]
+fn a_member_whose_hard_state_is_unsaved_grants_nothing_and_asks_to_save_every_tick() {
+    let log = TermLog(vec![1]);
+    let mut core = RaftCore::new(config(3, 1), 2, None, 0, 1);
+    let req = VoteRequest {
+        term: 3,
+        last_index: 1,
+        last_term: 1,
+        pre_vote: false,
+        transfer: false,
+    };
+    // The vote for term 3 could not be saved (disk full).
+    let (fx, resp, _) = core.on_vote_request(0, &req, ELECTION_MS * 3, &log);
+    assert!(resp.granted && fx.persist_hard_state);
+    core.hard_state_save_failed();
+    assert!(!core.may_speak());
+    // Another candidate of the same term is refused, and so is a pre-vote.
+    let (_, resp, why) = core.on_vote_request(2, &req, ELECTION_MS * 3, &log);
+    assert!(!resp.granted);
+    assert_eq!(why, Some(VoteRefusal::HardStateUnsaved));
+    let pre = VoteRequest {
+        term: 4,
+        pre_vote: true,
+        ..req.clone()
+    };
+    let (_, resp, why) = core.on_vote_request(2, &pre, ELECTION_MS * 3, &log);
+    assert!(!resp.granted);
+    assert_eq!(why, Some(VoteRefusal::HardStateUnsaved));
+    // Ticks long past the election timeout: no campaign, only another save.
+    for step in 1..=5 {
+        let fx = core.tick(ELECTION_MS * 3 * (step + 1), &log);
+        assert!(fx.persist_hard_state, "tick {step} asks to save again");
+        assert!(fx.messages.is_empty());
+        assert_eq!(core.role, Role::Follower);
+        assert_eq!(core.term, 3);
+    }
+    core.hard_state_saved();
+    assert!(core.may_speak());
+    let fx = core.tick(ELECTION_MS * 30, &log);
+    assert!(!fx.messages.is_empty(), "saved: it campaigns again");
 }

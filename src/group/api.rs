@@ -93,14 +93,20 @@ impl Member {
         let meta = st.store.append(&entry)?;
         debug_assert_eq!(meta.pos, place.pos);
         let deadline = Instant::now() + Duration::from_millis(self.config.append_wait_ms_max);
-        st.waiters.insert(
-            meta.index,
-            Waiter {
-                meta,
-                deadline,
-                done,
-            },
-        );
+        let waiter = Waiter {
+            meta,
+            deadline,
+            done,
+        };
+        if let Err(waiter) = st.waiters.insert(meta.index, meta.term, waiter) {
+            // The store just appended (index, term): no waiter can hold it already.
+            drop(st);
+            (waiter.done)(Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!("entry {} already had a waiter", meta.index),
+            )));
+            return Ok(());
+        }
         self.appends_total.fetch_add(1, Ordering::Relaxed);
         let flushed = st.store.flushed_index();
         let fx = {
@@ -426,7 +432,7 @@ impl Member {
         }
         let waiters = match self.state.lock() {
             Ok(mut st) => {
-                let waiters = std::mem::take(&mut st.waiters);
+                let waiters = st.waiters.take_all();
                 if let Err(err) = st.store.shutdown() {
                     log::warn!(
                         "{}/{}: closing the store: {err}",
@@ -439,7 +445,7 @@ impl Member {
             Err(poisoned) => {
                 let mut st = poisoned.into_inner();
                 let _ = st.store.shutdown();
-                std::mem::take(&mut st.waiters)
+                st.waiters.take_all()
             }
         };
         // Completions an engine thread took out before the close run to their end first.

@@ -5,6 +5,7 @@
 
 use super::sched::StateInput;
 use super::{Member, MemberState, StoreView, Waiter};
+use crate::core::Decided;
 use crate::error::{Error, ErrorKind};
 use crate::net::msg::{Message, PushRequest, PushResponse};
 use crate::types::Role;
@@ -54,6 +55,9 @@ impl Member {
                     answer = Some(resp);
                     fx
                 });
+                // A vote given while the term and vote are unsaved is not sent.
+                let speaks = self.state.lock().is_ok_and(|st| st.core.may_speak());
+                let answer = answer.filter(|_| speaks);
                 if let (Ok(()), Some(resp)) = (stepped, answer) {
                     self.send(from, 0, Message::VoteResp(resp));
                 }
@@ -273,8 +277,7 @@ impl Member {
         };
         // Deadlines follow the index order (one wait bound for every append).
         st.waiters
-            .values()
-            .next()
+            .first()
             .is_some_and(|w| w.deadline <= Instant::now())
     }
 
@@ -305,6 +308,19 @@ impl Member {
                 if st.failed.is_some() {
                     return;
                 }
+                if let Some(err) = st.store.failure() {
+                    // A write or sync error is permanent: fail the member, so that a
+                    // leader stops leading and another takes over within the election
+                    // timeout (its heartbeats would go on from the tail cache).
+                    drop(st);
+                    log::error!(
+                        "{}/{}: the store failed: {err}",
+                        self.config.group,
+                        self.config.self_id
+                    );
+                    self.fail(err);
+                    return;
+                }
                 let flushed = st.store.flushed_index();
                 let fx = {
                     let MemberState { core, store, .. } = &mut *st;
@@ -318,7 +334,10 @@ impl Member {
                         return;
                     }
                 };
-                if st.core.role == Role::Follower && flushed > st.flush_reported {
+                if st.core.role == Role::Follower
+                    && flushed > st.flush_reported
+                    && st.core.may_speak()
+                {
                     if let (Some(leader), (term, matched)) = (st.core.leader, st.follower_match) {
                         if term == st.core.term && matched > 0 {
                             st.flush_reported = flushed;
@@ -346,31 +365,33 @@ impl Member {
                         self.follow_again();
                     }
                 }
-                while let Some(entry) = st.waiters.first_entry() {
-                    if *entry.key() > commit {
-                        break;
-                    }
-                    let waiter = entry.remove();
-                    let result = if st.store.term_at(waiter.meta.index) == Some(waiter.meta.term) {
-                        Ok(waiter.meta)
-                    } else {
-                        Err(Error::new(
+                let decided = {
+                    let MemberState { waiters, store, .. } = &mut *st;
+                    waiters.take_decided(commit, &StoreView(store))
+                };
+                for ((index, term), waiter, decided) in decided {
+                    let result = match decided {
+                        Decided::Committed => Ok(waiter.meta),
+                        Decided::Replaced { committed_term } => Err(Error::new(
                             ErrorKind::NotLeader,
                             format!(
-                                "entry {} was replaced by a new leader's entry; not committed",
-                                waiter.meta.index
+                                "entry {index} of term {term} was replaced by the committed \
+                                 entry of term {committed_term}; not committed"
                             ),
-                        ))
+                        )),
+                        Decided::Unknown => Err(Error::new(
+                            ErrorKind::OutcomeUnknown,
+                            format!(
+                                "entry {index} is committed but no longer held here; read it \
+                                 from a member that holds it"
+                            ),
+                        )),
                     };
                     done.push((waiter, result));
                 }
                 st.completed_index = st.completed_index.max(commit);
                 let now = Instant::now();
-                while let Some(entry) = st.waiters.first_entry() {
-                    if entry.get().deadline > now {
-                        break;
-                    }
-                    let waiter = entry.remove();
+                for (_, waiter) in st.waiters.take_expired(|w| w.deadline <= now) {
                     let err = Error::new(
                         ErrorKind::Timeout,
                         format!(
@@ -453,7 +474,6 @@ impl Member {
             .pushes_applied
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut answers = Vec::with_capacity(batch.len());
-        let mut failed_waiters = Vec::new();
         let mut disk_full = false;
         let messages = {
             let mut st = self.lock()?;
@@ -467,17 +487,28 @@ impl Member {
                 };
                 messages.extend(self.apply(&mut st, fx)?);
                 if let Some(from_index) = outcome.truncate_from {
+                    // Waiting appends from here on stay undecided: a later leader may
+                    // still hold and commit them (they are keyed by index and term).
                     st.store.truncate_suffix(from_index)?;
-                    let lost: Vec<u64> = st.waiters.range(from_index..).map(|(k, _)| *k).collect();
-                    for index in lost {
-                        if let Some(waiter) = st.waiters.remove(&index) {
-                            failed_waiters.push(waiter);
-                        }
-                    }
                     st.flush_reported = st.flush_reported.min(from_index - 1);
                 }
+                if let Some(why) = &outcome.refused {
+                    // The leader resends what was refused: one line per push at debug
+                    // for an entry over maxEntrySize, which repeats until configs agree.
+                    let level = match why {
+                        crate::core::PushRefusal::TooLarge { .. } => log::Level::Debug,
+                        _ => log::Level::Warn,
+                    };
+                    log::log!(
+                        level,
+                        "{}/{}: push from {} refused: {why}",
+                        self.config.group,
+                        self.config.self_id,
+                        self.config.peers[from].id
+                    );
+                }
                 if let Some(first) = outcome.append_from {
-                    for entry in &req.entries[first..] {
+                    for entry in &req.entries[first..outcome.append_end] {
                         match st.store.append(entry) {
                             Ok(_) => {}
                             Err(err) if err.kind() == ErrorKind::DiskFull => {
@@ -534,25 +565,17 @@ impl Member {
                 }
                 answers.push((from, request_id, resp));
             }
+            if !st.core.may_speak() {
+                // No acknowledgement in a term not yet saved; the leader resends.
+                answers.clear();
+                st.deferred_request = None;
+            }
             if st.core.commit_index > st.completed_index || !st.waiters.is_empty() {
                 self.bell.ring();
-            }
-            if !failed_waiters.is_empty() {
-                self.begin_completions();
             }
             messages
         };
         self.send_all(messages);
-        if !failed_waiters.is_empty() {
-            for waiter in failed_waiters {
-                let index = waiter.meta.index;
-                (waiter.done)(Err(Error::new(
-                    ErrorKind::NotLeader,
-                    format!("entry {index} was replaced by a new leader's entries; not committed"),
-                )));
-            }
-            self.end_completions();
-        }
         Ok((answers, disk_full))
     }
 

@@ -12,14 +12,13 @@
 //! [`RaftCore`] decides, the threads do the I/O outside the lock where they can.
 
 use crate::config::{FlushDiskType, GroupConfig};
-use crate::core::{CoreConfig, Effects, LogView, Outgoing, RaftCore};
+use crate::core::{CoreConfig, Effects, LogView, Outgoing, RaftCore, Waiters};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::msg::{ClientResponse, Frame, Message, StatusReport, CLIENT_PEER};
 use crate::net::{Responder, Transport};
 use crate::store::{Flusher, HardState, LogStore, StoreOptions};
 use crate::types::{Entry, EntryKind, EntryMeta, Role};
 use bytes::Bytes;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -81,8 +80,9 @@ struct Waiter {
 struct MemberState {
     core: RaftCore,
     store: LogStore,
-    /// Appends made on this member and not yet completed, by index.
-    waiters: BTreeMap<u64, Waiter>,
+    /// Appends made on this member and not yet completed, by (index, term); the core
+    /// decides their outcome from the committed log.
+    waiters: Waiters<Waiter>,
     /// Completed up to here (waiters at or below are gone).
     completed_index: u64,
     /// Commit index readers of committed entries were last woken for.
@@ -216,6 +216,7 @@ impl Member {
             push_entries_max: 4096,
             sync_flush: config.flush == FlushDiskType::SyncFlush,
             preferred_leaders,
+            entry_size_bytes_max: u64::from(config.entry_size_bytes_max),
         };
         let now_ms = epoch.elapsed().as_millis() as u64;
         let seed = (std::process::id() as u64) << 32
@@ -244,7 +245,7 @@ impl Member {
         let state = MemberState {
             core,
             store,
-            waiters: BTreeMap::new(),
+            waiters: Waiters::new(),
             completed_index: 0,
             commit_notified: 0,
             follower_match: (0, 0),
@@ -358,7 +359,9 @@ impl Member {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Fails the member for good: every later call returns `err`, waiters complete with it.
+    /// Fails the member for good: every later call returns `err`. Waiting appends
+    /// complete with OUTCOME_UNKNOWN: they may be on other members, and the next leader
+    /// may commit them.
     fn fail(&self, err: Error) {
         let waiters = match self.state.lock() {
             Ok(mut st) => {
@@ -366,17 +369,23 @@ impl Member {
                     st.failed = Some(err.clone());
                 }
                 self.begin_completions();
-                std::mem::take(&mut st.waiters)
+                st.waiters.take_all()
             }
             Err(poisoned) => {
                 let mut st = poisoned.into_inner();
                 st.failed.get_or_insert(err.clone());
                 self.begin_completions();
-                std::mem::take(&mut st.waiters)
+                st.waiters.take_all()
             }
         };
-        for (_, waiter) in waiters {
-            (waiter.done)(Err(err.clone()));
+        for ((index, _), waiter) in waiters {
+            (waiter.done)(Err(Error::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "the member failed ({err}) before entry {index} was decided; it may \
+                     still commit on the other members"
+                ),
+            )));
         }
         self.end_completions();
         self.wake_all();
@@ -462,10 +471,36 @@ impl Member {
     fn apply(&self, st: &mut MemberState, fx: Effects) -> Result<Vec<(usize, Outgoing)>> {
         if fx.persist_hard_state {
             let voted_for = st.core.voted_for.map(|p| self.config.peers[p].id.clone());
-            st.store.save_hard_state(&HardState {
+            let saved = st.store.save_hard_state(&HardState {
                 term: st.core.term,
                 voted_for,
-            })?;
+            });
+            match saved {
+                Ok(()) => {
+                    if !st.core.may_speak() {
+                        log::warn!(
+                            "{}/{}: term and vote saved; the member speaks again",
+                            self.config.group,
+                            self.config.self_id
+                        );
+                    }
+                    st.core.hard_state_saved();
+                }
+                // A full disk does not fail the member: it stays silent (no vote, no
+                // acknowledgement) and every tick tries again.
+                Err(err) if err.kind() == ErrorKind::DiskFull => {
+                    if st.core.may_speak() {
+                        log::error!(
+                            "{}/{}: cannot save term {} and vote: {err}; silent until saved",
+                            self.config.group,
+                            self.config.self_id,
+                            st.core.term
+                        );
+                    }
+                    st.core.hard_state_save_failed();
+                }
+                Err(err) => return Err(err),
+            }
         }
         if fx.append_noop {
             let entry = Entry {
@@ -503,6 +538,9 @@ impl Member {
         }
         if fx.append_noop || fx.wake_dispatchers {
             self.wake_dispatchers();
+        }
+        if !st.core.may_speak() {
+            return Ok(Vec::new());
         }
         Ok(fx.messages)
     }

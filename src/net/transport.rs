@@ -659,7 +659,9 @@ fn serve(inner: &Inner, mut stream: TcpStream, peer: SocketAddr) {
         loop {
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    if let Err(why) = admits(hello.kind, &frame.message) {
+                    let admitted = admits(hello.kind, &frame.message)
+                        .and_then(|()| binds_from(hello.kind, &frame));
+                    if let Err(why) = admitted {
                         warn!("connection from {peer}: {why}; closing it");
                         let _ = stream.shutdown(Shutdown::Both);
                         return;
@@ -712,6 +714,26 @@ fn admits(kind: ConnKind, message: &Message) -> std::result::Result<(), String> 
         ConnKind::Client if raft => Err(format!(
             "a client connection sent a Raft message ({}), which only peer connections may carry",
             message_name(message)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Binds a connection's `from` to what its handshake authenticated. A client connection
+/// speaks for no member: every frame on it carries `CLIENT_PEER`, and its answers go back
+/// on it (a member number there would make a member take the client for a peer). A peer
+/// connection speaks for members of the engine that dialled it, never for a client. (The
+/// handshake authenticates an engine, which may hold several members of one group, so a
+/// peer connection's `from` is not narrowed further.)
+fn binds_from(kind: ConnKind, frame: &Frame) -> std::result::Result<(), String> {
+    match kind {
+        ConnKind::Client if frame.from != CLIENT_PEER => Err(format!(
+            "a client connection sent a frame from member {} of group '{}'",
+            frame.from, frame.group
+        )),
+        ConnKind::Peer if frame.from == CLIENT_PEER => Err(format!(
+            "a peer connection sent a frame from a client for group '{}'",
+            frame.group
         )),
         _ => Ok(()),
     }

@@ -548,7 +548,11 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend, sync_mode: SyncMode) {
             match job.finish(&mut p) {
                 Ok(()) => reports.push(store.clone()),
                 Err(err) if err.kind() == ErrorKind::DiskFull && retrying => {}
-                Err(err) => log::error!("flusher: store {}: {err}", store.dir.display()),
+                Err(err) => {
+                    log::error!("flusher: store {}: {err}", store.dir.display());
+                    // The owner hears of the failure at once (it reads it from the store).
+                    reports.push(store.clone());
+                }
             }
         }
         for store in reports {
@@ -616,14 +620,27 @@ fn write_file_sync(f: &FileWrites) -> Result<()> {
     write_file(f)?;
     let mark = super::testing::sync_mark(f.fd);
     // SAFETY: fdatasync on an open descriptor.
-    if unsafe { libc::fdatasync(f.fd) } != 0 {
-        return Err(Error::io(
-            format!("fdatasync {}", f.path.display()),
-            std::io::Error::last_os_error(),
-        ));
+    let synced = match super::testing::before_sync(f.fd) {
+        Ok(()) if unsafe { libc::fdatasync(f.fd) } == 0 => Ok(()),
+        Ok(()) => Err(std::io::Error::last_os_error()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = synced {
+        return Err(sync_failed(&format!("fdatasync {}", f.path.display()), e));
     }
     super::testing::synced(f.fd, mark);
     Ok(())
+}
+
+/// A failed fdatasync or syncfs fails the store for good, whatever the errno (even
+/// ENOSPC): after a writeback error the kernel may have marked the unwritten pages
+/// clean, so a second sync could succeed without the data on disk (PostgreSQL's
+/// "fsyncgate"). Only a refused write (ENOSPC before any sync) is retried.
+fn sync_failed(what: &str, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!("{what}: {e}; not retried (a failed sync may have lost the data it covered); the member fails"),
+    )
 }
 
 /// The running kernel's release string (`uname -r`), empty if unknown.
@@ -688,9 +705,15 @@ fn write_all_syncfs(jobs: &mut [Job]) {
             }
             // SAFETY: fstat on an open descriptor into a local buffer.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
-            if unsafe { libc::fstat(f.fd, &mut st) } == 0
-                && !devices.iter().any(|(d, _)| *d == st.st_dev)
-            {
+            if unsafe { libc::fstat(f.fd, &mut st) } != 0 {
+                // Without its device the file would be counted synced by no syncfs.
+                job.error = Some(sync_failed(
+                    &format!("fstat {} for syncfs", f.path.display()),
+                    std::io::Error::last_os_error(),
+                ));
+                break;
+            }
+            if !devices.iter().any(|(d, _)| *d == st.st_dev) {
                 devices.push((st.st_dev, f.fd));
             }
             marks.push((j, i, super::testing::sync_mark(f.fd)));
@@ -698,6 +721,10 @@ fn write_all_syncfs(jobs: &mut [Job]) {
     }
     let mut failure = None;
     for (_, fd) in &devices {
+        if let Err(e) = super::testing::before_sync(*fd) {
+            failure = Some(e);
+            continue;
+        }
         // SAFETY: syncfs on an open descriptor.
         if unsafe { libc::syncfs(*fd) } != 0 {
             failure = Some(std::io::Error::last_os_error());
@@ -712,8 +739,8 @@ fn write_all_syncfs(jobs: &mut [Job]) {
             None => super::testing::synced(job.files[i].fd, mark),
             Some(e) => {
                 let path = job.files[i].path.display().to_string();
-                job.error = Some(Error::io(
-                    format!("syncfs for {path}"),
+                job.error = Some(sync_failed(
+                    &format!("syncfs for {path}"),
                     std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
                 ));
             }
@@ -782,6 +809,8 @@ struct Chain {
     iovecs: Vec<Vec<libc::iovec>>,
     expected: Vec<usize>,
     failed: bool,
+    /// The chain's fdatasync itself failed with this errno: reported, never redone.
+    sync_errno: Option<i32>,
 }
 
 fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
@@ -804,6 +833,7 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 expected,
                 // Files under fault injection take the pwritev path below.
                 failed: super::testing::intercepts(&f.path),
+                sync_errno: None,
             });
         }
     }
@@ -883,6 +913,12 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
                 let chain = &mut chains[c_idx];
                 let res = cqe.result();
                 let ok = if op == 0xFFFF {
+                    // -ECANCELED: a write before it failed or was short, so the sync
+                    // never ran; the chain is redone below. Any other error is the
+                    // sync's own and is final.
+                    if res < 0 && res != -libc::ECANCELED {
+                        chain.sync_errno = Some(-res);
+                    }
                     res == 0
                 } else {
                     res >= 0 && res as usize == chain.expected[op]
@@ -908,6 +944,17 @@ fn uring_round(ring: &mut io_uring::IoUring, jobs: &mut [Job]) {
     // A failed or short chain is redone synchronously: rewriting the same bytes at the
     // same offsets is harmless, and it yields the real error (ENOSPC, EIO) if any.
     for chain in &chains {
+        if let Some(errno) = chain.sync_errno {
+            let job = &mut jobs[chain.job];
+            if job.error.is_none() {
+                let path = job.files[chain.file].path.display().to_string();
+                job.error = Some(sync_failed(
+                    &format!("fdatasync {path}"),
+                    std::io::Error::from_raw_os_error(errno),
+                ));
+            }
+            continue;
+        }
         if chain.failed && jobs[chain.job].error.is_none() {
             if let Err(e) = write_file_sync(&jobs[chain.job].files[chain.file]) {
                 jobs[chain.job].error = Some(e);
@@ -987,5 +1034,82 @@ mod tests {
             effective_sync_mode(SyncMode::Fdatasync, "6.1"),
             SyncMode::Fdatasync
         );
+    }
+}
+
+#[cfg(test)]
+mod sync_error_tests {
+    use super::super::testing::FaultDomain;
+    use super::super::{LogStore, StoreOptions};
+    use super::*;
+    use crate::config::{FlushDiskType, FlusherKind};
+    use crate::types::{Entry, EntryKind};
+
+    /// A round whose sync fails (fdatasync, or syncfs where the kernel reports errors)
+    /// counts nothing as flushed and fails the store for good, with no second sync.
+    fn a_failed_sync_round_fails_the_store(mode: SyncMode) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("dledger-n0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let opts = StoreOptions {
+            dir: dir.clone(),
+            segment_size_bytes: 64 << 10,
+            flush: FlushDiskType::SyncFlush,
+            async_flush_interval_ms: 10,
+            entry_size_bytes_max: 16 << 10,
+            prewrite_segments: false,
+            classic_commitlog_dir: None,
+        };
+        let flusher = Flusher::start_with(FlusherKind::Pwrite, mode).unwrap();
+        let (mut store, _) = LogStore::open(opts, &flusher, Arc::new(|_| {})).unwrap();
+        let domain = FaultDomain::new(&dir).unwrap();
+        domain.set_sync_errno(Some(libc::EIO));
+        let entry = Entry {
+            index: 1,
+            term: 1,
+            kind: EntryKind::Normal,
+            body: Bytes::from_static(b"x"),
+        };
+        store.append(&entry).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            if let Some(err) = store.failure() {
+                break err;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the failed round was not reported"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        assert_eq!(store.flushed_index(), 0, "nothing counts as flushed");
+        // Rounds go on for other stores; this one is never synced again.
+        domain.set_sync_errno(None);
+        let again = Entry { index: 2, ..entry };
+        assert!(
+            store.append(&again).is_err(),
+            "a failed store takes no appends"
+        );
+        assert!(store.sync().is_err());
+        let failures = domain.sync_failures();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].1, 1, "{failures:?}");
+        drop(store);
+        flusher.close();
+    }
+
+    #[test]
+    fn a_failed_fdatasync_round_fails_the_store() {
+        a_failed_sync_round_fails_the_store(SyncMode::Fdatasync);
+    }
+
+    #[test]
+    fn a_failed_syncfs_round_fails_the_store() {
+        if !syncfs_reports_errors(&kernel_release()) {
+            eprintln!("skipped: this kernel's syncfs does not report errors");
+            return;
+        }
+        a_failed_sync_round_fails_the_store(SyncMode::Syncfs);
     }
 }

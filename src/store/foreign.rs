@@ -388,10 +388,12 @@ fn spare_is_zeros(path: &Path, len: u64) -> Result<bool> {
 }
 
 fn check_data_dir(data: &Path, f: &mut Findings) -> Result<()> {
-    // Unrecognised bytes at the start of the segments after the last one that starts with
-    // an rmqraft record are the first write of a roll-over that a power cut tore (the
-    // store's fault model lets unsynced bytes come back as anything): recovery cuts them
-    // as a torn tail. Anywhere else they are refused.
+    // Unrecognised bytes (neither DLedger nor classic) at the start of a segment after at
+    // least one segment of rmqraft's own are a torn write: under ASYNC_FLUSH several
+    // segments can be unsynced at once, and a power cut may bring a later one back and
+    // not this one, so what follows proves nothing. Recovery cuts the log there, with
+    // every later segment: only unsynced, hence unacknowledged, entries lie beyond.
+    // Before any segment of rmqraft's they are refused.
     let mut unknown_since_own = Vec::new();
     let mut own_seen = false;
     for (name, meta) in list(data)?.unwrap_or_default() {
@@ -406,10 +408,7 @@ fn check_data_dir(data: &Path, f: &mut Findings) -> Result<()> {
         let head = read_head::<{ format::ENTRY_HEADER_SIZE }>(&path)?;
         match classify_data_head(&head) {
             Head::Empty => {}
-            Head::Own => {
-                f.bad_heads.append(&mut unknown_since_own);
-                own_seen = true;
-            }
+            Head::Own => own_seen = true,
             Head::DLedger => {
                 if f.dledger_data_files == 0 {
                     f.dledger.push(format!(
@@ -444,7 +443,7 @@ fn check_data_dir(data: &Path, f: &mut Findings) -> Result<()> {
     }
     if !unknown_since_own.is_empty() {
         log::warn!(
-            "store {}: {}: taken as torn writes after the log's last segment; recovery cuts them",
+            "store {}: {}: taken as torn writes; recovery cuts the log there, with every later segment",
             data.display(),
             show_names(&unknown_since_own)
         );

@@ -97,6 +97,7 @@ pub fn pwrite_all(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 /// `file.sync_data()`, seen by the fault-injection layer.
 pub fn sync_data(file: &File) -> io::Result<()> {
     let mark = super::testing::sync_mark(file.as_raw_fd());
+    super::testing::before_sync(file.as_raw_fd())?;
     file.sync_data()?;
     super::testing::synced(file.as_raw_fd(), mark);
     Ok(())
@@ -118,8 +119,11 @@ pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
             File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
         pwrite_all(&file, bytes, 0)
             .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+        // A failed fsync here loses nothing: the temporary file is written afresh by the
+        // next attempt, and `path` still holds the previous contents.
         let mark = super::testing::sync_mark(file.as_raw_fd());
-        file.sync_all()
+        super::testing::before_sync(file.as_raw_fd())
+            .and_then(|()| file.sync_all())
             .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
         super::testing::synced(file.as_raw_fd(), mark);
     }

@@ -636,6 +636,16 @@ impl LogStore {
         format::decode_entry(Bytes::from(buf), index, m.pos)
     }
 
+    /// The error that failed this store for good (an I/O error of a write or a sync), if
+    /// any. A full disk met by a flush is not one: the flusher retries it.
+    pub fn failure(&self) -> Option<Error> {
+        let p = self.shared.lock();
+        match (&p.failed, p.disk_full_retry_at) {
+            (Some(err), None) => Some(err.clone()),
+            _ => None,
+        }
+    }
+
     /// Highest entry durable on disk (data and index fdatasynced).
     pub fn flushed_index(&self) -> u64 {
         self.shared.flushed_index.load(Ordering::Acquire)

@@ -305,7 +305,6 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
             index_bytes,
         });
     }
-    let mut deleted_any = false;
 
     // Scan.
     let mut metas: VecDeque<Meta> = VecDeque::new();
@@ -437,7 +436,6 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
         for &later in &starts[k..] {
             delete_segment(dir, later)?;
         }
-        deleted_any = true;
     }
     for f in &mut files {
         if f.len < seg_size {
@@ -472,7 +470,6 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
         .max(kept.min(1));
     for f in files.drain(keep_until..) {
         delete_segment(dir, f.start)?;
-        deleted_any = true;
         notes.push(format!(
             "segment {}: removed (past the end of the log)",
             format::segment_name(f.start)
@@ -575,10 +572,20 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
             index_path: f.index_path,
         }));
     }
-    if deleted_any {
-        fsutil::fsync_dir(&data_dir)?;
-        fsutil::fsync_dir(&index_dir)?;
+    // Everything kept counts as flushed (the flushed index starts at the last entry), so
+    // everything kept is made durable here: a crashed process leaves its unsynced writes
+    // in the page cache, where recovery reads them as if they were on disk. The
+    // directories first (the segment files' names), then every kept segment's data and
+    // index; a file with nothing dirty costs little.
+    fsutil::fsync_dir(&data_dir)?;
+    fsutil::fsync_dir(&index_dir)?;
+    for s in &segments {
+        fsutil::sync_data(&s.data)
+            .map_err(|e| Error::io(format!("fdatasync {}", s.data_path.display()), e))?;
+        fsutil::sync_data(&s.index)
+            .map_err(|e| Error::io(format!("fdatasync {}", s.index_path.display()), e))?;
     }
+    let mut deleted_since_sync = false;
 
     // Finish a retention that recorded its new base but crashed before deleting files.
     if checkpoint.base_index > base_index && checkpoint.base_index <= last_index {
@@ -589,11 +596,16 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
         while segments.len() > 1 && segments[1].first_index <= base_index + 1 {
             let s = segments.remove(0);
             delete_segment(dir, s.start)?;
+            deleted_since_sync = true;
             notes.push(format!(
                 "segment {}: removed (retention finished)",
                 format::segment_name(s.start)
             ));
         }
+    }
+    if deleted_since_sync {
+        fsutil::fsync_dir(&data_dir)?;
+        fsutil::fsync_dir(&index_dir)?;
     }
 
     for n in &notes {
@@ -611,4 +623,68 @@ pub(crate) fn recover(opts: &StoreOptions) -> Result<Recovered> {
         truncated_entries: cut,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{self, FaultDomain};
+    use super::super::{Flusher, LogStore, StoreOptions};
+    use crate::config::{FlushDiskType, FlusherKind};
+    use crate::types::{Entry, EntryKind};
+    use bytes::Bytes;
+    use std::os::unix::io::AsRawFd;
+    use std::sync::Arc;
+
+    /// B7: a crashed process leaves unsynced writes in the page cache, in any segment;
+    /// recovery reads them and counts every entry as flushed, so it must make every kept
+    /// segment durable, not only the last one.
+    #[test]
+    fn recovery_makes_every_kept_segment_durable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("dledger-n0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let opts = StoreOptions {
+            dir: dir.clone(),
+            segment_size_bytes: 64 << 10,
+            flush: FlushDiskType::SyncFlush,
+            async_flush_interval_ms: 10,
+            entry_size_bytes_max: 16 << 10,
+            prewrite_segments: false,
+            classic_commitlog_dir: None,
+        };
+        let flusher = Flusher::start(FlusherKind::Pwrite).unwrap();
+        let (mut store, _) = LogStore::open(opts.clone(), &flusher, Arc::new(|_| {})).unwrap();
+        for index in 1..=40 {
+            let entry = Entry {
+                index,
+                term: 1,
+                kind: EntryKind::Normal,
+                body: Bytes::from(vec![index as u8; 8 << 10]),
+            };
+            store.append(&entry).unwrap();
+        }
+        store.close().unwrap();
+        let first = dir.join("data").join(crate::store::format::segment_name(0));
+        assert!(
+            dir.join("data")
+                .join(crate::store::format::segment_name(64 << 10))
+                .exists(),
+            "the log spans several segments"
+        );
+        let domain = FaultDomain::new(&dir).unwrap();
+        // What a crash leaves: a write to the first segment no fdatasync covered.
+        let file = std::fs::OpenOptions::new().read(true).open(&first).unwrap();
+        testing::on_write(file.as_raw_fd(), 0, 4096).unwrap();
+        assert_eq!(domain.unsynced_bytes(), 4096);
+        let (store, rec) = LogStore::open(opts, &flusher, Arc::new(|_| {})).unwrap();
+        assert_eq!(rec.truncated_entries, 0);
+        assert_eq!(store.flushed_index(), 40);
+        assert_eq!(
+            domain.unsynced_bytes(),
+            0,
+            "recovery counts entry 1 as flushed: its segment must have been fdatasynced"
+        );
+        store.close().unwrap();
+        flusher.close();
+    }
 }

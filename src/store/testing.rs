@@ -6,6 +6,9 @@
 //!
 //! - refuse writes and preallocations with ENOSPC once a byte budget is spent
 //!   ([`FaultDomain::set_space_left_bytes`]), as a full file system would;
+//! - fail every fdatasync (and syncfs) of its files with an errno such as EIO
+//!   ([`FaultDomain::set_sync_errno`]), as a dying disk would, counting the attempts per
+//!   file so a test can see that none is retried;
 //! - remember, per file, the byte ranges written since that file's last fdatasync, and
 //!   take a "power cut" image of the directory in which exactly those ranges are
 //!   destroyed ([`FaultDomain::power_cut`]), as a machine losing power would.
@@ -37,6 +40,10 @@ struct DomainInner {
     /// `None`: unlimited.
     space_left_bytes: Option<u64>,
     enospc_count: u64,
+    /// `Some(errno)`: every sync of a file under the root fails with it.
+    sync_errno: Option<i32>,
+    /// Failed sync attempts, per file.
+    sync_failures: HashMap<PathBuf, u64>,
     unsynced: HashMap<PathBuf, Vec<UnsyncedRange>>,
 }
 
@@ -106,6 +113,22 @@ pub(crate) fn on_allocate(fd: RawFd, new_len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Called just before an fdatasync (or a syncfs through) `fd`: fails it with the domain's
+/// sync errno, if one is set.
+pub(crate) fn before_sync(fd: RawFd) -> io::Result<()> {
+    let Some((d, path)) = domain_of(fd) else {
+        return Ok(());
+    };
+    let mut inner = d.inner.lock().unwrap_or_else(|p| p.into_inner());
+    match inner.sync_errno {
+        Some(errno) => {
+            *inner.sync_failures.entry(path).or_default() += 1;
+            Err(io::Error::from_raw_os_error(errno))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Taken just before an fdatasync of `fd`: the writes it covers.
 pub(crate) fn sync_mark(fd: RawFd) -> u64 {
     if !ACTIVE.load(Ordering::Relaxed) {
@@ -173,6 +196,25 @@ impl FaultDomain {
     /// `None` gives the space back.
     pub fn set_space_left_bytes(&self, bytes: Option<u64>) {
         self.inner().space_left_bytes = bytes;
+    }
+
+    /// From now on every fdatasync and syncfs of a file under the root fails with
+    /// `errno` (e.g. `libc::EIO`); `None` lets them succeed again.
+    pub fn set_sync_errno(&self, errno: Option<i32>) {
+        self.inner().sync_errno = errno;
+    }
+
+    /// Failed sync attempts per file, most first: a store that never retries a failed
+    /// fdatasync shows at most one per file.
+    pub fn sync_failures(&self) -> Vec<(PathBuf, u64)> {
+        let mut all: Vec<_> = self
+            .inner()
+            .sync_failures
+            .iter()
+            .map(|(p, n)| (p.clone(), *n))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        all
     }
 
     /// How many writes or preallocations were refused with ENOSPC.
