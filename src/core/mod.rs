@@ -10,7 +10,7 @@ pub mod waiters;
 
 pub use quorum::{majority, quorum_index};
 pub use raft::{
-    conflict_hint, log_up_to_date, validate_push, CoreConfig, Effects, LogView, Outgoing,
+    conflict_hint, log_up_to_date, validate_push, CoreConfig, CoreMark, Effects, LogView, Outgoing,
     PeerState, Progress, PushOutcome, PushPlan, PushRefusal, RaftCore, VoteRefusal,
 };
 pub use waiters::{Decided, Waiters};

@@ -964,6 +964,86 @@ impl RaftCore {
     }
 }
 
+/// The part of a member's state the invariants compare from one step to the next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreMark {
+    term: u64,
+    commit_index: u64,
+}
+
+impl RaftCore {
+    /// What [`RaftCore::check_invariants`] compares the next step against.
+    pub fn mark(&self) -> CoreMark {
+        CoreMark {
+            term: self.term,
+            commit_index: self.commit_index,
+        }
+    }
+
+    /// Restart: the commit index the checkpoint recorded, as far as the log still holds
+    /// it. Entries that were durable and known committed but are gone (corruption) must
+    /// come back from a leader before this member votes or campaigns; returns true then.
+    pub fn restore_commit(&mut self, checkpoint: u64, last_index: u64) -> bool {
+        self.commit_index = checkpoint.min(last_index);
+        if checkpoint > last_index {
+            self.repair_target = checkpoint;
+            return true;
+        }
+        false
+    }
+
+    /// A follower could store only part of a push (disk full): it commits (and later
+    /// claims) only what it holds, and never less than it had committed before.
+    pub fn clamp_commit_to_log(&mut self, commit_before: u64, last_index: u64) {
+        self.commit_index = self.commit_index.min(last_index).max(commit_before);
+    }
+
+    /// The invariants that hold after every step, checked in release builds too: the
+    /// term and the commit index never go back, commit <= last index, and toward every
+    /// follower `flushed <= match < next`. `before` is the mark of the previous step.
+    pub fn check_invariants<L: LogView>(&self, before: CoreMark, log: &L) -> Result<(), String> {
+        if self.term < before.term {
+            return Err(format!(
+                "the term went back from {} to {}",
+                before.term, self.term
+            ));
+        }
+        if self.commit_index < before.commit_index {
+            return Err(format!(
+                "the commit index went back from {} to {}",
+                before.commit_index, self.commit_index
+            ));
+        }
+        let last = log.last_index();
+        if self.commit_index > last {
+            return Err(format!(
+                "the commit index {} is past the last entry {last}",
+                self.commit_index
+            ));
+        }
+        if self.is_leader() {
+            for (peer, p) in self.progress.iter().enumerate() {
+                if peer == self.me() {
+                    continue;
+                }
+                if p.match_index >= p.next_index {
+                    return Err(format!(
+                        "toward member {peer}: match {} is not below next {}",
+                        p.match_index, p.next_index
+                    ));
+                }
+                if p.flushed_index > p.match_index {
+                    return Err(format!(
+                        "toward member {peer}: flushed {} is above match {}",
+                        p.flushed_index, p.match_index
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Raft's election restriction: the candidate's log is at least as up to date.
 pub fn log_up_to_date(
     cand_last_term: u64,

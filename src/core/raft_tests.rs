@@ -1027,3 +1027,82 @@ fn a_member_whose_hard_state_is_unsaved_grants_nothing_and_asks_to_save_every_ti
     let fx = core.tick(ELECTION_MS * 30, &log);
     assert!(!fx.messages.is_empty(), "saved: it campaigns again");
 }
+
+#[test]
+fn invariants_hold_through_an_election_and_commits_and_name_what_broke() {
+    let mut log = TermLog(vec![1, 1]);
+    let before = RaftCore::new(config(3, 0), 1, None, 0, 7).mark();
+    let mut core = elect(config(3, 0), 1, &mut log, 2 * ELECTION_MS);
+    core.check_invariants(before, &log).unwrap();
+    let mark = core.mark();
+    for _ in 0..3 {
+        log.0.push(core.term);
+    }
+    core.on_local_progress(log.last_index(), &log);
+    // The first push probes (COMPARE), the next ones carry the entries.
+    for _ in 0..4 {
+        let Some(plan) = send(&mut core, 1, 2 * ELECTION_MS, &log) else {
+            break;
+        };
+        let at = plan.to_index.max(plan.prev_index);
+        let term = core.term;
+        core.on_push_response(1, plan.request_id, &ok(at, at, term), 2 * ELECTION_MS, &log);
+        core.check_invariants(mark, &log).unwrap();
+    }
+    assert!(core.commit_index > mark.commit_index);
+    core.check_invariants(mark, &log).unwrap();
+
+    // Each invariant, broken by hand, is named.
+    let good = core.mark();
+    let mut c = RaftCore::new(config(3, 0), core.term, None, 0, 7);
+    c.commit_index = core.commit_index;
+    c.term = good.term - 1;
+    assert!(c
+        .check_invariants(good, &log)
+        .unwrap_err()
+        .contains("term went back"));
+    c.term = good.term;
+    c.commit_index = good.commit_index - 1;
+    assert!(c
+        .check_invariants(good, &log)
+        .unwrap_err()
+        .contains("commit index went back"));
+    let short = TermLog(log.0[..good.commit_index as usize - 1].to_vec());
+    assert!(core
+        .check_invariants(good, &short)
+        .unwrap_err()
+        .contains("past the last entry"));
+    let mut bad = elect(config(3, 0), 1, &mut TermLog(vec![1]), 2 * ELECTION_MS);
+    let m = bad.mark();
+    let l = TermLog(vec![1, 2]);
+    bad.progress[2].match_index = bad.progress[2].next_index;
+    assert!(bad
+        .check_invariants(m, &l)
+        .unwrap_err()
+        .contains("member 2: match"));
+    bad.progress[2].match_index = 0;
+    bad.progress[1].flushed_index = bad.progress[1].match_index + 1;
+    assert!(bad
+        .check_invariants(m, &l)
+        .unwrap_err()
+        .contains("member 1: flushed"));
+}
+
+#[test]
+fn restart_and_disk_full_clamp_keep_commit_within_the_log() {
+    let mut core = RaftCore::new(config(3, 0), 3, None, 0, 7);
+    assert!(!core.restore_commit(5, 9));
+    assert_eq!((core.commit_index, core.repair_target), (5, 0));
+    let mut lost = RaftCore::new(config(3, 0), 3, None, 0, 7);
+    assert!(
+        lost.restore_commit(12, 9),
+        "entries known committed are gone: repair first"
+    );
+    assert_eq!((lost.commit_index, lost.repair_target), (9, 12));
+    let mut f = RaftCore::new(config(3, 1), 3, None, 0, 7);
+    f.commit_index = 20;
+    f.clamp_commit_to_log(4, 15);
+    assert_eq!(f.commit_index, 15, "commit only what the member holds");
+    f.clamp_commit_to_log(15, 10);
+    assert_eq!(f.commit_index, 15, "never below what was committed before");
+}

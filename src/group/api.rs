@@ -113,6 +113,13 @@ impl Member {
             let MemberState { core, store, .. } = &mut *st;
             core.on_local_progress(flushed, &StoreView(store))
         };
+        if let Err(err) = self.check_core(&mut st) {
+            // The waiter just inserted completes (unknown outcome) with the others.
+            drop(st);
+            log::error!("{err}");
+            self.fail(err);
+            return Ok(());
+        }
         if fx.commit_advanced {
             self.bell.ring();
         }

@@ -247,7 +247,10 @@ impl Member {
                 self.config.self_id
             );
         }
-        match self.apply(&mut st, fx) {
+        match self
+            .apply(&mut st, fx)
+            .and_then(|m| self.check_core(&mut st).map(|()| m))
+        {
             Ok(messages) => {
                 drop(st);
                 self.send_all(messages);
@@ -326,7 +329,10 @@ impl Member {
                     let MemberState { core, store, .. } = &mut *st;
                     core.on_local_progress(flushed, &StoreView(store))
                 };
-                let messages = match self.apply(&mut st, fx) {
+                let messages = match self
+                    .apply(&mut st, fx)
+                    .and_then(|m| self.check_core(&mut st).map(|()| m))
+                {
                     Ok(m) => m,
                     Err(err) => {
                         drop(st);
@@ -523,8 +529,7 @@ impl Member {
                                 disk_full = true;
                                 // Claim (and commit) only what this member holds.
                                 let last = st.store.last_index();
-                                st.core.commit_index =
-                                    st.core.commit_index.min(last).max(commit_before);
+                                st.core.clamp_commit_to_log(commit_before, last);
                                 if let Some(resp) = outcome.response.as_mut() {
                                     resp.match_index = resp.match_index.min(last);
                                 }
@@ -565,6 +570,7 @@ impl Member {
                 }
                 answers.push((from, request_id, resp));
             }
+            self.check_core(&mut st)?;
             if !st.core.may_speak() {
                 // No acknowledgement in a term not yet saved; the leader resends.
                 answers.clear();

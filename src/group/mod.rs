@@ -12,7 +12,7 @@
 //! [`RaftCore`] decides, the threads do the I/O outside the lock where they can.
 
 use crate::config::{FlushDiskType, GroupConfig};
-use crate::core::{CoreConfig, Effects, LogView, Outgoing, RaftCore, Waiters};
+use crate::core::{CoreConfig, CoreMark, Effects, LogView, Outgoing, RaftCore, Waiters};
 use crate::error::{Error, ErrorKind, Result};
 use crate::net::msg::{ClientResponse, Frame, Message, StatusReport, CLIENT_PEER};
 use crate::net::{Responder, Transport};
@@ -104,6 +104,8 @@ struct MemberState {
     /// The hour (since the Unix epoch) retention last ran in.
     retention_hour: Option<u64>,
     last_role: (Role, u64, Option<usize>),
+    /// The core's state after the last checked step ([`Member::check_core`]).
+    mark: CoreMark,
 }
 
 struct StoreView<'a>(&'a LogStore);
@@ -231,9 +233,7 @@ impl Member {
             seed,
         );
         let last = store.last_index();
-        core.commit_index = recovery.commit_checkpoint.min(last);
-        if recovery.commit_checkpoint > last {
-            core.repair_target = recovery.commit_checkpoint;
+        if core.restore_commit(recovery.commit_checkpoint, last) {
             log::warn!(
                 "{}/{}: lost entries up to {} that were durable and committed; repairing from the leader before voting",
                 config.group,
@@ -242,6 +242,7 @@ impl Member {
             );
         }
         let last_role = (core.role, core.term, core.leader);
+        let mark = core.mark();
         let state = MemberState {
             core,
             store,
@@ -257,6 +258,7 @@ impl Member {
             rate_since: Instant::now(),
             retention_hour: None,
             last_role,
+            mark,
         };
         let id = sched.new_member_id();
         let links = sched.links_for(&config)?;
@@ -593,6 +595,25 @@ impl Member {
         }
     }
 
+    /// Checks the core's invariants after a step (in release builds too). A broken one
+    /// is a bug: the member fails (RMQRAFT_ERR_PANIC) rather than act on a state that
+    /// could lose or fork committed entries; its waiting appends get the unknown outcome.
+    fn check_core(&self, st: &mut MemberState) -> Result<()> {
+        match st.core.check_invariants(st.mark, &StoreView(&st.store)) {
+            Ok(()) => {
+                st.mark = st.core.mark();
+                Ok(())
+            }
+            Err(why) => Err(Error::new(
+                ErrorKind::Panic,
+                format!(
+                    "{}/{}: consensus invariant broken: {why}",
+                    self.config.group, self.config.self_id
+                ),
+            )),
+        }
+    }
+
     /// Runs `f` on the locked state and carries its effects out; a storage failure fails the member.
     fn step<F>(&self, f: F) -> Result<()>
     where
@@ -602,7 +623,10 @@ impl Member {
             let mut st = self.lock()?;
             let now = self.now_ms();
             let fx = f(&mut st, now);
-            match self.apply(&mut st, fx) {
+            match self
+                .apply(&mut st, fx)
+                .and_then(|m| self.check_core(&mut st).map(|()| m))
+            {
                 Ok(messages) => messages,
                 Err(err) => {
                     drop(st);
