@@ -1057,21 +1057,13 @@ fn invariants_hold_through_an_election_and_commits_and_name_what_broke() {
     let mut c = RaftCore::new(config(3, 0), core.term, None, 0, 7);
     c.commit_index = core.commit_index;
     c.term = good.term - 1;
-    assert!(c
-        .check_invariants(good, &log)
-        .unwrap_err()
-        .contains("term went back"));
+    let broken = |c: &RaftCore, log: &TermLog| c.check_invariants(good, log).unwrap_err();
+    assert!(broken(&c, &log).contains("term went back"));
     c.term = good.term;
     c.commit_index = good.commit_index - 1;
-    assert!(c
-        .check_invariants(good, &log)
-        .unwrap_err()
-        .contains("commit index went back"));
+    assert!(broken(&c, &log).contains("commit index went back"));
     let short = TermLog(log.0[..good.commit_index as usize - 1].to_vec());
-    assert!(core
-        .check_invariants(good, &short)
-        .unwrap_err()
-        .contains("past the last entry"));
+    assert!(broken(&core, &short).contains("past the last entry"));
     let mut bad = elect(config(3, 0), 1, &mut TermLog(vec![1]), 2 * ELECTION_MS);
     let m = bad.mark();
     let l = TermLog(vec![1, 2]);
