@@ -569,3 +569,158 @@ fn a_new_master_registers_as_broker_id_0_at_once_and_sends_continue() {
         (total == 10).then_some(())
     });
 }
+
+/// The classic send header (code 10, long field names), a oneway offset update, a client
+/// leaving with UNREGISTER_CLIENT, and DELETE_TOPIC_IN_BROKER taking a topic out of the
+/// broker and, at its next registration, out of the name server's route.
+#[test]
+fn a_v1_send_a_oneway_offset_update_unregister_and_topic_delete() {
+    let s = Setup::start(4);
+    let ns = s.namesrv();
+    let master = setup_topic(&s);
+    let mi = s.index_of(&master);
+
+    // SEND_MESSAGE (10): SendMessageRequestHeader's own field names.
+    let props = encode_properties([("KEYS", "v1-key"), ("TAGS", "TagV1"), ("WAIT", "true")]);
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::SEND_MESSAGE, 0)
+            .with_field("producerGroup", "PG")
+            .with_field("topic", TOPIC)
+            .with_field("defaultTopic", "TBW102")
+            .with_field("defaultTopicQueueNums", "4")
+            .with_field("queueId", "1")
+            .with_field("sysFlag", "0")
+            .with_field("bornTimestamp", "1700000000000")
+            .with_field("flag", "0")
+            .with_field("properties", props)
+            .with_field("reconsumeTimes", "0")
+            .with_field("unitMode", "false")
+            .with_field("batch", "false")
+            .with_body(b"v1-body".to_vec()),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(r.field("queueId"), Some("1"));
+    let off: u64 = r.field("queueOffset").unwrap().parse().unwrap();
+    let r = wait_for("the v1 message in queue 1", || {
+        let r = call(&master, pull_cmd(1, off, "TagV1", 0));
+        (r.code == rs::SUCCESS).then_some(r)
+    });
+    let recs = records(&r.body);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].body.as_ref(), b"v1-body");
+    assert_eq!(recs[0].born_timestamp, 1_700_000_000_000);
+
+    // UPDATE_CONSUMER_OFFSET as a oneway request: no answer, the offset is stored.
+    let mut c = Client::connect(&master, T).unwrap();
+    c.invoke_oneway(
+        RemotingCommand::request(rq::UPDATE_CONSUMER_OFFSET, 0)
+            .with_field("consumerGroup", "CG1")
+            .with_field("topic", TOPIC)
+            .with_field("queueId", "1")
+            .with_field("commitOffset", "7"),
+        T,
+    )
+    .unwrap();
+    wait_for("the oneway offset on master and slaves", || {
+        (0..3)
+            .all(|i| {
+                let r = call(
+                    &s.member(i).addr,
+                    RemotingCommand::request(rq::QUERY_CONSUMER_OFFSET, 0)
+                        .with_field("consumerGroup", "CG1")
+                        .with_field("topic", TOPIC)
+                        .with_field("queueId", "1"),
+                );
+                r.code == rs::SUCCESS && offset_field(&r) == 7
+            })
+            .then_some(())
+    });
+    // The oneway request got no response: the next one on the same connection is answered
+    // with its own opaque.
+    let next = RemotingCommand::request(rq::GET_BROKER_RUNTIME_INFO, 42);
+    c.send_raw(&next.encode().unwrap(), Instant::now() + T)
+        .unwrap();
+    let r = c.read_command(Instant::now() + T).unwrap();
+    assert!(r.is_response());
+    assert_eq!((r.code, r.opaque), (rs::SUCCESS, 42));
+
+    // UNREGISTER_CLIENT (35): the consumer leaves although its connection stays open.
+    let hb = serde_json::json!({
+        "clientID": "127.0.0.1@77",
+        "producerDataSet": [],
+        "consumerDataSet": [{"groupName": "CG1", "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING", "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{"topic": TOPIC, "subString": "*"}], "unitMode": false}],
+    });
+    let r = c
+        .invoke(
+            RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
+            T,
+        )
+        .unwrap();
+    assert_eq!(r.code, rs::SUCCESS);
+    let listed = || {
+        let r = call(
+            &master,
+            RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
+                .with_field("consumerGroup", "CG1"),
+        );
+        if r.code != rs::SUCCESS {
+            return Vec::new();
+        }
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["consumerIdList"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(listed(), vec!["127.0.0.1@77".to_string()]);
+    let r = c
+        .invoke(
+            RemotingCommand::request(rq::UNREGISTER_CLIENT, 0)
+                .with_field("clientID", "127.0.0.1@77")
+                .with_field("consumerGroup", "CG1"),
+            T,
+        )
+        .unwrap();
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert!(listed().is_empty(), "the unregistered consumer is gone");
+
+    // DELETE_TOPIC_IN_BROKER (215).
+    let other = "TopicToDelete";
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::UPDATE_AND_CREATE_TOPIC, 0)
+            .with_field("topic", other)
+            .with_field("readQueueNums", "1")
+            .with_field("writeQueueNums", "1")
+            .with_field("perm", "6"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    wait_for("the new topic's route", || route(&ns, other));
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::DELETE_TOPIC_IN_BROKER, 0).with_field("topic", other),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert!(s.member(mi).broker.topic(other).is_err());
+    wait_for("the deleted topic gone on every member", || {
+        (0..3)
+            .all(|i| s.member(i).broker.topic(other).is_err())
+            .then_some(())
+    });
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_ALL_TOPIC_CONFIG, 0),
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(v["topicConfigTable"][other].is_null());
+    assert!(
+        v["topicConfigTable"][TOPIC].is_object(),
+        "the other topic stays"
+    );
+    wait_for("the deleted topic out of the name server's route", || {
+        route(&ns, other).is_none().then_some(())
+    });
+}

@@ -1521,6 +1521,8 @@ impl Inner {
     }
 
     /// Appends an admin op through the stamp path and waits until applied here.
+    /// Replicates a broker change and waits until it is applied here; with a zero
+    /// `timeout` (a oneway request's), appends it and returns without waiting.
     fn admin(&self, op: AdminOp, timeout: Duration) -> Result<()> {
         let body = op.encode();
         let slot = Slot::new();
@@ -1531,6 +1533,9 @@ impl Inner {
             Arc::new(move |_place, _next| Ok(body.clone())),
             Box::new(move |r| filler.fill(r.map(|m| m.index))),
         )?;
+        if timeout.is_zero() {
+            return Ok(());
+        }
         let deadline = Instant::now() + timeout;
         let index = slot.wait(timeout, "the broker change")?;
         self.wait_applied(index, deadline.saturating_duration_since(Instant::now()))
