@@ -591,3 +591,69 @@ fn sync_under_the_mutex_the_callback_takes_does_not_deadlock() {
     s.close().unwrap();
     f.close();
 }
+
+/// Sealed segments' entries are found through their index files, not memory: only the
+/// open segment's (and one sealed segment whose index is on its way) stay in memory, and
+/// every entry reads back with its term across truncation into a sealed segment,
+/// retention and reopen.
+#[test]
+fn memory_holds_the_newest_segments_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = Flusher::start(FlusherKind::Pwrite).unwrap();
+    let (mut s, _) = open(tmp.path(), &f);
+    append_range(&mut s, 1, 300, 1, 0);
+    append_range(&mut s, 301, 400, 2, 0);
+    s.sync().unwrap();
+    // One more segment roll after the sync seals every full segment.
+    let mut last = 400;
+    let segs = segment_files(tmp.path()).len();
+    while segment_files(tmp.path()).len() == segs {
+        last += 1;
+        s.append(&entry(last, 2, 0)).unwrap();
+    }
+    let (in_memory, sealed) = s.entries_in_memory();
+    let per_segment_max = (SEG / (HEADER + 100)) as usize;
+    assert!(sealed + 2 >= segs, "{sealed} of {segs} segments sealed");
+    assert!(
+        in_memory <= 2 * per_segment_max,
+        "{in_memory} entries in memory for {last} entries"
+    );
+    check_range(&s, 1, 300, 1, 0);
+    check_range(&s, 301, last, 2, 0);
+    // By position (the broker's offset lookups), in sealed segments too.
+    let (_, m) = s.read(17).unwrap();
+    assert_eq!(s.index_at_pos(m.pos), Some(17));
+    assert_eq!(s.index_at_pos(m.pos + HEADER), Some(17));
+    assert_eq!(s.index_at_pos(m.pos + 1), None);
+
+    // A truncation into a sealed segment brings its entries back and cuts the rest.
+    s.truncate_suffix(150).unwrap();
+    assert_eq!(s.last_index(), 149);
+    check_range(&s, 1, 149, 1, 0);
+    append_range(&mut s, 150, 450, 3, 5);
+    s.sync().unwrap();
+    s.append(&entry(451, 3, 5)).unwrap();
+    check_range(&s, 1, 149, 1, 0);
+    check_range(&s, 150, 451, 3, 5);
+    assert!(
+        s.entries_in_memory().1 >= 1,
+        "sealed again after the truncation"
+    );
+
+    // Retention drops sealed segments; what stays reads back.
+    assert!(s.apply_retention(0, 300).unwrap() >= 1);
+    let first = s.first_index();
+    assert!(first > 1 && first <= 300);
+    check_range(&s, first.max(150), 451, 3, 5);
+    s.close().unwrap();
+
+    let (s, rec) = open(tmp.path(), &f);
+    assert!(rec.notes.is_empty(), "{:?}", rec.notes);
+    let (in_memory, sealed) = s.entries_in_memory();
+    assert!(
+        sealed >= 1 && in_memory <= per_segment_max,
+        "{in_memory} in memory after open"
+    );
+    assert_eq!(s.first_index(), first);
+    check_range(&s, first.max(150), 451, 3, 5);
+}

@@ -58,6 +58,9 @@ pub(crate) struct Pending {
     /// Index records of entries `index_first..` not yet taken.
     pub index_first: u64,
     pub index_buf: BytesMut,
+    /// Index records of every entry below this are written to their files (not
+    /// necessarily synced): what the store may read back through a map.
+    pub index_written: u64,
     /// Highest entry index covered by what is pending or was taken (the target of the
     /// next flush).
     pub last_index: u64,
@@ -301,6 +304,12 @@ impl Job {
                 self.store
                     .flushed_index
                     .fetch_max(self.last_index.min(p.last_index), Ordering::AcqRel);
+                let taken = &self.taken;
+                if !taken.index.is_empty() {
+                    // A truncation since the round began lowered `index_first`.
+                    let end = taken.index_first + (taken.index.len() / INDEX_RECORD_SIZE) as u64;
+                    p.index_written = p.index_written.max(end.min(p.index_first));
+                }
                 if p.disk_full_retry_at.take().is_some() {
                     log::warn!(
                         "store {}: disk space is back; appends resume",

@@ -25,6 +25,7 @@ mod format;
 /// Bytes of the fixed header before every entry body (the body sits at `pos + 48`).
 pub use format::ENTRY_HEADER_SIZE;
 mod fsutil;
+mod metas;
 mod recovery;
 mod spare;
 #[doc(hidden)]
@@ -152,8 +153,8 @@ pub struct LogStore {
     /// entry `base_index` (0 for index 0).
     base_index: u64,
     base_term: u64,
-    /// Entry `base_index + 1 + i` is `metas[i]`.
-    metas: VecDeque<Meta>,
+    /// Entries `base_index + 1..=last_index()`.
+    metas: metas::Metas,
     /// Log position right after the last entry: where the next record goes.
     write_pos: u64,
     /// Oldest first; the same list as `Pending::segments`.
@@ -203,6 +204,7 @@ impl LogStore {
                 data: Vec::new(),
                 index_first: last_index + 1,
                 index_buf: bytes::BytesMut::new(),
+                index_written: last_index + 1,
                 last_index,
                 segments: r.segments.clone(),
                 checkpoint: r.checkpoint,
@@ -252,7 +254,7 @@ impl LogStore {
             hard_state: r.hard_state,
             base_index: r.base_index,
             base_term: r.base_term,
-            metas: r.metas,
+            metas: metas::Metas::new(r.base_index + 1, r.metas),
             write_pos: r.write_pos,
             segments: r.segments,
             cache: VecDeque::new(),
@@ -260,7 +262,53 @@ impl LogStore {
             cache_bytes: 0,
             spare: spare::Spare::new(&dir, segment_size, prewrite),
         };
+        let mut store = store;
+        store.seal_written();
         Ok((store, recovery))
+    }
+
+    /// Moves the entries of a sealed segment (not the last) out of memory once the
+    /// flusher has written all its index records: they are read from the index file
+    /// from then on (docs/FORMAT.md, "In memory").
+    fn seal_written(&mut self) {
+        loop {
+            let hot_first = self.metas.hot_first();
+            let k = self
+                .segments
+                .partition_point(|s| s.first_index <= hot_first);
+            let (Some(seg), Some(next)) = (
+                k.checked_sub(1).and_then(|k| self.segments.get(k)),
+                self.segments.get(k),
+            ) else {
+                return;
+            };
+            if self.shared.lock().index_written < next.first_index {
+                return;
+            }
+            let (seg, next_first) = (Arc::clone(seg), next.first_index);
+            if let Err(e) = self.metas.seal(
+                seg.start,
+                seg.first_index,
+                next_first,
+                &seg.index,
+                &seg.index_path,
+            ) {
+                let mut p = self.shared.lock();
+                log::error!("store {}: {e}; the store stops", self.opts.dir.display());
+                p.failed.get_or_insert(e);
+                p.disk_full_retry_at = None;
+                return;
+            }
+            if self.metas.hot_first() == hot_first {
+                return;
+            }
+        }
+    }
+
+    /// Entries whose place is held in memory, and sealed segments whose entries are
+    /// read from their index files instead (memory is bounded by segments, not entries).
+    pub fn entries_in_memory(&self) -> (usize, usize) {
+        (self.metas.in_memory(), self.metas.sealed_segments())
     }
 
     /// First retained index; `last_index() + 1` when empty.
@@ -270,18 +318,18 @@ impl LogStore {
 
     /// 0 when empty.
     pub fn last_index(&self) -> u64 {
-        self.base_index + self.metas.len() as u64
+        self.base_index + self.metas.len()
     }
 
     pub fn last_term(&self) -> u64 {
-        self.metas.back().map_or(self.base_term, |m| m.term)
+        self.metas.last().map_or(self.base_term, |m| m.term)
     }
 
-    fn meta(&self, index: u64) -> Option<&Meta> {
+    fn meta(&self, index: u64) -> Option<Meta> {
         if index <= self.base_index {
             return None;
         }
-        self.metas.get((index - self.base_index - 1) as usize)
+        self.metas.get(index)
     }
 
     /// Term of the entry at `index`; `Some(0)` for index 0; for `first_index() - 1` the
@@ -368,19 +416,7 @@ impl LogStore {
     /// The index of the retained entry whose record starts at `pos` or whose body starts
     /// at `pos` (record position + 48); `None` when no retained entry is there.
     pub fn index_at_pos(&self, pos: u64) -> Option<u64> {
-        let k = self.metas.partition_point(|m| m.pos < pos);
-        let hit = |k: usize| {
-            self.metas
-                .get(k)
-                .filter(|m| m.pos == pos || m.pos + format::ENTRY_HEADER_SIZE as u64 == pos)
-        };
-        if hit(k).is_some() {
-            return Some(self.base_index + 1 + k as u64);
-        }
-        if k > 0 && hit(k - 1).is_some() {
-            return Some(self.base_index + k as u64);
-        }
-        None
+        self.metas.index_at_pos(pos)
     }
 
     /// Appends `entry` (its index must be `last_index() + 1`, its term >= `last_term()`).
@@ -473,8 +509,9 @@ impl LogStore {
         }
         if let Some(seg) = new_segment {
             self.segments.push(seg);
+            self.seal_written();
         }
-        self.metas.push_back(Meta {
+        self.metas.push(Meta {
             pos,
             term: entry.term,
             size: size as u32,
@@ -514,9 +551,9 @@ impl LogStore {
         }
         let keep = (from_index - self.base_index - 1) as usize;
         let new_pos = match keep {
-            0 => self.metas[0].pos,
+            0 => self.meta(self.base_index + 1).expect("retained").pos,
             _ => {
-                let m = self.metas[keep - 1];
+                let m = self.meta(self.base_index + keep as u64).expect("retained");
                 m.pos + u64::from(m.size)
             }
         };
@@ -534,10 +571,11 @@ impl LogStore {
             p.index_first = from_index;
         }
         p.last_index = from_index - 1;
+        p.index_written = p.index_written.min(from_index);
         shared
             .flushed_index
             .fetch_min(from_index - 1, Ordering::AcqRel);
-        self.metas.truncate(keep);
+        self.metas.truncate(keep as u64);
         self.write_pos = new_pos;
         if self.cache_first >= from_index {
             self.cache.clear();
@@ -608,7 +646,7 @@ impl LogStore {
     /// Reads one entry, verifying its checksum (`ErrorKind::Corrupt` if it fails,
     /// `ErrorKind::NotFound` outside `first_index()..=last_index()`).
     pub fn read(&self, index: u64) -> Result<(Entry, EntryMeta)> {
-        let Some(&m) = self.meta(index) else {
+        let Some(m) = self.meta(index) else {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
@@ -768,7 +806,7 @@ impl LogStore {
         fsutil::fsync_dir(&self.opts.dir.join("data"))?;
         fsutil::fsync_dir(&self.opts.dir.join("index"))?;
         let dropped = (new_base - self.base_index) as usize;
-        self.metas.drain(..dropped);
+        self.metas.drain_front(dropped as u64);
         self.base_index = new_base;
         self.base_term = new_base_term;
         while self.cache_first <= new_base {
