@@ -447,10 +447,10 @@ fn a_version_1_checkpoint_keeps_its_tables_and_rebuilds_the_rest() {
         !dir.join("index/keys").exists(),
         "the old index file is gone"
     );
-    // The next checkpoint is version 2.
-    wait_for("a version 2 checkpoint", || {
+    // The next checkpoint is version 3.
+    wait_for("a version 3 checkpoint", || {
         let c = std::fs::read(dir.join("checkpoint")).ok()?;
-        (c.get(4..6)? == 2u16.to_le_bytes()).then_some(())
+        (c.get(4..6)? == 3u16.to_le_bytes()).then_some(())
     });
 }
 

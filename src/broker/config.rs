@@ -18,6 +18,9 @@ pub const BROKER_KEYS: &[&str] = &[
     "rmqraftOffsetCommitIntervalMs",
     "maxHashSlotNum",
     "maxIndexNum",
+    "transactionTimeOut",
+    "transactionCheckMax",
+    "transactionCheckInterval",
 ];
 
 /// RocketMQ's default `messageDelayLevel`.
@@ -56,6 +59,14 @@ pub struct BrokerConfig {
     /// `maxIndexNum` (4,000,000; RocketMQ's is 20,000,000): keys per index file (20
     /// bytes each on disk).
     pub index_entries: u32,
+    /// `transactionTimeOut` (6000 ms): a half message younger than this (from its born
+    /// time) is not checked; CHECK_IMMUNITY_TIME_IN_SECONDS on the message overrides it.
+    pub transaction_timeout_ms: u64,
+    /// `transactionCheckMax` (15): checks of one half message before it is discarded
+    /// into TRANS_CHECK_MAX_TIME_TOPIC.
+    pub transaction_check_max: u32,
+    /// `transactionCheckInterval` (60000 ms): how often the leader checks open halves.
+    pub transaction_check_interval_ms: u64,
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool> {
@@ -203,7 +214,31 @@ impl BrokerConfig {
             16,
             100_000_000,
         )?;
+        let transaction_timeout_ms = parse_num(
+            "transactionTimeOut",
+            p.get("transactionTimeOut"),
+            6000u64,
+            0,
+            u64::MAX / 2,
+        )?;
+        let transaction_check_max = parse_num(
+            "transactionCheckMax",
+            p.get("transactionCheckMax"),
+            15u32,
+            0,
+            1_000_000,
+        )?;
+        let transaction_check_interval_ms = parse_num(
+            "transactionCheckInterval",
+            p.get("transactionCheckInterval"),
+            60_000u64,
+            1,
+            u64::MAX / 2,
+        )?;
         Ok(BrokerConfig {
+            transaction_timeout_ms,
+            transaction_check_max,
+            transaction_check_interval_ms,
             index_slots,
             index_entries,
             auto_create_topic,
@@ -243,6 +278,9 @@ mod tests {
         assert_eq!(c.delay_levels_ms[0], 1000);
         assert_eq!(c.delay_levels_ms[17], 7_200_000);
         assert_eq!(c.store_host, "127.0.0.2:10911".parse().unwrap());
+        assert_eq!(c.transaction_timeout_ms, 6000);
+        assert_eq!(c.transaction_check_max, 15);
+        assert_eq!(c.transaction_check_interval_ms, 60_000);
     }
 
     #[test]
@@ -255,6 +293,9 @@ mod tests {
             ("listenPort=70000", "listenPort"),
             ("brokerIP1=host", "brokerIP1"),
             ("dedupWindowMs=-1", "dedupWindowMs"),
+            ("transactionTimeOut=x", "transactionTimeOut"),
+            ("transactionCheckMax=-1", "transactionCheckMax"),
+            ("transactionCheckInterval=0", "transactionCheckInterval"),
         ] {
             let err = cfg(line).unwrap_err();
             assert!(err.message().starts_with(key), "{line}: {err}");

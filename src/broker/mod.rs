@@ -27,10 +27,12 @@ pub mod fxhash;
 pub mod index;
 pub mod record;
 pub mod topic;
+pub mod txn;
 
 pub use config::BrokerConfig;
 pub use record::MessageRecord;
 pub use topic::TopicConfig;
+pub use txn::{CheckListener, TxnCheck, TxnEnd};
 
 use crate::engine::Group;
 use crate::error::{Error, ErrorKind, Result};
@@ -158,7 +160,13 @@ pub struct MessageView {
 
 impl MessageView {
     fn from_record(index: u64, record: Bytes) -> Result<MessageView> {
-        let (decoded, _) = MessageRecord::decode_shared(&record)?;
+        let (decoded, len) = MessageRecord::decode_shared(&record)?;
+        // A transaction's entry holds more records after the first.
+        let record = if len < record.len() {
+            record.slice(..len)
+        } else {
+            record
+        };
         let offset_msg_id = decoded.offset_msg_id();
         let msg_id = decoded
             .uniq_key()
@@ -310,6 +318,8 @@ struct State {
     /// Delay level (1-based) -> next schedule queue offset to deliver, from the
     /// delivered messages' DELAY_FROM property.
     delay_progress: BTreeMap<i32, u64>,
+    /// Open half messages (transactions not yet ended), by half queue offset.
+    txn: txn::OpenHalves,
     last_checkpoint: Instant,
     checkpointed: u64,
 }
@@ -401,6 +411,8 @@ struct Inner {
     old_refused: Mutex<Option<Error>>,
     /// The term in which this member, as leader, offered its old-log digest.
     old_offered_term: Mutex<u64>,
+    /// Transactions: the check listener, halves being ended or checked here.
+    txn: txn::Txn,
 }
 
 /// A RocketMQ broker's store over one group member. See the module doc for the contract.
@@ -529,6 +541,7 @@ impl Broker {
             old,
             old_refused: Mutex::new(None),
             old_offered_term: Mutex::new(0),
+            txn: txn::Txn::default(),
         });
         let broker = Broker {
             inner: Arc::clone(&inner),
@@ -548,6 +561,8 @@ impl Broker {
         broker.threads.lock().map_err(|_| poisoned())?.push(t2);
         let t3 = spawn("schedule", Box::new(|i| i.schedule_loop()))?;
         broker.threads.lock().map_err(|_| poisoned())?.push(t3);
+        let t4 = spawn("txncheck", Box::new(|i| i.txn_check_loop()))?;
+        broker.threads.lock().map_err(|_| poisoned())?.push(t4);
         Ok(broker)
     }
 
@@ -580,6 +595,50 @@ impl Broker {
     /// (up to 5 s) before returning.
     pub fn send_async(&self, message: &Message, done: SendCallback) -> Result<()> {
         self.inner.send_async(message, done, Duration::from_secs(5))
+    }
+
+    /// Ends the transaction of an open half message (RocketMQ's END_TRANSACTION), on
+    /// the leader: `Commit` stores the real message and closes the half in one entry
+    /// (returns the real message's result), `Rollback` only closes it (`None`). The half
+    /// is named by its commitlog offset, else by its UNIQ_KEY `msg_id` (a check stores
+    /// the half again at a new offset). `producer_group`, when not empty, must be the
+    /// half's PGROUP. `NotFound` when no such half is open (already ended, discarded or
+    /// never prepared); `Busy` while the same half is being ended or checked.
+    pub fn end_transaction(
+        &self,
+        producer_group: &str,
+        commit_log_offset: u64,
+        msg_id: &str,
+        end: TxnEnd,
+        timeout: Duration,
+    ) -> Result<Option<SendResult>> {
+        self.inner
+            .end_transaction(producer_group, commit_log_offset, msg_id, end, timeout)
+    }
+
+    /// Sets (or with `None` clears) the listener the leader's check thread hands each
+    /// checked half message to (the remoting layer sends CHECK_TRANSACTION_STATE).
+    pub fn set_transaction_check_listener(&self, listener: Option<CheckListener>) {
+        self.inner.set_check_listener(listener)
+    }
+
+    /// The open half messages as this member applied them: (half queue offset,
+    /// commitlog offset, UNIQ_KEY, producer group, checks so far).
+    pub fn open_transactions(&self) -> Result<Vec<(u64, u64, String, String, u32)>> {
+        let st = self.inner.lock_state()?;
+        Ok(st
+            .txn
+            .iter()
+            .map(|(qo, h)| {
+                (
+                    *qo,
+                    h.commitlog_offset,
+                    h.uniq.clone(),
+                    h.producer_group.clone(),
+                    h.check_times.unwrap_or(0),
+                )
+            })
+            .collect())
     }
 
     /// Pulls committed messages of one queue from `offset`: at most `max` that match
@@ -910,84 +969,28 @@ impl State {
     ) {
         let rebuilding = index <= self.rebuild_through;
         match kind {
-            EntryKind::Message => match record::RecordHead::parse(body) {
-                Ok(rec) => {
-                    let size = rec.size;
-                    if rec.physical_offset as u64 != body_pos {
-                        log::warn!(
-                            "entry {index}: record says commitlog offset {} but sits at {body_pos}",
-                            rec.physical_offset
-                        );
-                    }
-                    let tags_code = delay::tags_code(&rec, delay_levels);
-                    let key = (rec.topic, rec.queue_id);
-                    let key_ref: &dyn QueueKeyRef = &key;
-                    if !self.queues.contains_key(key_ref) {
-                        match QueueFile::open(&cq::queue_dir(dir, key.0, key.1), 0, 0) {
-                            Ok(Some(q)) => {
-                                self.queues.insert((key.0.to_string(), key.1), q);
+            EntryKind::Message => {
+                // One record, or a transaction's records back to back.
+                let mut at = 0usize;
+                while at < body.len() {
+                    let bytes = &body[at..];
+                    match record::RecordHead::parse(bytes) {
+                        Ok(rec) => {
+                            let size = rec.size;
+                            let pos = body_pos + at as u64;
+                            if !rebuilding {
+                                txn::on_record(&mut self.txn, &rec, &bytes[..size], pos);
                             }
-                            Ok(None) => unreachable!("an empty queue always opens"),
-                            Err(err) => {
-                                log::error!("entry {index}: consume queue: {err}");
-                                self.applied = index;
-                                return;
-                            }
+                            self.apply_record(dir, delay_levels, rec, pos, index, rebuilding);
+                            at += size.max(1);
                         }
-                    }
-                    let q = self.queues.get_mut(key_ref).expect("inserted above");
-                    let qo = rec.queue_offset as u64;
-                    if qo != q.count {
-                        // An empty queue starts where its first retained message is (the
-                        // log's beginning went with retention).
-                        if q.min == q.count && (rebuilding || qo > q.count) {
-                            if let Err(err) = q.restart_at(qo) {
-                                log::error!("entry {index}: consume queue: {err}");
-                            }
-                        } else {
-                            log::warn!(
-                                "entry {index}: {}:{} queue offset {qo} but the queue holds {}",
-                                key.0,
-                                key.1,
-                                q.count
-                            );
+                        Err(err) => {
+                            log::error!("entry {index}: not a message record at byte {at}: {err}");
+                            break;
                         }
-                    }
-                    let unit = Unit {
-                        commitlog_offset: body_pos as i64,
-                        size: size as i32,
-                        tags_code,
-                    };
-                    if !rebuilding {
-                        if let Some((level, offset)) =
-                            rec.property(delay::DELAY_FROM).and_then(delay::parse_from)
-                        {
-                            let p = self.delay_progress.entry(level).or_insert(0);
-                            *p = (*p).max(offset + 1);
-                        }
-                    }
-                    if let Err(err) = q.push(unit) {
-                        log::error!("entry {index}: consume queue: {err}");
-                    }
-                    let hit = Hit {
-                        commitlog_offset: body_pos,
-                        store_timestamp: rec.store_timestamp,
-                    };
-                    let mut indexed = Ok(());
-                    if let Some(u) = rec.uniq_key() {
-                        indexed = indexed.and(self.index.add(index::KIND_UNIQ, "", u, hit));
-                    }
-                    if let Some(keys) = rec.keys() {
-                        for k in keys.split(' ').filter(|k| !k.is_empty()) {
-                            indexed = indexed.and(self.index.add(index::KIND_KEY, key.0, k, hit));
-                        }
-                    }
-                    if let Err(err) = indexed {
-                        log::error!("entry {index}: index: {err}");
                     }
                 }
-                Err(err) => log::error!("entry {index}: not a message record: {err}"),
-            },
+            }
             EntryKind::BrokerAdmin => match AdminOp::decode(body) {
                 Ok(AdminOp::TopicUpdate(t)) => {
                     if !rebuilding {
@@ -1029,6 +1032,91 @@ impl State {
         self.applied = index;
     }
 
+    /// Applies one message record of a committed entry: its consume queue unit, index
+    /// keys and delay progress.
+    fn apply_record(
+        &mut self,
+        dir: &Path,
+        delay_levels: &[u64],
+        rec: record::RecordHead<'_>,
+        body_pos: u64,
+        index: u64,
+        rebuilding: bool,
+    ) {
+        let size = rec.size;
+        if rec.physical_offset as u64 != body_pos {
+            log::warn!(
+                "entry {index}: record says commitlog offset {} but sits at {body_pos}",
+                rec.physical_offset
+            );
+        }
+        let tags_code = delay::tags_code(&rec, delay_levels);
+        let key = (rec.topic, rec.queue_id);
+        let key_ref: &dyn QueueKeyRef = &key;
+        if !self.queues.contains_key(key_ref) {
+            match QueueFile::open(&cq::queue_dir(dir, key.0, key.1), 0, 0) {
+                Ok(Some(q)) => {
+                    self.queues.insert((key.0.to_string(), key.1), q);
+                }
+                Ok(None) => unreachable!("an empty queue always opens"),
+                Err(err) => {
+                    log::error!("entry {index}: consume queue: {err}");
+                    return;
+                }
+            }
+        }
+        let q = self.queues.get_mut(key_ref).expect("inserted above");
+        let qo = rec.queue_offset as u64;
+        if qo != q.count {
+            // An empty queue starts where its first retained message is (the
+            // log's beginning went with retention).
+            if q.min == q.count && (rebuilding || qo > q.count) {
+                if let Err(err) = q.restart_at(qo) {
+                    log::error!("entry {index}: consume queue: {err}");
+                }
+            } else {
+                log::warn!(
+                    "entry {index}: {}:{} queue offset {qo} but the queue holds {}",
+                    key.0,
+                    key.1,
+                    q.count
+                );
+            }
+        }
+        let unit = Unit {
+            commitlog_offset: body_pos as i64,
+            size: size as i32,
+            tags_code,
+        };
+        if !rebuilding {
+            if let Some((level, offset)) =
+                rec.property(delay::DELAY_FROM).and_then(delay::parse_from)
+            {
+                let p = self.delay_progress.entry(level).or_insert(0);
+                *p = (*p).max(offset + 1);
+            }
+        }
+        if let Err(err) = q.push(unit) {
+            log::error!("entry {index}: consume queue: {err}");
+        }
+        let hit = Hit {
+            commitlog_offset: body_pos,
+            store_timestamp: rec.store_timestamp,
+        };
+        let mut indexed = Ok(());
+        if let Some(u) = rec.uniq_key() {
+            indexed = indexed.and(self.index.add(index::KIND_UNIQ, "", u, hit));
+        }
+        if let Some(keys) = rec.keys() {
+            for k in keys.split(' ').filter(|k| !k.is_empty()) {
+                indexed = indexed.and(self.index.add(index::KIND_KEY, key.0, k, hit));
+            }
+        }
+        if let Err(err) = indexed {
+            log::error!("entry {index}: index: {err}");
+        }
+    }
+
     /// Retention kept entries from `first_index` on, the first at log position
     /// `first_pos`: consume queues and the index forget what lay below; a checkpoint
     /// names the new min offsets and index files before the files below go.
@@ -1066,9 +1154,10 @@ impl State {
 
 /// "RQK1": the broker checkpoint.
 const CHECKPOINT_MAGIC: u32 = 0x314B_5152;
-/// Version 2: index files and queue min offsets. Version 1 (one `index/keys` file) is
-/// read for its tables; its consume queues and index are rebuilt.
-const CHECKPOINT_VERSION: u16 = 2;
+/// Version 3: open half messages after the delay progress. Version 2 (index files and
+/// queue min offsets) is read as is, with no open halves; version 1 (one `index/keys`
+/// file) for its tables, its consume queues and index rebuilt.
+const CHECKPOINT_VERSION: u16 = 3;
 
 fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
     if st.applied == st.checkpointed && !st.trimmed && dir.join("checkpoint").exists() {
@@ -1124,6 +1213,7 @@ fn checkpoint(dir: &Path, st: &mut State) -> Result<()> {
         b.put_i32_le(*level);
         b.put_u64_le(*offset);
     }
+    txn::put_open(&mut b, &st.txn);
     let crc = crc32c::crc32c(&b);
     b.put_u32_le(crc);
     let tmp = dir.join("checkpoint.tmp");
@@ -1154,6 +1244,7 @@ struct Saved {
     /// (topic, queue id, min, count).
     queues: Vec<(String, i32, u64, u64)>,
     delay_progress: BTreeMap<i32, u64>,
+    txn: txn::OpenHalves,
 }
 
 fn new_state(index: KeyIndex) -> State {
@@ -1164,6 +1255,7 @@ fn new_state(index: KeyIndex) -> State {
         queues: FxHashMap::default(),
         index,
         delay_progress: BTreeMap::new(),
+        txn: txn::OpenHalves::new(),
         last_checkpoint: Instant::now(),
         checkpointed: 0,
         rebuild_through: 0,
@@ -1196,6 +1288,7 @@ fn rebuild_state(dir: &Path, config: &BrokerConfig, saved: Saved) -> Result<Stat
     st.topics = saved.topics;
     st.offsets = saved.offsets;
     st.delay_progress = saved.delay_progress;
+    st.txn = saved.txn;
     st.rebuild_through = saved.applied;
     Ok(st)
 }
@@ -1270,6 +1363,7 @@ fn open_files(dir: &Path, config: &BrokerConfig, saved: &Saved) -> Result<Option
     st.offsets = saved.offsets.clone();
     st.queues = queues;
     st.delay_progress = saved.delay_progress.clone();
+    st.txn = saved.txn.clone();
     Ok(Some(st))
 }
 
@@ -1286,7 +1380,7 @@ fn parse_checkpoint(b: &[u8]) -> Result<Saved> {
         return Err(Error::corrupt("not a broker checkpoint"));
     }
     let version = r.u16()?;
-    if version != 1 && version != CHECKPOINT_VERSION {
+    if !(1..=CHECKPOINT_VERSION).contains(&version) {
         return Err(Error::corrupt(format!(
             "broker checkpoint version {version} is not known"
         )));
@@ -1338,7 +1432,13 @@ fn parse_checkpoint(b: &[u8]) -> Result<Saved> {
         let level = r.i32()?;
         delay_progress.insert(level, r.u64()?);
     }
+    let txn = if version >= 3 {
+        txn::read_open(&mut r)?
+    } else {
+        txn::OpenHalves::new()
+    };
     Ok(Saved {
+        txn,
         version,
         applied,
         index_min_phy,
@@ -1515,9 +1615,60 @@ impl Inner {
                 Ok(Some(MessageView::from_record(entry.index, entry.body)?))
             }
             Ok(_) => Ok(None),
-            Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+            Err(err) if err.kind() == ErrorKind::NotFound => self.read_inner_record(offset, pos),
             Err(err) => Err(err),
         }
+    }
+
+    /// A record after the first of a committed entry (a transaction's op record): the
+    /// entry holding body position `pos` is found by bisecting the committed log.
+    fn read_inner_record(&self, offset: u64, pos: u64) -> Result<Option<MessageView>> {
+        let header = crate::store::ENTRY_HEADER_SIZE as u64;
+        let s = self.group.status()?;
+        let (mut lo, mut hi) = (s.first_index.max(1), s.commit_index);
+        let mut found = None;
+        // The last committed entry whose body starts at or before `pos`.
+        for _ in 0..64 {
+            if lo > hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            let meta = match self.group.read_local(mid) {
+                Ok((_, meta)) => meta,
+                Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(err),
+            };
+            if meta.pos + header <= pos {
+                found = Some(mid);
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        let Some(index) = found else {
+            return Ok(None);
+        };
+        let (entry, meta) = match self.group.read_local(index) {
+            Ok(e) => e,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if entry.kind != EntryKind::Message {
+            return Ok(None);
+        }
+        let want = (pos - (meta.pos + header)) as usize;
+        let mut at = 0usize;
+        while at < want {
+            match record::RecordHead::parse(&entry.body[at..]) {
+                Ok(h) => at += h.size.max(1),
+                Err(_) => return Ok(None),
+            }
+        }
+        if at != want || at >= entry.body.len() {
+            return Ok(None);
+        }
+        let view = MessageView::from_record(entry.index, entry.body.slice(at..))?;
+        Ok((view.commitlog_offset() == offset).then_some(view))
     }
 
     /// Appends an admin op through the stamp path and waits until applied here.
@@ -1562,6 +1713,18 @@ impl Inner {
         for index in applied + 1..=last {
             let (entry, _) = self.group.read_local(index)?;
             if entry.kind == EntryKind::Message {
+                // A transaction's entry: the records after the first take queue offsets too.
+                let mut at = 0usize;
+                while at < entry.body.len() {
+                    let Ok(h) = record::RecordHead::parse(&entry.body[at..]) else {
+                        break;
+                    };
+                    if at > 0 {
+                        let n = next.entry((h.topic.to_string(), h.queue_id)).or_insert(0);
+                        *n = (*n).max(h.queue_offset as u64 + 1);
+                    }
+                    at += h.size.max(1);
+                }
                 if let Ok(view) = MessageView::from_record(index, entry.body) {
                     let rec = &view.decoded;
                     let n = next.entry((rec.topic.clone(), rec.queue_id)).or_insert(0);
@@ -1825,7 +1988,34 @@ impl Inner {
     }
 
     fn send_async(&self, m: &Message, done: SendCallback, timeout: Duration) -> Result<()> {
+        if m.sys_flag & record::sysflag::TRANSACTION_MASK == record::sysflag::TRANSACTION_PREPARED {
+            return self.send_half(m, done, timeout);
+        }
         self.put(m, done, timeout, None, true)
+    }
+
+    /// The queue a send goes to: `requested`, or round robin over the write queues.
+    fn pick_queue(&self, t: &TopicConfig, requested: i32) -> Result<i32> {
+        if requested < 0 {
+            let mut rr = self.round_robin.lock().map_err(|_| poisoned())?;
+            if !rr.contains_key(&t.name) {
+                rr.insert(t.name.clone(), fastrand::u32(..));
+            }
+            let n = rr.get_mut(&t.name).expect("inserted above");
+            *n = n.wrapping_add(1);
+            Ok((*n % t.write_queue_nums as u32) as i32)
+        } else {
+            if requested >= t.write_queue_nums {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "queue {} of topic {} is not a write queue (writeQueueNums={})",
+                        requested, t.name, t.write_queue_nums
+                    ),
+                ));
+            }
+            Ok(requested)
+        }
     }
 
     /// Stores a message. `delivered_from`: (delay level, schedule queue offset) of a
@@ -1943,26 +2133,7 @@ impl Inner {
                 format!("topic {} has no write queue", t.name),
             ));
         }
-        let queue_id = if m.queue_id < 0 {
-            let mut rr = self.round_robin.lock().map_err(|_| poisoned())?;
-            if !rr.contains_key(&t.name) {
-                rr.insert(t.name.clone(), fastrand::u32(..));
-            }
-            let n = rr.get_mut(&t.name).expect("inserted above");
-            *n = n.wrapping_add(1);
-            (*n % t.write_queue_nums as u32) as i32
-        } else {
-            if m.queue_id >= t.write_queue_nums {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "queue {} of topic {} is not a write queue (writeQueueNums={})",
-                        m.queue_id, t.name, t.write_queue_nums
-                    ),
-                ));
-            }
-            m.queue_id
-        };
+        let queue_id = self.pick_queue(&t, m.queue_id)?;
         // A delayed message waits in SCHEDULE_TOPIC_XXXX, queue level - 1, with its
         // destination in REAL_TOPIC / REAL_QID.
         let (record_topic, record_queue) = if delay_level > 0 {
