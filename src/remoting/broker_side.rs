@@ -24,7 +24,7 @@ use super::json::{self, Value};
 use super::register::TopicRoute;
 use super::register::{follower_broker_id, BrokerRegistration, Registrar, RegistrarConfig};
 use super::server::{
-    error_response, ConnectionId, Request, Responder, Router, Server, ServerConfig,
+    error_response, ConnectionId, Pusher, Request, Responder, Router, Server, ServerConfig,
 };
 use crate::broker::record::decode_properties;
 use crate::broker::{Broker, Message, MessageView, PullResult, SendResult};
@@ -34,8 +34,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -81,6 +81,10 @@ store has been shut down, etc.";
 pub struct BrokerSideConfig {
     /// Where to listen (`0.0.0.0:listenPort`).
     pub listen: SocketAddr,
+    /// The VIP channel (RocketMQ's fast remoting server, `0.0.0.0:listenPort - 2`): the
+    /// same codes, for clients with vipChannelEnabled. `None`: none. When the port is
+    /// taken the broker side serves without it (a warning names the port).
+    pub vip_listen: Option<SocketAddr>,
     /// brokerIP1 (or 127.0.0.1) : the listen port, as registered and answered.
     pub broker_addr: String,
     /// brokerClusterName.
@@ -112,6 +116,7 @@ impl BrokerSideConfig {
         let group = broker.group();
         Ok(Some(BrokerSideConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], port)),
+            vip_listen: vip_port(port).map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
             broker_addr: format!("{ip}:{port}"),
             cluster_name: props
                 .get("brokerClusterName")
@@ -129,6 +134,11 @@ impl BrokerSideConfig {
             },
         }))
     }
+}
+
+/// RocketMQ's VIP channel port: listenPort - 2 (BrokerController's fastConfig).
+pub fn vip_port(listen_port: u16) -> Option<u16> {
+    listen_port.checked_sub(2).filter(|p| *p > 0)
 }
 
 /// `key = value` lines (broker.conf), later keys winning.
@@ -197,6 +207,10 @@ struct Side {
     /// (broker id, topics) last handed to the registrar.
     registered: Mutex<Option<(i64, Vec<TopicRoute>)>>,
     tps: Mutex<Tps>,
+    /// Sends server-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED); set once the
+    /// server runs.
+    pusher: OnceLock<Pusher>,
+    push_opaque: AtomicI32,
 }
 
 #[derive(Default)]
@@ -231,11 +245,34 @@ impl BrokerSide {
         BrokerSide::start_on(broker, config, listener)
     }
 
-    /// As [`BrokerSide::start`], on a bound listener.
+    /// As [`BrokerSide::start`], on a bound listener; the VIP channel binds
+    /// `config.vip_listen` itself.
     pub fn start_on(
         broker: Arc<Broker>,
         config: BrokerSideConfig,
         listener: std::net::TcpListener,
+    ) -> Result<BrokerSide> {
+        let vip = config
+            .vip_listen
+            .and_then(|addr| match std::net::TcpListener::bind(addr) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    log::warn!(
+                        "broker side: no VIP channel: cannot listen on {addr} (listenPort - 2): \
+                         {e}; clients with vipChannelEnabled=true cannot reach this broker"
+                    );
+                    None
+                }
+            });
+        BrokerSide::start_on_listeners(broker, config, listener, vip)
+    }
+
+    /// As [`BrokerSide::start`], on a bound listener and a bound VIP channel listener.
+    pub fn start_on_listeners(
+        broker: Arc<Broker>,
+        config: BrokerSideConfig,
+        listener: std::net::TcpListener,
+        vip: Option<std::net::TcpListener>,
     ) -> Result<BrokerSide> {
         let registrar = match &config.namesrv_addr {
             Some(addr) => {
@@ -259,9 +296,14 @@ impl BrokerSide {
             boot_ms: now_ms(),
             registered: Mutex::new(None),
             tps: Mutex::new(Tps::default()),
+            pusher: OnceLock::new(),
+            push_opaque: AtomicI32::new(1),
         });
         let router = router(&side);
-        let server = Server::start_on(listener, router, config.server.clone())?;
+        let listeners: Vec<std::net::TcpListener> =
+            std::iter::once(listener).chain(vip).collect();
+        let server = Server::start_on_all(listeners, router, config.server.clone())?;
+        let _ = side.pusher.set(server.pusher());
         let wake = side.wake_tx.clone();
         broker
             .group()
@@ -279,10 +321,10 @@ impl BrokerSide {
             .spawn(move || s2.background(wake_rx, r2))
             .map_err(|e| Error::io("broker side: spawn", e))?;
         log::info!(
-            "broker side of {}/{} serving {} as {}",
+            "broker side of {}/{} serving {:?} (the second: the VIP channel) as {}",
             broker.group().group_name(),
             broker.group().self_id(),
-            server.local_addr(),
+            server.local_addrs(),
             config.broker_addr
         );
         Ok(BrokerSide {
@@ -295,6 +337,13 @@ impl BrokerSide {
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.server.as_ref().map(Server::local_addr)
+    }
+
+    /// The VIP channel's address; `None` when it is not served.
+    pub fn vip_addr(&self) -> Option<SocketAddr> {
+        self.server
+            .as_ref()
+            .and_then(|s| s.local_addrs().get(1).copied())
     }
 
     /// Pulls parked now (long polling).
@@ -645,6 +694,7 @@ impl Side {
         };
         let client = hb["clientID"].as_str().unwrap_or("").to_string();
         let mut retry_groups = Vec::new();
+        let mut changed = Vec::new();
         {
             let mut c = lock(&self.clients);
             for p in hb["producerDataSet"].as_array().into_iter().flatten() {
@@ -666,10 +716,17 @@ impl Side {
                         subs.insert(t.to_string(), e.to_string());
                     }
                 }
-                c.consumers
+                let old = c
+                    .consumers
                     .entry(g.to_string())
                     .or_default()
-                    .insert(client.clone(), (Instant::now(), subs, req.connection));
+                    .insert(client.clone(), (Instant::now(), subs.clone(), req.connection));
+                // As RocketMQ's ConsumerManager.registerConsumer: a new client or new
+                // subscriptions change the group (a known client on another connection
+                // does not: its id, what rebalancing splits queues by, is the same).
+                if old.is_none_or(|(_, s, _)| s != subs) {
+                    changed.push(g.to_string());
+                }
                 retry_groups.push(g.to_string());
             }
         }
@@ -687,19 +744,61 @@ impl Side {
             }
         }
         resp.respond(ok());
+        self.notify_ids_changed(&changed);
+    }
+
+    /// NOTIFY_CONSUMER_IDS_CHANGED (oneway, header consumerGroup) to every connection of
+    /// each group's consumers, as RocketMQ's Broker2Client.notifyConsumerIdsChanged: they
+    /// rebalance at once instead of at their next 20 s round.
+    fn notify_ids_changed(&self, groups: &[String]) {
+        let Some(pusher) = self.pusher.get() else {
+            return;
+        };
+        let targets: Vec<(String, Vec<ConnectionId>)> = {
+            let c = lock(&self.clients);
+            groups
+                .iter()
+                .filter_map(|g| {
+                    let map = c.consumers.get(g)?;
+                    let mut conns: Vec<ConnectionId> = map.values().map(|v| v.2).collect();
+                    conns.sort_unstable();
+                    conns.dedup();
+                    Some((g.clone(), conns))
+                })
+                .collect()
+        };
+        for (group, conns) in targets {
+            for conn in conns {
+                let mut cmd = RemotingCommand::request(
+                    rq::NOTIFY_CONSUMER_IDS_CHANGED,
+                    self.push_opaque.fetch_add(1, Ordering::Relaxed),
+                )
+                .with_field("consumerGroup", group.clone());
+                cmd.flag |= super::codec::FLAG_ONEWAY;
+                pusher.push(conn, &cmd);
+            }
+        }
     }
 
     /// Drops every producer and consumer client that sent its heartbeats on `connection`.
     fn forget_connection(&self, connection: ConnectionId) {
-        let mut c = lock(&self.clients);
-        for set in c.producers.values_mut() {
-            set.retain(|_, conn| *conn != connection);
+        let mut changed = Vec::new();
+        {
+            let mut c = lock(&self.clients);
+            for set in c.producers.values_mut() {
+                set.retain(|_, conn| *conn != connection);
+            }
+            c.producers.retain(|_, set| !set.is_empty());
+            for (g, map) in c.consumers.iter_mut() {
+                let before = map.len();
+                map.retain(|_, (_, _, conn)| *conn != connection);
+                if map.len() != before {
+                    changed.push(g.clone());
+                }
+            }
+            c.consumers.retain(|_, map| !map.is_empty());
         }
-        c.producers.retain(|_, set| !set.is_empty());
-        for map in c.consumers.values_mut() {
-            map.retain(|_, (_, _, conn)| *conn != connection);
-        }
-        c.consumers.retain(|_, map| !map.is_empty());
+        self.notify_ids_changed(&changed);
     }
 
     fn unregister_client(&self, req: Request, resp: Responder) {
@@ -711,13 +810,20 @@ impl Side {
                 set.remove(client);
             }
         }
+        let mut changed = Vec::new();
         if let Some(g) = cmd.field("consumerGroup") {
             if let Some(map) = c.consumers.get_mut(g) {
-                map.remove(client);
+                if map.remove(client).is_some() {
+                    changed.push(g.to_string());
+                }
+                if map.is_empty() {
+                    c.consumers.remove(g);
+                }
             }
         }
         drop(c);
         resp.respond(ok());
+        self.notify_ids_changed(&changed);
     }
 
     fn send_message(&self, mut req: Request, resp: Responder) {
