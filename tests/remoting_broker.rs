@@ -602,7 +602,10 @@ fn the_vip_channel_on_listen_port_minus_2_sends_and_pulls() {
     let mi = s.index_of(&master);
     // The name server knows brokerAddr only; the client derives the VIP port itself.
     let addrs = route(&ns, TOPIC).unwrap();
-    assert!(addrs.iter().any(|(id, a)| *id == 0 && *a == master), "{addrs:?}");
+    assert!(
+        addrs.iter().any(|(id, a)| *id == 0 && *a == master),
+        "{addrs:?}"
+    );
     let vip = vip_of(&master);
     assert_eq!(
         s.member(mi).side.vip_addr().map(|a| a.port().to_string()),
@@ -610,7 +613,13 @@ fn the_vip_channel_on_listen_port_minus_2_sends_and_pulls() {
     );
     let mut q0 = Vec::new();
     for i in 0..6 {
-        let r = send_v2(&vip, TOPIC, &format!("vip-{i}"), "TagA", format!("vip-{i}").as_bytes());
+        let r = send_v2(
+            &vip,
+            TOPIC,
+            &format!("vip-{i}"),
+            "TagA",
+            format!("vip-{i}").as_bytes(),
+        );
         assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
         if r.field("queueId") == Some("0") {
             q0.push(format!("vip-{i}"));
@@ -698,9 +707,16 @@ fn consumers_hear_of_joins_and_leaves_of_their_group() {
 
     // A consumer of another group is not told of NG's changes.
     let mut other = Client::connect(&master, T).unwrap();
-    let r = raw_call(&mut other, heartbeat_cmd("client-o", "OTHER").with_opaque(1));
+    let r = raw_call(
+        &mut other,
+        heartbeat_cmd("client-o", "OTHER").with_opaque(1),
+    );
     assert_eq!((r.opaque, r.code), (1, rs::SUCCESS));
-    expect_notice(&mut other, "OTHER", "the other group's consumer on its own join");
+    expect_notice(
+        &mut other,
+        "OTHER",
+        "the other group's consumer on its own join",
+    );
 
     // B unregisters: A is told.
     let r = b
@@ -725,10 +741,14 @@ fn consumers_hear_of_joins_and_leaves_of_their_group() {
     expect_notice(&mut a, "NG", "A on B's connection closing");
     let r = call(
         &master,
-        RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0).with_field("consumerGroup", "NG"),
+        RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
+            .with_field("consumerGroup", "NG"),
     );
     let list = String::from_utf8_lossy(&r.body).into_owned();
-    assert!(list.contains("client-a") && !list.contains("client-b"), "{list}");
+    assert!(
+        list.contains("client-a") && !list.contains("client-b"),
+        "{list}"
+    );
 
     // `other` heard nothing of NG (a notice to it would have been queued with A's,
     // before them): its next frame is the answer to its own request.
@@ -758,4 +778,57 @@ impl WithOpaque for RemotingCommand {
         self.opaque = opaque;
         self
     }
+}
+
+#[test]
+fn sql92_filters_are_refused_with_rocketmqs_answer_never_served_as_tags() {
+    let s = Setup::start(2);
+    let master = setup_topic(&s);
+    let r = send_v2(&master, TOPIC, "sql-0", "TagA", b"x");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let want = Some("The broker does not support consumer to filter message by SQL92");
+    // The expression in the pull (subscription flag).
+    let r = call(
+        &master,
+        pull_cmd(0, 0, "a > 5", 0).with_field("expressionType", "SQL92"),
+    );
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    assert_eq!(r.remark.as_deref(), want);
+    // The expression from a heartbeat, pulled without the subscription flag.
+    let hb = serde_json::json!({"clientID": "sql-client", "producerDataSet": [],
+        "consumerDataSet": [{"groupName": "SQLG", "subscriptionDataSet": [
+            {"topic": TOPIC, "subString": "TAGS = 'TagA'", "expressionType": "SQL92"}]}]});
+    let mut c = Client::connect(&master, T).unwrap();
+    let r = c
+        .invoke(
+            RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
+            T,
+        )
+        .unwrap();
+    assert_eq!(r.code, rs::SUCCESS);
+    let pull = pull_cmd(0, 0, "", 0)
+        .with_field("consumerGroup", "SQLG")
+        .with_field("sysFlag", "0");
+    let r = c.invoke(pull, T).unwrap();
+    assert_eq!((r.code, r.remark.as_deref()), (rs::SYSTEM_ERROR, want));
+    // CHECK_CLIENT_CONFIG: the Java client's check before it starts.
+    let check = |ty: &str| {
+        let body = serde_json::json!({"clientId": "c", "group": "SQLG", "subscriptionData":
+            {"topic": TOPIC, "subString": "a > 1", "expressionType": ty}});
+        call(
+            &master,
+            RemotingCommand::request(rq::CHECK_CLIENT_CONFIG, 0)
+                .with_body(body.to_string().into_bytes()),
+        )
+    };
+    let r = check("SQL92");
+    assert_eq!((r.code, r.remark.as_deref()), (rs::SYSTEM_ERROR, want));
+    assert_eq!(check("TAG").code, rs::SUCCESS);
+    // TAG pulls are served as before.
+    let r = call(&master, pull_cmd(0, 0, "*", 0));
+    assert!(
+        r.code == rs::SUCCESS || r.code == code::PULL_NOT_FOUND,
+        "{}",
+        r.code
+    );
 }

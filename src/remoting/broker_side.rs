@@ -67,6 +67,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The background thread looks at roles and topics at least this often.
 const TICK: Duration = Duration::from_millis(250);
+/// Marks a pull refused for its filter type (the type follows).
+const FILTER_REFUSED: &str = "\u{0}filter:";
 /// RocketMQ's maxReconsumeTimes default.
 const MAX_RECONSUME_TIMES: i32 = 16;
 const MSG_BATCH_MAX: usize = 4096;
@@ -175,9 +177,20 @@ struct PullArgs {
     filter: Option<String>,
 }
 
-/// A consumer client's last heartbeat, its subscriptions (topic -> expression) and the
-/// connection it last sent a heartbeat on.
-type ConsumerClient = (Instant, BTreeMap<String, String>, ConnectionId);
+/// A consumer client's last heartbeat, its subscriptions (topic -> (expressionType,
+/// expression)) and the connection it last sent a heartbeat on.
+type ConsumerClient = (Instant, BTreeMap<String, (String, String)>, ConnectionId);
+
+/// ExpressionType.isTagType: TAG, or no type at all.
+fn is_tag_type(expression_type: &str) -> bool {
+    expression_type.is_empty() || expression_type.eq_ignore_ascii_case("TAG")
+}
+
+/// What RocketMQ's broker answers (SYSTEM_ERROR) to a filter other than TAG while
+/// enablePropertyFilter is false (PullMessageProcessor, CHECK_CLIENT_CONFIG).
+pub fn filter_not_supported_remark(expression_type: &str) -> String {
+    format!("The broker does not support consumer to filter message by {expression_type}")
+}
 
 /// A client silent this long is dropped from its groups (RocketMQ's channelExpiredTimeout).
 const CLIENT_EXPIRY: Duration = Duration::from_secs(120);
@@ -300,8 +313,7 @@ impl BrokerSide {
             push_opaque: AtomicI32::new(1),
         });
         let router = router(&side);
-        let listeners: Vec<std::net::TcpListener> =
-            std::iter::once(listener).chain(vip).collect();
+        let listeners: Vec<std::net::TcpListener> = std::iter::once(listener).chain(vip).collect();
         let server = Server::start_on_all(listeners, router, config.server.clone())?;
         let _ = side.pusher.set(server.pusher());
         let wake = side.wake_tx.clone();
@@ -415,8 +427,10 @@ fn router(side: &Arc<Side>) -> Router {
         (GET_TOPIC_STATS_INFO, Side::topic_stats),
         (GET_CONSUME_STATS, Side::consume_stats),
     ];
+    // Codes of issue 16 (filters, admin, ACL), apart so the table above stays as it is.
+    let more: Vec<(i32, Handler)> = vec![(rq::CHECK_CLIENT_CONFIG, Side::check_client_config)];
     let mut router = Router::new();
-    for (code, handler) in table {
+    for (code, handler) in table.into_iter().chain(more) {
         let side = Arc::clone(side);
         router.route(
             code,
@@ -464,7 +478,9 @@ pub fn served_codes() -> Vec<i32> {
         GET_TOPIC_STATS_INFO,
         GET_CONSUME_STATS,
     ];
+    let more_codes = [rq::CHECK_CLIENT_CONFIG];
     let mut v = side_codes.to_vec();
+    v.extend_from_slice(&more_codes);
     v.sort_unstable();
     v
 }
@@ -713,14 +729,14 @@ impl Side {
                 for s in cd["subscriptionDataSet"].as_array().into_iter().flatten() {
                     if let Some(t) = s["topic"].as_str() {
                         let e = s["subString"].as_str().unwrap_or("*");
-                        subs.insert(t.to_string(), e.to_string());
+                        let ty = s["expressionType"].as_str().unwrap_or("TAG");
+                        subs.insert(t.to_string(), (ty.to_string(), e.to_string()));
                     }
                 }
-                let old = c
-                    .consumers
-                    .entry(g.to_string())
-                    .or_default()
-                    .insert(client.clone(), (Instant::now(), subs.clone(), req.connection));
+                let old = c.consumers.entry(g.to_string()).or_default().insert(
+                    client.clone(),
+                    (Instant::now(), subs.clone(), req.connection),
+                );
                 // As RocketMQ's ConsumerManager.registerConsumer: a new client or new
                 // subscriptions change the group (a known client on another connection
                 // does not: its id, what rebalancing splits queues by, is the same).
@@ -950,7 +966,8 @@ impl Side {
         self.put_total.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn subscription(&self, group: &str, topic: &str) -> Option<String> {
+    /// (expressionType, expression) of `group`'s subscription to `topic`.
+    fn subscription(&self, group: &str, topic: &str) -> Option<(String, String)> {
         let c = lock(&self.clients);
         c.consumers
             .get(group)?
@@ -982,17 +999,22 @@ impl Side {
             let max: i32 = opt_parsed(cmd, "maxMsgNums", 32);
             let sys_flag: i32 = opt_parsed(cmd, "sysFlag", 0);
             let suspend: u64 = opt_parsed(cmd, "suspendTimeoutMillis", 0);
-            let filter = if sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
-                cmd.field("subscription").map(str::to_string)
+            let (expression_type, filter) = if sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
+                (
+                    cmd.field("expressionType").unwrap_or("").to_string(),
+                    cmd.field("subscription").map(str::to_string),
+                )
             } else {
-                self.subscription(&group, &topic)
-            };
-            let filter = match cmd.field("expressionType") {
-                Some(t) if !t.eq_ignore_ascii_case("TAG") => {
-                    return Err(format!("expressionType {t} is not supported (TAG only)"))
+                match self.subscription(&group, &topic) {
+                    Some((ty, e)) => (ty, Some(e)),
+                    None => (String::new(), None),
                 }
-                _ => filter,
             };
+            // SQL92 (or any type but TAG) is refused as RocketMQ refuses it without
+            // enablePropertyFilter, never served as if it were a tag expression.
+            if !is_tag_type(&expression_type) {
+                return Err(FILTER_REFUSED.to_string() + &expression_type);
+            }
             let suspend = if sys_flag & PULL_FLAG_SUSPEND != 0 {
                 suspend
             } else {
@@ -1025,10 +1047,19 @@ impl Side {
         })();
         let (args, _flags, suspend, _group) = match args {
             Ok(a) => a,
-            Err(e) => {
-                resp.respond(invalid(e));
-                return;
-            }
+            Err(e) => match e.strip_prefix(FILTER_REFUSED) {
+                Some(ty) => {
+                    resp.respond(error_response(
+                        rs::SYSTEM_ERROR,
+                        filter_not_supported_remark(ty),
+                    ));
+                    return;
+                }
+                None => {
+                    resp.respond(invalid(e));
+                    return;
+                }
+            },
         };
         let r = self.pull_now(&args);
         let waiting = matches!(&r, Ok((a, p)) if p.messages.is_empty() && a.offset == p.max_offset);
@@ -1340,6 +1371,29 @@ impl Side {
             ok(),
             kv_body(&serde_json::json!({ "lockOKMQSet": ok_set })),
         ));
+    }
+
+    /// CHECK_CLIENT_CONFIG: a TAG subscription is fine; any other type is refused as
+    /// RocketMQ refuses it while enablePropertyFilter is false.
+    fn check_client_config(&self, req: Request, resp: Responder) {
+        let body = match json::parse_lenient(&req.command.body) {
+            Ok(v) => v,
+            Err(e) => {
+                resp.respond(invalid(format!("CheckClientRequestBody is not JSON: {e}")));
+                return;
+            }
+        };
+        let ty = body["subscriptionData"]["expressionType"]
+            .as_str()
+            .unwrap_or("");
+        if is_tag_type(ty) {
+            resp.respond(ok());
+        } else {
+            resp.respond(error_response(
+                rs::SYSTEM_ERROR,
+                filter_not_supported_remark(ty),
+            ));
+        }
     }
 
     fn unlock_batch(&self, req: Request, resp: Responder) {
