@@ -48,7 +48,7 @@ impl Setup {
         let raft = free_ports(3);
         let mut members = Vec::new();
         for i in 0..3 {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let (listener, vip) = bind_with_vip();
             let port = listener.local_addr().unwrap().port();
             let extra = format!(
                 "brokerClusterName=RaftCluster\nbrokerName={GROUP}\nlistenPort={port}\n\
@@ -63,7 +63,9 @@ impl Setup {
                 .unwrap()
                 .expect("listenPort is set");
             config.server.workers = workers;
-            let side = BrokerSide::start_on(Arc::clone(&broker), config, listener).unwrap();
+            let side =
+                BrokerSide::start_on_listeners(Arc::clone(&broker), config, listener, Some(vip))
+                    .unwrap();
             members.push(Some(Member {
                 engine,
                 broker,
@@ -108,6 +110,28 @@ impl Drop for Setup {
             self.stop(i);
         }
     }
+}
+
+/// A loopback listener on a port P and one on P - 2 (the VIP channel), both from the OS.
+fn bind_with_vip() -> (TcpListener, TcpListener) {
+    for _ in 0..500 {
+        let main = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = main.local_addr().unwrap().port();
+        let Some(vip_port) = rmqraft::remoting::broker_side::vip_port(port) else {
+            continue;
+        };
+        if let Ok(vip) = TcpListener::bind(("127.0.0.1", vip_port)) {
+            return (main, vip);
+        }
+    }
+    panic!("no free port pair P, P - 2 on loopback in 500 tries");
+}
+
+/// The VIP channel's address of a broker address, as a 4.x client derives it
+/// (MixAll.brokerVIPChannel: the port minus 2).
+fn vip_of(addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    format!("{host}:{}", port.parse::<u16>().unwrap() - 2)
 }
 
 fn call(addr: &str, cmd: RemotingCommand) -> RemotingCommand {
@@ -568,6 +592,245 @@ fn a_new_master_registers_as_broker_id_0_at_once_and_sends_continue() {
         assert!(total <= 10, "{total} messages for 10 sends");
         (total == 10).then_some(())
     });
+}
+
+#[test]
+fn the_vip_channel_on_listen_port_minus_2_sends_and_pulls() {
+    let s = Setup::start(2);
+    let ns = s.namesrv();
+    let master = setup_topic(&s);
+    let mi = s.index_of(&master);
+    // The name server knows brokerAddr only; the client derives the VIP port itself.
+    let addrs = route(&ns, TOPIC).unwrap();
+    assert!(
+        addrs.iter().any(|(id, a)| *id == 0 && *a == master),
+        "{addrs:?}"
+    );
+    let vip = vip_of(&master);
+    assert_eq!(
+        s.member(mi).side.vip_addr().map(|a| a.port().to_string()),
+        vip.rsplit_once(':').map(|(_, p)| p.to_string())
+    );
+    let mut q0 = Vec::new();
+    for i in 0..6 {
+        let r = send_v2(
+            &vip,
+            TOPIC,
+            &format!("vip-{i}"),
+            "TagA",
+            format!("vip-{i}").as_bytes(),
+        );
+        assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+        if r.field("queueId") == Some("0") {
+            q0.push(format!("vip-{i}"));
+        }
+    }
+    assert!(!q0.is_empty());
+    let r = wait_for("the messages through the VIP channel", || {
+        let r = call(&vip, pull_cmd(0, 0, "*", 0));
+        (r.code == rs::SUCCESS && records(&r.body).len() == q0.len()).then_some(r)
+    });
+    let bodies: Vec<String> = records(&r.body)
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    assert_eq!(bodies, q0);
+    // The same connection-scoped state on both ports: a heartbeat on the VIP channel
+    // puts its consumer in the list the main port answers.
+    let hb = serde_json::json!({"clientID": "vip-client", "producerDataSet": [],
+        "consumerDataSet": [{"groupName": "VG", "subscriptionDataSet": []}]});
+    let mut c = Client::connect(&vip, T).unwrap();
+    let r = c
+        .invoke(
+            RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
+            T,
+        )
+        .unwrap();
+    assert_eq!(r.code, rs::SUCCESS);
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
+            .with_field("consumerGroup", "VG"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert!(String::from_utf8_lossy(&r.body).contains("vip-client"));
+}
+
+fn heartbeat_cmd(client_id: &str, group: &str) -> RemotingCommand {
+    let hb = serde_json::json!({"clientID": client_id, "producerDataSet": [],
+        "consumerDataSet": [{"groupName": group,
+            "subscriptionDataSet": [{"topic": TOPIC, "subString": "*"}]}]});
+    RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes())
+}
+
+/// Reads from `c` until a NOTIFY_CONSUMER_IDS_CHANGED for `group` arrives (other frames,
+/// e.g. responses, are skipped); panics after the deadline.
+fn expect_notice(c: &mut Client, group: &str, what: &str) {
+    let deadline = Instant::now() + T;
+    for _ in 0..1000 {
+        let cmd = c
+            .read_command(deadline)
+            .unwrap_or_else(|e| panic!("{what}: no NOTIFY_CONSUMER_IDS_CHANGED: {e}"));
+        if cmd.code == rq::NOTIFY_CONSUMER_IDS_CHANGED && !cmd.is_response() {
+            assert!(cmd.is_oneway(), "{what}: the notice is oneway");
+            assert_eq!(cmd.field("consumerGroup"), Some(group), "{what}");
+            return;
+        }
+    }
+    panic!("{what}: no notice among 1000 frames");
+}
+
+#[test]
+fn consumers_hear_of_joins_and_leaves_of_their_group() {
+    let s = Setup::start(2);
+    let master = setup_topic(&s);
+    let mut a = Client::connect(&master, T).unwrap();
+    let r = raw_call(&mut a, heartbeat_cmd("client-a", "NG").with_opaque(1));
+    assert_eq!((r.opaque, r.code), (1, rs::SUCCESS));
+    expect_notice(&mut a, "NG", "A on its own join");
+    // The same heartbeat again changes nothing: the frames after its answer are the
+    // answer to the next request, no notice.
+    let r = raw_call(&mut a, heartbeat_cmd("client-a", "NG").with_opaque(2));
+    assert_eq!((r.opaque, r.is_response()), (2, true));
+    let r = raw_call(&mut a, max_offset_cmd().with_opaque(3));
+    assert_eq!((r.opaque, r.is_response()), (3, true), "code {}", r.code);
+
+    // B joins: A and B are told.
+    let mut b = Client::connect(&master, T).unwrap();
+    b.send_raw(
+        &heartbeat_cmd("client-b", "NG").encode().unwrap(),
+        Instant::now() + T,
+    )
+    .unwrap();
+    expect_notice(&mut a, "NG", "A on B's join");
+    expect_notice(&mut b, "NG", "B on its own join");
+
+    // A consumer of another group is not told of NG's changes.
+    let mut other = Client::connect(&master, T).unwrap();
+    let r = raw_call(
+        &mut other,
+        heartbeat_cmd("client-o", "OTHER").with_opaque(1),
+    );
+    assert_eq!((r.opaque, r.code), (1, rs::SUCCESS));
+    expect_notice(
+        &mut other,
+        "OTHER",
+        "the other group's consumer on its own join",
+    );
+
+    // B unregisters: A is told.
+    let r = b
+        .invoke(
+            RemotingCommand::request(rq::UNREGISTER_CLIENT, 0)
+                .with_field("clientID", "client-b")
+                .with_field("consumerGroup", "NG"),
+            T,
+        )
+        .unwrap();
+    assert_eq!(r.code, rs::SUCCESS);
+    expect_notice(&mut a, "NG", "A on B's unregistration");
+
+    // B joins again and its connection closes: A is told both times.
+    b.send_raw(
+        &heartbeat_cmd("client-b", "NG").encode().unwrap(),
+        Instant::now() + T,
+    )
+    .unwrap();
+    expect_notice(&mut a, "NG", "A on B's second join");
+    drop(b);
+    expect_notice(&mut a, "NG", "A on B's connection closing");
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_CONSUMER_LIST_BY_GROUP, 0)
+            .with_field("consumerGroup", "NG"),
+    );
+    let list = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        list.contains("client-a") && !list.contains("client-b"),
+        "{list}"
+    );
+
+    // `other` heard nothing of NG (a notice to it would have been queued with A's,
+    // before them): its next frame is the answer to its own request.
+    let r = raw_call(&mut other, max_offset_cmd().with_opaque(77));
+    assert_eq!((r.opaque, r.is_response()), (77, true), "code {}", r.code);
+}
+
+fn max_offset_cmd() -> RemotingCommand {
+    RemotingCommand::request(rq::GET_MAX_OFFSET, 0)
+        .with_field("topic", TOPIC)
+        .with_field("queueId", "0")
+}
+
+/// Sends `cmd` as it is (its opaque kept) and returns the next frame read, whatever it is.
+fn raw_call(c: &mut Client, cmd: RemotingCommand) -> RemotingCommand {
+    let deadline = Instant::now() + T;
+    c.send_raw(&cmd.encode().unwrap(), deadline).unwrap();
+    c.read_command(deadline).unwrap()
+}
+
+trait WithOpaque {
+    fn with_opaque(self, opaque: i32) -> Self;
+}
+
+impl WithOpaque for RemotingCommand {
+    fn with_opaque(mut self, opaque: i32) -> Self {
+        self.opaque = opaque;
+        self
+    }
+}
+
+#[test]
+fn sql92_filters_are_refused_with_rocketmqs_answer_never_served_as_tags() {
+    let s = Setup::start(2);
+    let master = setup_topic(&s);
+    let r = send_v2(&master, TOPIC, "sql-0", "TagA", b"x");
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let want = Some("The broker does not support consumer to filter message by SQL92");
+    // The expression in the pull (subscription flag).
+    let r = call(
+        &master,
+        pull_cmd(0, 0, "a > 5", 0).with_field("expressionType", "SQL92"),
+    );
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+    assert_eq!(r.remark.as_deref(), want);
+    // The expression from a heartbeat, pulled without the subscription flag.
+    let hb = serde_json::json!({"clientID": "sql-client", "producerDataSet": [],
+        "consumerDataSet": [{"groupName": "SQLG", "subscriptionDataSet": [
+            {"topic": TOPIC, "subString": "TAGS = 'TagA'", "expressionType": "SQL92"}]}]});
+    let mut c = Client::connect(&master, T).unwrap();
+    let r = c
+        .invoke(
+            RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
+            T,
+        )
+        .unwrap();
+    assert_eq!(r.code, rs::SUCCESS);
+    let pull = pull_cmd(0, 0, "", 0)
+        .with_field("consumerGroup", "SQLG")
+        .with_field("sysFlag", "0");
+    let r = c.invoke(pull, T).unwrap();
+    assert_eq!((r.code, r.remark.as_deref()), (rs::SYSTEM_ERROR, want));
+    // CHECK_CLIENT_CONFIG: the Java client's check before it starts.
+    let check = |ty: &str| {
+        let body = serde_json::json!({"clientId": "c", "group": "SQLG", "subscriptionData":
+            {"topic": TOPIC, "subString": "a > 1", "expressionType": ty}});
+        call(
+            &master,
+            RemotingCommand::request(rq::CHECK_CLIENT_CONFIG, 0)
+                .with_body(body.to_string().into_bytes()),
+        )
+    };
+    let r = check("SQL92");
+    assert_eq!((r.code, r.remark.as_deref()), (rs::SYSTEM_ERROR, want));
+    assert_eq!(check("TAG").code, rs::SUCCESS);
+    // TAG pulls are served as before.
+    let r = call(&master, pull_cmd(0, 0, "*", 0));
+    assert!(
+        r.code == rs::SUCCESS || r.code == code::PULL_NOT_FOUND,
+        "{}",
+        r.code
+    );
 }
 
 /// The classic send header (code 10, long field names), a oneway offset update, a client

@@ -24,7 +24,7 @@ use super::json::{self, Value};
 use super::register::TopicRoute;
 use super::register::{follower_broker_id, BrokerRegistration, Registrar, RegistrarConfig};
 use super::server::{
-    error_response, ConnectionId, Request, Responder, Router, Server, ServerConfig,
+    error_response, ConnectionId, Pusher, Request, Responder, Router, Server, ServerConfig,
 };
 use crate::broker::record::decode_properties;
 use crate::broker::{Broker, Message, MessageView, PullResult, SendResult};
@@ -34,8 +34,8 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +67,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The background thread looks at roles and topics at least this often.
 const TICK: Duration = Duration::from_millis(250);
+/// Marks a pull refused for its filter type (the type follows).
+const FILTER_REFUSED: &str = "\u{0}filter:";
 /// RocketMQ's maxReconsumeTimes default.
 const MAX_RECONSUME_TIMES: i32 = 16;
 const MSG_BATCH_MAX: usize = 4096;
@@ -81,6 +83,10 @@ store has been shut down, etc.";
 pub struct BrokerSideConfig {
     /// Where to listen (`0.0.0.0:listenPort`).
     pub listen: SocketAddr,
+    /// The VIP channel (RocketMQ's fast remoting server, `0.0.0.0:listenPort - 2`): the
+    /// same codes, for clients with vipChannelEnabled. `None`: none. When the port is
+    /// taken the broker side serves without it (a warning names the port).
+    pub vip_listen: Option<SocketAddr>,
     /// brokerIP1 (or 127.0.0.1) : the listen port, as registered and answered.
     pub broker_addr: String,
     /// brokerClusterName.
@@ -112,6 +118,7 @@ impl BrokerSideConfig {
         let group = broker.group();
         Ok(Some(BrokerSideConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], port)),
+            vip_listen: vip_port(port).map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
             broker_addr: format!("{ip}:{port}"),
             cluster_name: props
                 .get("brokerClusterName")
@@ -129,6 +136,11 @@ impl BrokerSideConfig {
             },
         }))
     }
+}
+
+/// RocketMQ's VIP channel port: listenPort - 2 (BrokerController's fastConfig).
+pub fn vip_port(listen_port: u16) -> Option<u16> {
+    listen_port.checked_sub(2).filter(|p| *p > 0)
 }
 
 /// `key = value` lines (broker.conf), later keys winning.
@@ -165,9 +177,20 @@ struct PullArgs {
     filter: Option<String>,
 }
 
-/// A consumer client's last heartbeat, its subscriptions (topic -> expression) and the
-/// connection it last sent a heartbeat on.
-type ConsumerClient = (Instant, BTreeMap<String, String>, ConnectionId);
+/// A consumer client's last heartbeat, its subscriptions (topic -> (expressionType,
+/// expression)) and the connection it last sent a heartbeat on.
+type ConsumerClient = (Instant, BTreeMap<String, (String, String)>, ConnectionId);
+
+/// ExpressionType.isTagType: TAG, or no type at all.
+fn is_tag_type(expression_type: &str) -> bool {
+    expression_type.is_empty() || expression_type.eq_ignore_ascii_case("TAG")
+}
+
+/// What RocketMQ's broker answers (SYSTEM_ERROR) to a filter other than TAG while
+/// enablePropertyFilter is false (PullMessageProcessor, CHECK_CLIENT_CONFIG).
+pub fn filter_not_supported_remark(expression_type: &str) -> String {
+    format!("The broker does not support consumer to filter message by {expression_type}")
+}
 
 /// A client silent this long is dropped from its groups (RocketMQ's channelExpiredTimeout).
 const CLIENT_EXPIRY: Duration = Duration::from_secs(120);
@@ -197,6 +220,10 @@ struct Side {
     /// (broker id, topics) last handed to the registrar.
     registered: Mutex<Option<(i64, Vec<TopicRoute>)>>,
     tps: Mutex<Tps>,
+    /// Sends server-initiated requests (NOTIFY_CONSUMER_IDS_CHANGED); set once the
+    /// server runs.
+    pusher: OnceLock<Pusher>,
+    push_opaque: AtomicI32,
 }
 
 #[derive(Default)]
@@ -231,11 +258,34 @@ impl BrokerSide {
         BrokerSide::start_on(broker, config, listener)
     }
 
-    /// As [`BrokerSide::start`], on a bound listener.
+    /// As [`BrokerSide::start`], on a bound listener; the VIP channel binds
+    /// `config.vip_listen` itself.
     pub fn start_on(
         broker: Arc<Broker>,
         config: BrokerSideConfig,
         listener: std::net::TcpListener,
+    ) -> Result<BrokerSide> {
+        let vip = config
+            .vip_listen
+            .and_then(|addr| match std::net::TcpListener::bind(addr) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    log::warn!(
+                        "broker side: no VIP channel: cannot listen on {addr} (listenPort - 2): \
+                         {e}; clients with vipChannelEnabled=true cannot reach this broker"
+                    );
+                    None
+                }
+            });
+        BrokerSide::start_on_listeners(broker, config, listener, vip)
+    }
+
+    /// As [`BrokerSide::start`], on a bound listener and a bound VIP channel listener.
+    pub fn start_on_listeners(
+        broker: Arc<Broker>,
+        config: BrokerSideConfig,
+        listener: std::net::TcpListener,
+        vip: Option<std::net::TcpListener>,
     ) -> Result<BrokerSide> {
         let registrar = match &config.namesrv_addr {
             Some(addr) => {
@@ -259,9 +309,13 @@ impl BrokerSide {
             boot_ms: now_ms(),
             registered: Mutex::new(None),
             tps: Mutex::new(Tps::default()),
+            pusher: OnceLock::new(),
+            push_opaque: AtomicI32::new(1),
         });
         let router = router(&side);
-        let server = Server::start_on(listener, router, config.server.clone())?;
+        let listeners: Vec<std::net::TcpListener> = std::iter::once(listener).chain(vip).collect();
+        let server = Server::start_on_all(listeners, router, config.server.clone())?;
+        let _ = side.pusher.set(server.pusher());
         let wake = side.wake_tx.clone();
         broker
             .group()
@@ -279,10 +333,10 @@ impl BrokerSide {
             .spawn(move || s2.background(wake_rx, r2))
             .map_err(|e| Error::io("broker side: spawn", e))?;
         log::info!(
-            "broker side of {}/{} serving {} as {}",
+            "broker side of {}/{} serving {:?} (the second: the VIP channel) as {}",
             broker.group().group_name(),
             broker.group().self_id(),
-            server.local_addr(),
+            server.local_addrs(),
             config.broker_addr
         );
         Ok(BrokerSide {
@@ -295,6 +349,13 @@ impl BrokerSide {
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.server.as_ref().map(Server::local_addr)
+    }
+
+    /// The VIP channel's address; `None` when it is not served.
+    pub fn vip_addr(&self) -> Option<SocketAddr> {
+        self.server
+            .as_ref()
+            .and_then(|s| s.local_addrs().get(1).copied())
     }
 
     /// Pulls parked now (long polling).
@@ -366,8 +427,10 @@ fn router(side: &Arc<Side>) -> Router {
         (GET_TOPIC_STATS_INFO, Side::topic_stats),
         (GET_CONSUME_STATS, Side::consume_stats),
     ];
+    // Codes of issue 16 (filters, admin, ACL), apart so the table above stays as it is.
+    let more: Vec<(i32, Handler)> = vec![(rq::CHECK_CLIENT_CONFIG, Side::check_client_config)];
     let mut router = Router::new();
-    for (code, handler) in table {
+    for (code, handler) in table.into_iter().chain(more) {
         let side = Arc::clone(side);
         router.route(
             code,
@@ -415,7 +478,9 @@ pub fn served_codes() -> Vec<i32> {
         GET_TOPIC_STATS_INFO,
         GET_CONSUME_STATS,
     ];
+    let more_codes = [rq::CHECK_CLIENT_CONFIG];
     let mut v = side_codes.to_vec();
+    v.extend_from_slice(&more_codes);
     v.sort_unstable();
     v
 }
@@ -645,6 +710,7 @@ impl Side {
         };
         let client = hb["clientID"].as_str().unwrap_or("").to_string();
         let mut retry_groups = Vec::new();
+        let mut changed = Vec::new();
         {
             let mut c = lock(&self.clients);
             for p in hb["producerDataSet"].as_array().into_iter().flatten() {
@@ -663,13 +729,20 @@ impl Side {
                 for s in cd["subscriptionDataSet"].as_array().into_iter().flatten() {
                     if let Some(t) = s["topic"].as_str() {
                         let e = s["subString"].as_str().unwrap_or("*");
-                        subs.insert(t.to_string(), e.to_string());
+                        let ty = s["expressionType"].as_str().unwrap_or("TAG");
+                        subs.insert(t.to_string(), (ty.to_string(), e.to_string()));
                     }
                 }
-                c.consumers
-                    .entry(g.to_string())
-                    .or_default()
-                    .insert(client.clone(), (Instant::now(), subs, req.connection));
+                let old = c.consumers.entry(g.to_string()).or_default().insert(
+                    client.clone(),
+                    (Instant::now(), subs.clone(), req.connection),
+                );
+                // As RocketMQ's ConsumerManager.registerConsumer: a new client or new
+                // subscriptions change the group (a known client on another connection
+                // does not: its id, what rebalancing splits queues by, is the same).
+                if old.is_none_or(|(_, s, _)| s != subs) {
+                    changed.push(g.to_string());
+                }
                 retry_groups.push(g.to_string());
             }
         }
@@ -687,19 +760,61 @@ impl Side {
             }
         }
         resp.respond(ok());
+        self.notify_ids_changed(&changed);
+    }
+
+    /// NOTIFY_CONSUMER_IDS_CHANGED (oneway, header consumerGroup) to every connection of
+    /// each group's consumers, as RocketMQ's Broker2Client.notifyConsumerIdsChanged: they
+    /// rebalance at once instead of at their next 20 s round.
+    fn notify_ids_changed(&self, groups: &[String]) {
+        let Some(pusher) = self.pusher.get() else {
+            return;
+        };
+        let targets: Vec<(String, Vec<ConnectionId>)> = {
+            let c = lock(&self.clients);
+            groups
+                .iter()
+                .filter_map(|g| {
+                    let map = c.consumers.get(g)?;
+                    let mut conns: Vec<ConnectionId> = map.values().map(|v| v.2).collect();
+                    conns.sort_unstable();
+                    conns.dedup();
+                    Some((g.clone(), conns))
+                })
+                .collect()
+        };
+        for (group, conns) in targets {
+            for conn in conns {
+                let mut cmd = RemotingCommand::request(
+                    rq::NOTIFY_CONSUMER_IDS_CHANGED,
+                    self.push_opaque.fetch_add(1, Ordering::Relaxed),
+                )
+                .with_field("consumerGroup", group.clone());
+                cmd.flag |= super::codec::FLAG_ONEWAY;
+                pusher.push(conn, &cmd);
+            }
+        }
     }
 
     /// Drops every producer and consumer client that sent its heartbeats on `connection`.
     fn forget_connection(&self, connection: ConnectionId) {
-        let mut c = lock(&self.clients);
-        for set in c.producers.values_mut() {
-            set.retain(|_, conn| *conn != connection);
+        let mut changed = Vec::new();
+        {
+            let mut c = lock(&self.clients);
+            for set in c.producers.values_mut() {
+                set.retain(|_, conn| *conn != connection);
+            }
+            c.producers.retain(|_, set| !set.is_empty());
+            for (g, map) in c.consumers.iter_mut() {
+                let before = map.len();
+                map.retain(|_, (_, _, conn)| *conn != connection);
+                if map.len() != before {
+                    changed.push(g.clone());
+                }
+            }
+            c.consumers.retain(|_, map| !map.is_empty());
         }
-        c.producers.retain(|_, set| !set.is_empty());
-        for map in c.consumers.values_mut() {
-            map.retain(|_, (_, _, conn)| *conn != connection);
-        }
-        c.consumers.retain(|_, map| !map.is_empty());
+        self.notify_ids_changed(&changed);
     }
 
     fn unregister_client(&self, req: Request, resp: Responder) {
@@ -711,13 +826,20 @@ impl Side {
                 set.remove(client);
             }
         }
+        let mut changed = Vec::new();
         if let Some(g) = cmd.field("consumerGroup") {
             if let Some(map) = c.consumers.get_mut(g) {
-                map.remove(client);
+                if map.remove(client).is_some() {
+                    changed.push(g.to_string());
+                }
+                if map.is_empty() {
+                    c.consumers.remove(g);
+                }
             }
         }
         drop(c);
         resp.respond(ok());
+        self.notify_ids_changed(&changed);
     }
 
     fn send_message(&self, mut req: Request, resp: Responder) {
@@ -844,7 +966,8 @@ impl Side {
         self.put_total.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn subscription(&self, group: &str, topic: &str) -> Option<String> {
+    /// (expressionType, expression) of `group`'s subscription to `topic`.
+    fn subscription(&self, group: &str, topic: &str) -> Option<(String, String)> {
         let c = lock(&self.clients);
         c.consumers
             .get(group)?
@@ -876,17 +999,22 @@ impl Side {
             let max: i32 = opt_parsed(cmd, "maxMsgNums", 32);
             let sys_flag: i32 = opt_parsed(cmd, "sysFlag", 0);
             let suspend: u64 = opt_parsed(cmd, "suspendTimeoutMillis", 0);
-            let filter = if sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
-                cmd.field("subscription").map(str::to_string)
+            let (expression_type, filter) = if sys_flag & PULL_FLAG_SUBSCRIPTION != 0 {
+                (
+                    cmd.field("expressionType").unwrap_or("").to_string(),
+                    cmd.field("subscription").map(str::to_string),
+                )
             } else {
-                self.subscription(&group, &topic)
-            };
-            let filter = match cmd.field("expressionType") {
-                Some(t) if !t.eq_ignore_ascii_case("TAG") => {
-                    return Err(format!("expressionType {t} is not supported (TAG only)"))
+                match self.subscription(&group, &topic) {
+                    Some((ty, e)) => (ty, Some(e)),
+                    None => (String::new(), None),
                 }
-                _ => filter,
             };
+            // SQL92 (or any type but TAG) is refused as RocketMQ refuses it without
+            // enablePropertyFilter, never served as if it were a tag expression.
+            if !is_tag_type(&expression_type) {
+                return Err(FILTER_REFUSED.to_string() + &expression_type);
+            }
             let suspend = if sys_flag & PULL_FLAG_SUSPEND != 0 {
                 suspend
             } else {
@@ -919,10 +1047,19 @@ impl Side {
         })();
         let (args, _flags, suspend, _group) = match args {
             Ok(a) => a,
-            Err(e) => {
-                resp.respond(invalid(e));
-                return;
-            }
+            Err(e) => match e.strip_prefix(FILTER_REFUSED) {
+                Some(ty) => {
+                    resp.respond(error_response(
+                        rs::SYSTEM_ERROR,
+                        filter_not_supported_remark(ty),
+                    ));
+                    return;
+                }
+                None => {
+                    resp.respond(invalid(e));
+                    return;
+                }
+            },
         };
         let r = self.pull_now(&args);
         let waiting = matches!(&r, Ok((a, p)) if p.messages.is_empty() && a.offset == p.max_offset);
@@ -1234,6 +1371,29 @@ impl Side {
             ok(),
             kv_body(&serde_json::json!({ "lockOKMQSet": ok_set })),
         ));
+    }
+
+    /// CHECK_CLIENT_CONFIG: a TAG subscription is fine; any other type is refused as
+    /// RocketMQ refuses it while enablePropertyFilter is false.
+    fn check_client_config(&self, req: Request, resp: Responder) {
+        let body = match json::parse_lenient(&req.command.body) {
+            Ok(v) => v,
+            Err(e) => {
+                resp.respond(invalid(format!("CheckClientRequestBody is not JSON: {e}")));
+                return;
+            }
+        };
+        let ty = body["subscriptionData"]["expressionType"]
+            .as_str()
+            .unwrap_or("");
+        if is_tag_type(ty) {
+            resp.respond(ok());
+        } else {
+            resp.respond(error_response(
+                rs::SYSTEM_ERROR,
+                filter_not_supported_remark(ty),
+            ));
+        }
     }
 
     fn unlock_batch(&self, req: Request, resp: Responder) {

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONNECTION: u64 = 2;
+/// Listeners after the first take tokens down from the top (connections count up from 2).
+const EXTRA_LISTENER_TOP: usize = usize::MAX;
 /// Bytes read from a socket at a time, into one buffer shared by all connections.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// An input buffer larger than this is released once it is empty again.
@@ -265,6 +267,7 @@ struct Task {
 /// A running server. [`Server::shutdown`] (or drop) stops it and joins every thread.
 pub struct Server {
     local_addr: SocketAddr,
+    local_addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     pusher: Pusher,
     connections: Arc<AtomicUsize>,
@@ -286,24 +289,48 @@ impl Server {
         router: Router,
         config: ServerConfig,
     ) -> Result<Server> {
+        Server::start_on_all(vec![listener], router, config)
+    }
+
+    /// Serves `router` on every listener (e.g. a broker's listenPort and its VIP channel,
+    /// listenPort - 2): one I/O thread, one worker pool, connection ids unique across
+    /// all of them. [`Server::local_addr`] is the first listener's.
+    pub fn start_on_all(
+        listeners: Vec<std::net::TcpListener>,
+        router: Router,
+        config: ServerConfig,
+    ) -> Result<Server> {
         if config.workers == 0 || config.queue_len == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "remoting: workers and queue_len must be at least 1",
             ));
         }
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("remoting: listener", e))?;
-        widen_backlog(&listener);
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("remoting: listener address", e))?;
-        let mut listener = TcpListener::from_std(listener);
+        if listeners.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "remoting: no listener to serve",
+            ));
+        }
         let poll = Poll::new().map_err(|e| Error::io("remoting: epoll", e))?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(|e| Error::io("remoting: register listener", e))?;
+        let mut local_addrs = Vec::with_capacity(listeners.len());
+        let mut mio_listeners = Vec::with_capacity(listeners.len());
+        for (i, listener) in listeners.into_iter().enumerate() {
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| Error::io("remoting: listener", e))?;
+            widen_backlog(&listener);
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::io("remoting: listener address", e))?;
+            let mut listener = TcpListener::from_std(listener);
+            poll.registry()
+                .register(&mut listener, listener_token(i), Interest::READABLE)
+                .map_err(|e| Error::io(format!("remoting: register listener {addr}"), e))?;
+            local_addrs.push(addr);
+            mio_listeners.push(listener);
+        }
+        let local_addr = local_addrs[0];
         let waker = Arc::new(
             Waker::new(poll.registry(), WAKER).map_err(|e| Error::io("remoting: waker", e))?,
         );
@@ -335,7 +362,7 @@ impl Server {
         let connections = Arc::new(AtomicUsize::new(0));
         let io = IoLoop {
             poll,
-            listener,
+            listeners: mio_listeners,
             close_listeners,
             config: config.clone(),
             conns: HashMap::new(),
@@ -360,9 +387,10 @@ impl Server {
                 return Err(Error::io("remoting: spawn I/O thread", e));
             }
         };
-        log::info!("remoting: {} listening on {local_addr}", config.name);
+        log::info!("remoting: {} listening on {local_addrs:?}", config.name);
         Ok(Server {
             local_addr,
+            local_addrs,
             stop,
             pusher,
             connections,
@@ -373,6 +401,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Every listener's address, the first one's first.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// Open client connections.
@@ -488,7 +521,7 @@ struct Conn {
 
 struct IoLoop {
     poll: Poll,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     close_listeners: Vec<CloseListener>,
     config: ServerConfig,
     conns: HashMap<ConnectionId, Conn>,
@@ -520,8 +553,11 @@ impl IoLoop {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(0),
                     WAKER => {}
+                    Token(t) if EXTRA_LISTENER_TOP - t < self.listeners.len() - 1 => {
+                        self.accept(EXTRA_LISTENER_TOP - t + 1)
+                    }
                     Token(t) => {
                         let id = t as ConnectionId;
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -545,9 +581,9 @@ impl IoLoop {
         }
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, listener: usize) {
         loop {
-            match self.listener.accept() {
+            match self.listeners[listener].accept() {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.config.max_connections {
                         log::warn!(
@@ -804,6 +840,15 @@ fn malformed(e: &CodecError) -> String {
 /// The standard library listens with a backlog of 128; clients connect in bursts (every
 /// producer and consumer at start-up), so take RocketMQ's serverSocketBacklog of 1024.
 /// Listening again on a listening socket only changes its backlog.
+/// The poll token of listener `i` (0: [`LISTENER`]).
+fn listener_token(i: usize) -> Token {
+    if i == 0 {
+        LISTENER
+    } else {
+        Token(EXTRA_LISTENER_TOP - (i - 1))
+    }
+}
+
 fn widen_backlog(listener: &std::net::TcpListener) {
     // SAFETY: `listen` on a socket the listener owns; no memory is passed.
     if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
