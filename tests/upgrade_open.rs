@@ -638,3 +638,43 @@ fn a_member_whose_old_log_differs_from_the_leader_s_refuses_to_serve() {
         "{err}"
     );
 }
+
+/// The open time of an old store of 100 000 messages (README, "Upgrading"): run with
+/// `cargo nextest run --release --test upgrade_open --run-ignored only`.
+#[test]
+#[ignore]
+fn open_time_of_an_old_store_of_100k_messages() {
+    let src = tempfile::tempdir().unwrap();
+    let w = write_store(src.path(), 16 << 20, &messages(100_000, 4), 4);
+    let m = Members::new(&[src.path()]);
+    let start = std::time::Instant::now();
+    let (engine, broker) = m.open(0).unwrap();
+    let opened = start.elapsed();
+    broker.group().wait_leader(DEADLINE).unwrap();
+    let led = start.elapsed();
+    let (min, max) = broker.queue_offsets("OrderTopic", 1).unwrap();
+    assert_eq!(min, 0);
+    assert!(max > 20_000, "{max}");
+    log::warn!(
+        "old store of {} messages, {} bytes: broker open {opened:?}, leader after {led:?}",
+        w.records.len(),
+        w.end
+    );
+    eprintln!(
+        "old store of {} messages, {} bytes: broker open {opened:?}, leader after {led:?}",
+        w.records.len(),
+        w.end
+    );
+    broker.close();
+    broker.group().close();
+    engine.close();
+    // Again, over the broker state the first open made.
+    let start = std::time::Instant::now();
+    let (engine, broker) = m.open(0).unwrap();
+    broker.group().wait_leader(DEADLINE).unwrap();
+    eprintln!("reopened and leading after {:?}", start.elapsed());
+    assert_eq!(broker.queue_offsets("OrderTopic", 1).unwrap(), (min, max));
+    broker.close();
+    broker.group().close();
+    engine.close();
+}
