@@ -267,6 +267,19 @@ impl Group {
         self.member.read(index)
     }
 
+    /// Why this member refuses to elect and serve (an upgrade in place: its old log is
+    /// not the one a majority of the group holds), or `None`. Recorded in
+    /// `<member>/broker/old-log.refused`, so it holds across restarts.
+    pub fn old_log_refusal(&self) -> Option<crate::Error> {
+        self.member.old_log_refusal()
+    }
+
+    /// Hands this member's old-log digest (`upgrade::OldLogDigest::encode`) to the
+    /// before-election comparison; the broker does it when it opens over an old store.
+    pub fn set_old_log_digest(&self, digest: Vec<u8>) {
+        self.member.set_old_log_digest(digest)
+    }
+
     pub fn status(&self) -> Result<GroupStatus> {
         self.member.status()
     }

@@ -507,6 +507,9 @@ impl Broker {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let old = crate::upgrade::attach(&group, &dir)?;
+        if let Some(old) = &old {
+            group.set_old_log_digest(old.log.digest().encode());
+        }
         let mut state = load_state(&dir, &config)?;
         if let Some(old) = &old {
             seed_old(&dir, &mut state, old, &config.delay_levels_ms)?;
@@ -2627,6 +2630,13 @@ impl Inner {
 
     /// As leader, once per term: replicates this member's old-log digest, so every
     /// member compares its own old log with the leader's.
+    ///
+    /// The members already compared their old logs before electing (`core::old_log`),
+    /// and that is what keeps a divergent member from leading. This entry is kept as the
+    /// second check, for the members that exchange lets follow: a member without an old
+    /// log elects as before and refuses there only once it has heard from enough members
+    /// with one (with some of them down it follows the leader meanwhile); applying this
+    /// entry, in log order, it refuses at once.
     fn offer_old_digest(&self) {
         let Some(old) = &self.old else {
             return;
@@ -2703,6 +2713,9 @@ impl Inner {
     }
 
     fn check_old_refused(&self) -> Result<()> {
+        if let Some(err) = self.group.old_log_refusal() {
+            return Err(err);
+        }
         match self.old_refused.lock() {
             Ok(r) => r.as_ref().map_or(Ok(()), |e| Err(e.clone())),
             Err(_) => Err(poisoned()),

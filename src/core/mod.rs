@@ -3,6 +3,7 @@
 //! an in-memory network and disk.
 
 pub mod msg;
+pub mod old_log;
 pub mod producers;
 pub mod quorum;
 pub mod raft;

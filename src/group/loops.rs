@@ -25,7 +25,14 @@ impl Member {
             return None;
         }
         let mut next = None;
+        let may_campaign = self.old_log_may_campaign();
         self.step(|st, now| {
+            if !may_campaign && !st.core.is_leader() {
+                // Waiting for the old logs to be compared (or refused for good): no
+                // campaign; looked at again within the election timeout.
+                next = Some(now + self.config.election_timeout_ms().max(2) / 2);
+                return crate::core::Effects::default();
+            }
             let fx = st.core.tick(now, &StoreView(&st.store));
             next = Some(st.core.next_tick_ms(now));
             fx
@@ -37,6 +44,18 @@ impl Member {
     pub(super) fn on_state_input(&self, input: StateInput) {
         match input {
             StateInput::Vote(from, req) => {
+                if !self.old_log_may_vote_for(from) {
+                    log::debug!(
+                        "{}/{}: no {}vote for {} in term {}: its old log is not known to \
+                         match this member's",
+                        self.config.group,
+                        self.config.self_id,
+                        if req.pre_vote { "pre-" } else { "" },
+                        self.config.peers[from].id,
+                        req.term
+                    );
+                    return;
+                }
                 let mut answer = None;
                 let stepped = self.step(|st, now| {
                     let (fx, resp, refusal) =
@@ -69,6 +88,9 @@ impl Member {
                 });
             }
             StateInput::TimeoutNow(from, term) => {
+                if !self.old_log_may_campaign() {
+                    return;
+                }
                 let _ = self.step(|st, now| {
                     st.core
                         .on_timeout_now(from, term, now, &StoreView(&st.store))
@@ -80,6 +102,7 @@ impl Member {
     /// Once a second, on the member's EntryHandler: append rate, commit checkpoint,
     /// retention at `deleteWhen`.
     pub(super) fn housekeeping(&self) {
+        self.old_log_ask();
         let Ok(mut st) = self.lock() else { return };
         let elapsed = st.rate_since.elapsed().as_secs_f64().max(1e-3);
         let total = self.appends_total.load(Ordering::Relaxed);

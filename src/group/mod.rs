@@ -24,6 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 mod api;
 mod loops;
+mod old_log;
 pub(crate) mod sched;
 use sched::{AckBell, HandlerJob, SchedInner, Slot, StateInput};
 use std::time::{Duration, Instant};
@@ -160,6 +161,8 @@ pub struct Member {
     closed: AtomicBool,
     /// Serves `ClientAppendIdempotent`; set by the `Group` that owns the producer table.
     pub(crate) idempotent: std::sync::OnceLock<IdempotentHook>,
+    /// The before-election comparison of old logs (`old_log.rs`).
+    old_log: Mutex<old_log::OldLogState>,
 }
 
 fn lock_err() -> Error {
@@ -262,6 +265,7 @@ impl Member {
         };
         let id = sched.new_member_id();
         let links = sched.links_for(&config)?;
+        let old_log = old_log::new_state(&config);
         let member = Arc::new_cyclic(|weak: &Weak<Member>| {
             bell.bind(weak.clone());
             Member {
@@ -292,6 +296,7 @@ impl Member {
                 counters: AtomicCounters::default(),
                 closed: AtomicBool::new(false),
                 idempotent: std::sync::OnceLock::new(),
+                old_log,
             }
         });
         if let Err(err) = member.start() {
@@ -667,6 +672,13 @@ impl Member {
             Message::TimeoutNow { term } => self
                 .sched
                 .state_input(self, StateInput::TimeoutNow(from, term)),
+            Message::OldLog { digest } if from != usize::from(CLIENT_PEER) => {
+                self.on_old_log(from, &digest, true)
+            }
+            Message::OldLogResp { digest } if from != usize::from(CLIENT_PEER) => {
+                self.on_old_log(from, &digest, false)
+            }
+            Message::OldLog { .. } | Message::OldLogResp { .. } => {}
             Message::Push(req) => {
                 self.sched
                     .handle(self, HandlerJob::Push(from, frame.request_id, req));

@@ -46,6 +46,10 @@ pub mod kind {
     pub const PUSH: u8 = 3;
     pub const PUSH_RESP: u8 = 4;
     pub const TIMEOUT_NOW: u8 = 5;
+    /// This member's old-log digest; the receiver answers with its own.
+    pub const OLD_LOG: u8 = 6;
+    /// The answer to `OLD_LOG`: the receiver's old-log digest.
+    pub const OLD_LOG_RESP: u8 = 7;
     pub const CLIENT_APPEND: u8 = 16;
     pub const CLIENT_READ: u8 = 17;
     pub const CLIENT_STATUS: u8 = 18;
@@ -125,6 +129,8 @@ fn message_kind(message: &Message) -> u8 {
         Message::Push(_) => kind::PUSH,
         Message::PushResp(_) => kind::PUSH_RESP,
         Message::TimeoutNow { .. } => kind::TIMEOUT_NOW,
+        Message::OldLog { .. } => kind::OLD_LOG,
+        Message::OldLogResp { .. } => kind::OLD_LOG_RESP,
         Message::ClientAppend { .. } => kind::CLIENT_APPEND,
         Message::ClientAppendIdempotent { .. } => kind::CLIENT_APPEND_IDEMPOTENT,
         Message::ClientRead { .. } => kind::CLIENT_READ,
@@ -148,6 +154,7 @@ fn body_len(message: &Message) -> usize {
         }
         Message::PushResp(_) => 8 + 1 + 8 * 4,
         Message::TimeoutNow { .. } => 8,
+        Message::OldLog { digest } | Message::OldLogResp { digest } => 4 + digest.len(),
         Message::ClientAppend { data } => 4 + data.len(),
         Message::ClientAppendIdempotent { data, .. } => 8 + 8 + 4 + data.len(),
         Message::ClientRead { .. } => 8,
@@ -186,6 +193,11 @@ pub fn encoded_len(frame: &Frame) -> Result<usize, Error> {
     match &frame.message {
         Message::ClientAppend { data } if data.len() > u32::MAX as usize => {
             return Err(too_long("append payload", data.len()))
+        }
+        Message::OldLog { digest } | Message::OldLogResp { digest }
+            if digest.len() > u32::MAX as usize =>
+        {
+            return Err(too_long("old-log digest", digest.len()))
         }
         Message::ClientAppendIdempotent { data, .. } if data.len() > u32::MAX as usize => {
             return Err(too_long("append payload", data.len()))
@@ -294,6 +306,7 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
             put_u64(out, p.last_index);
         }
         Message::TimeoutNow { term } => put_u64(out, *term),
+        Message::OldLog { digest } | Message::OldLogResp { digest } => put_bytes(out, digest),
         Message::ClientAppend { data } => put_bytes(out, data),
         Message::ClientAppendIdempotent {
             producer_id,
@@ -366,7 +379,7 @@ pub fn decode_header(bytes: &[u8], frame_size_bytes_max: u32) -> Result<Header, 
         return Err(FrameError::UnknownVersion(bytes[4]));
     }
     let kind = bytes[5];
-    if !matches!(kind, 1..=5 | 16..=21) {
+    if !matches!(kind, 1..=7 | 16..=21) {
         return Err(FrameError::UnknownKind(kind));
     }
     let flags = u16_at(6);
@@ -582,6 +595,12 @@ fn decode_body(kind: u8, cur: &mut Cursor) -> Result<Message, FrameError> {
             last_index: cur.u64()?,
         }),
         kind::TIMEOUT_NOW => Message::TimeoutNow { term: cur.u64()? },
+        kind::OLD_LOG => Message::OldLog {
+            digest: cur.len_prefixed("old-log digest")?,
+        },
+        kind::OLD_LOG_RESP => Message::OldLogResp {
+            digest: cur.len_prefixed("old-log digest")?,
+        },
         kind::CLIENT_APPEND => Message::ClientAppend {
             data: cur.len_prefixed("append payload")?,
         },
@@ -853,6 +872,12 @@ mod tests {
                     pid: 4242,
                 }),
             }),
+            Message::OldLog {
+                digest: Bytes::from_static(b"RQOL digest"),
+            },
+            Message::OldLogResp {
+                digest: Bytes::new(),
+            },
         ];
         messages
             .into_iter()
@@ -875,6 +900,24 @@ mod tests {
             assert_eq!(out.len(), encoded_len(&frame).unwrap());
             let back = decode(Bytes::from(out), 1 << 20).unwrap();
             assert_eq!(back, frame);
+        }
+    }
+
+    #[test]
+    fn every_kind_passes_the_header_check() {
+        let mut kinds: Vec<u8> = sample_frames()
+            .iter()
+            .map(|f| message_kind(&f.message))
+            .collect();
+        kinds.dedup();
+        for k in [kind::OLD_LOG, kind::OLD_LOG_RESP] {
+            assert!(kinds.contains(&k), "kind {k} has a sample");
+        }
+        for frame in sample_frames() {
+            let mut out = Vec::new();
+            encode(&frame, &mut out).unwrap();
+            let h = decode_header(&out, 1 << 20).unwrap();
+            assert_eq!(h.kind, message_kind(&frame.message));
         }
     }
 

@@ -35,6 +35,16 @@ pub enum Message {
     TimeoutNow {
         term: u64,
     },
+    /// The sender's old-log digest (`crate::upgrade::OldLogDigest::encode`; empty: it has
+    /// no old log), compared before any election (`crate::core::old_log`); the receiver
+    /// answers with [`Message::OldLogResp`].
+    OldLog {
+        digest: Bytes,
+    },
+    /// The answer to [`Message::OldLog`]: the sender's own digest.
+    OldLogResp {
+        digest: Bytes,
+    },
     ClientAppend {
         data: Bytes,
     },

@@ -705,6 +705,8 @@ fn admits(kind: ConnKind, message: &Message) -> std::result::Result<(), String> 
             | Message::Push(_)
             | Message::PushResp(_)
             | Message::TimeoutNow { .. }
+            | Message::OldLog { .. }
+            | Message::OldLogResp { .. }
     );
     match kind {
         ConnKind::Peer if !raft => Err(format!(
@@ -746,6 +748,8 @@ fn message_name(message: &Message) -> &'static str {
         Message::Push(_) => "Push",
         Message::PushResp(_) => "PushResp",
         Message::TimeoutNow { .. } => "TimeoutNow",
+        Message::OldLog { .. } => "OldLog",
+        Message::OldLogResp { .. } => "OldLogResp",
         Message::ClientAppend { .. } => "ClientAppend",
         Message::ClientAppendIdempotent { .. } => "ClientAppendIdempotent",
         Message::ClientRead { .. } => "ClientRead",

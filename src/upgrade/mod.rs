@@ -161,38 +161,53 @@ impl OldLogDigest {
     /// Where this (a member's) old log first differs from `reference` (the leader's),
     /// or `None` when they are the same.
     pub fn first_difference(&self, reference: &OldLogDigest) -> Option<String> {
-        if self == reference {
+        self.first_difference_from(reference, "the leader")
+    }
+
+    /// Where this member's old log first differs from `other`'s (`whose`: "member n1"),
+    /// or `None` when they are the same: the first segment whose records differ, the first
+    /// offset where they may differ and both SHA-256 of that segment. The digests hold a
+    /// checksum per segment, so the exact byte is found by `rmqraft store diff`.
+    pub fn first_difference_from(&self, other: &OldLogDigest, whose: &str) -> Option<String> {
+        if self == other {
             return None;
         }
+        let hex = |h: &[u8; 32]| -> String { h.iter().map(|b| format!("{b:02x}")).collect() };
         let mut what = format!(
-            "this member's old log holds offsets {}..{} (sha256 {}), the leader's {}..{} \
+            "this member's old log holds offsets {}..{} (sha256 {}), {whose}'s {}..{} \
              (sha256 {})",
             self.first,
             self.end,
             self.sha256_hex(),
-            reference.first,
-            reference.end,
-            reference.sha256_hex()
+            other.first,
+            other.end,
+            other.sha256_hex()
         );
-        let n = self.segments.len().max(reference.segments.len());
+        let n = self.segments.len().max(other.segments.len());
         for i in 0..n {
-            match (self.segments.get(i), reference.segments.get(i)) {
+            match (self.segments.get(i), other.segments.get(i)) {
                 (Some(a), Some(b)) if a == b => continue,
                 (Some(a), Some(b)) if a.0 == b.0 => {
+                    // Equal lengths: a byte differs somewhere in the segment; otherwise
+                    // the shorter one ends first.
+                    let at = if a.1 == b.1 { a.0 } else { a.0 + a.1.min(b.1) };
                     what.push_str(&format!(
-                        "; they first differ in segment {:020} (offsets {}..): {} bytes of \
-                         records here, {} on the leader{}",
+                        "; they first differ in segment {:020} (offsets {}..), at offset {at}{}: \
+                         {} bytes of records here (sha256 {}), {} on {whose} (sha256 {})",
                         a.0,
                         a.0,
+                        if a.1 == b.1 { " or after" } else { "" },
                         a.1,
+                        hex(&a.2),
                         b.1,
-                        if a.1 == b.1 { ", other bytes" } else { "" }
+                        hex(&b.2),
                     ));
                 }
                 (a, b) => {
                     let at = a.or(b).map_or(0, |s| s.0);
                     what.push_str(&format!(
-                        "; they first differ at segment {at:020}: {} here, {} on the leader",
+                        "; they first differ at offset {at}, segment {at:020}: {} here, {} on \
+                         {whose}",
                         if a.is_some() { "present" } else { "missing" },
                         if b.is_some() { "present" } else { "missing" }
                     ));
@@ -401,6 +416,28 @@ pub fn attach(group: &Group, broker_dir: &Path) -> Result<Option<Arc<OldStore>>>
     Ok(Some(Arc::new(old)))
 }
 
+/// How a member takes part in the before-election comparison of old logs
+/// (`crate::core::old_log`), decided at its open from `<member>/broker/`.
+pub(crate) enum OldLogPart {
+    /// It refused before (`old-log.refused`): why.
+    Refused(String),
+    /// It has an old log, or recorded one: its elections wait for the comparison.
+    Active,
+    /// No old log: it elects as before and only answers.
+    Passive,
+}
+
+pub(crate) fn old_log_part(broker_dir: &Path, classic_commitlog_dir: Option<&Path>) -> OldLogPart {
+    if let Ok(why) = std::fs::read_to_string(broker_dir.join(REFUSED)) {
+        return OldLogPart::Refused(why.trim().to_string());
+    }
+    if broker_dir.join(MARKER).exists() || classic_commitlog_dir.is_some_and(holds_records) {
+        OldLogPart::Active
+    } else {
+        OldLogPart::Passive
+    }
+}
+
 /// Whether `dir` is a directory with at least one segment starting with a classic record.
 fn holds_records(dir: &Path) -> bool {
     let Ok(items) = std::fs::read_dir(dir) else {
@@ -498,7 +535,9 @@ mod tests {
         let why = b.first_difference(&a).unwrap();
         assert!(
             why.contains("first differ in segment 00000000000000065536")
-                && why.contains("59000 bytes of records here, 60000 on the leader"),
+                && why.contains("at offset 124536:")
+                && why.contains("59000 bytes of records here (sha256 0303")
+                && why.contains("60000 on the leader (sha256 0202"),
             "{why}"
         );
         let short = digest(vec![(0, 65000, [1; 32])]);
