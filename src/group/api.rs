@@ -38,6 +38,20 @@ impl Member {
         stamp: Stamp,
         done: AppendCallback,
     ) -> Result<()> {
+        let started = self.start_append(kind, body_len, stamp, done);
+        if let Err(err) = &started {
+            self.count_append_error(err.kind());
+        }
+        started
+    }
+
+    fn start_append(
+        &self,
+        kind: EntryKind,
+        body_len: usize,
+        stamp: Stamp,
+        done: AppendCallback,
+    ) -> Result<()> {
         if body_len > self.config.entry_size_bytes_max as usize {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -460,6 +474,7 @@ impl Member {
         // A pending entry may already be on other members and commit there: its outcome
         // is unknown, never "failed".
         for (_, waiter) in waiters {
+            self.count_append_error(ErrorKind::OutcomeUnknown);
             (waiter.done)(Err(Error::new(
                 ErrorKind::OutcomeUnknown,
                 "the member closed before the entry was decided; it may still commit on \

@@ -25,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 mod api;
 mod loops;
 pub(crate) mod sched;
+mod stats;
 use sched::{AckBell, HandlerJob, SchedInner, Slot, StateInput};
 use std::time::{Duration, Instant};
 
@@ -67,6 +68,12 @@ struct AtomicCounters {
     handler_rounds: AtomicU64,
     flush_acks_sent: AtomicU64,
     commit_advances: AtomicU64,
+    /// Campaigns started (`rmqraft_group_elections_total`).
+    elections: AtomicU64,
+    /// Appends that ended in an error, by `ErrorKind::code()`.
+    append_errors: [AtomicU64; stats::ERROR_CODES],
+    /// Kept by a broker open on the member.
+    broker: crate::metrics::BrokerCounters,
 }
 
 /// A client append waiting for its entry to commit.
@@ -381,6 +388,7 @@ impl Member {
             }
         };
         for ((index, _), waiter) in waiters {
+            self.count_append_error(ErrorKind::OutcomeUnknown);
             (waiter.done)(Err(Error::new(
                 ErrorKind::OutcomeUnknown,
                 format!(
@@ -553,6 +561,11 @@ impl Member {
             return;
         }
         let was_leader = st.last_role.0 == Role::Leader;
+        if now.0 == Role::Candidate
+            && (st.last_role.0 != Role::Candidate || st.last_role.1 != now.1)
+        {
+            self.counters.elections.fetch_add(1, Ordering::Relaxed);
+        }
         st.last_role = now;
         let shown = api::reported_role(st);
         log::info!(
