@@ -262,3 +262,118 @@ fn closing_a_leader_hands_leadership_to_a_follower() {
     let meta = cluster.append(b"after the close");
     cluster.wait_committed(meta.index);
 }
+
+/// `rmqraft node` on SIGTERM hands leadership over and exits, in bounded time.
+#[test]
+fn sigterm_of_a_leading_node_hands_over_and_exits_in_bounded_time() {
+    use std::process::{Command, Stdio};
+    init_logging();
+    let bin = env!("CARGO_BIN_EXE_rmqraft");
+    let root = tempfile::tempdir().unwrap();
+    let ports = free_ports(3);
+    let confs: Vec<std::path::PathBuf> = (0..3)
+        .map(|i| {
+            let path = root.path().join(format!("broker-n{i}.conf"));
+            let text = format!(
+                "brokerClusterName=TestCluster\n{}",
+                group_props("S0", &ports, i, root.path(), "")
+            );
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
+    let mut nodes: Vec<std::process::Child> = confs
+        .iter()
+        .map(|c| {
+            Command::new(bin)
+                .arg("node")
+                .arg("-c")
+                .arg(c)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start rmqraft node")
+        })
+        .collect();
+    // (role, pid) of every member that answers, from cluster-list --json.
+    let list = || -> Vec<(String, i32)> {
+        let out = Command::new(bin)
+            .args(["cluster-list", "--json", "-c"])
+            .arg(&confs[0])
+            .output()
+            .expect("run cluster-list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let role = l
+                    .split("\"role\":\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .to_string();
+                let pid = l
+                    .split("\"pid\":")
+                    .nth(1)?
+                    .split(['}', ','])
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((role, pid))
+            })
+            .collect()
+    };
+    let leader_pid = wait_for("a leader in cluster-list", || {
+        let rows = list();
+        (rows.len() == 3)
+            .then(|| rows.iter().find(|(r, _)| r == "LEADER").map(|(_, p)| *p))
+            .flatten()
+    });
+    let at = nodes
+        .iter()
+        .position(|c| c.id() as i32 == leader_pid)
+        .expect("the leader is one of our nodes");
+    // SAFETY: sends a signal to a process this test started.
+    assert_eq!(unsafe { libc::kill(leader_pid, libc::SIGTERM) }, 0);
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = nodes[at].try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "rmqraft node still runs 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(nodes[at].stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(
+        stdout.contains("SIGTERM received; all members closed"),
+        "{stdout}"
+    );
+    // Another member leads: the hand-over made it leader before the node exited.
+    wait_for("a new leader among the others", || {
+        list()
+            .iter()
+            .find(|(r, p)| r == "LEADER" && *p != leader_pid)
+            .map(|_| ())
+    });
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i != at {
+            // SAFETY: sends a signal to a process this test started.
+            unsafe { libc::kill(node.id() as i32, libc::SIGTERM) };
+        }
+    }
+    for node in &mut nodes {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = node.kill();
+                panic!("a node still runs 20 s after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
