@@ -105,6 +105,11 @@ pub struct EngineConfig {
     /// engine key because the transport, and so the handshake, is shared by every group of
     /// the engine: hosts pass the whole broker.conf to `Engine::open`.
     pub secret: Option<Secret>,
+    /// `rmqraftMetricsPort`: Prometheus text on `GET /metrics` at this port; 0 (the
+    /// default) serves none.
+    pub metrics_port: u16,
+    /// `rmqraftMetricsHost`: the address the metrics port listens on (default 0.0.0.0).
+    pub metrics_host: std::net::IpAddr,
 }
 
 impl Default for EngineConfig {
@@ -115,6 +120,8 @@ impl Default for EngineConfig {
             frame_size_bytes_max: 64 << 20,
             sync_mode: SyncMode::Auto,
             secret: None,
+            metrics_port: 0,
+            metrics_host: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         }
     }
 }
@@ -250,6 +257,8 @@ pub const ENGINE_KEYS: &[&str] = &[
     "rmqraftFlusher",
     "rmqraftMaxFrameSize",
     "dLegerSecret",
+    "rmqraftMetricsPort",
+    "rmqraftMetricsHost",
 ];
 /// The keys `GroupConfig::from_properties` reads.
 pub const GROUP_KEYS: &[&str] = &[
@@ -386,6 +395,12 @@ impl EngineConfig {
             4096,
             1 << 30,
         )?;
+        config.metrics_port = props.number("rmqraftMetricsPort", 0u16, 0, u16::MAX)?;
+        if let Some(host) = props.get("rmqraftMetricsHost") {
+            config.metrics_host = host
+                .parse()
+                .map_err(|_| bad("rmqraftMetricsHost", host, "is not an IP address"))?;
+        }
         if let Some(secret) = props.get("dLegerSecret") {
             if secret.is_empty() {
                 // An empty value is more likely a mistake than a wish to turn auth off.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::group::{AppendCallback, Counters, RoleListener, Stamp};
+use crate::metrics::{EngineMetrics, MetricsSnapshot};
 
 struct EngineInner {
     config: EngineConfig,
@@ -23,6 +24,8 @@ struct EngineInner {
     members: Mutex<Vec<Arc<Member>>>,
     epoch: Instant,
     closed: AtomicBool,
+    /// Serves `GET /metrics` when `rmqraftMetricsPort` is set.
+    metrics_server: Mutex<Option<crate::metrics::MetricsServer>>,
 }
 
 /// One per process is typical: owns the listeners, the flusher and the groups.
@@ -55,7 +58,9 @@ impl Engine {
                 return Err(err);
             }
         };
-        Ok(Engine {
+        let metrics_addr = (config.metrics_port != 0)
+            .then(|| std::net::SocketAddr::new(config.metrics_host, config.metrics_port));
+        let engine = Engine {
             inner: Arc::new(EngineInner {
                 config,
                 transport,
@@ -64,8 +69,33 @@ impl Engine {
                 members: Mutex::new(Vec::new()),
                 epoch,
                 closed: AtomicBool::new(false),
+                metrics_server: Mutex::new(None),
             }),
-        })
+        };
+        if let Some(addr) = metrics_addr {
+            let weak = Arc::downgrade(&engine.inner);
+            let render: crate::metrics::Render = Arc::new(move || match weak.upgrade() {
+                Some(inner) => inner.metrics().to_prometheus(),
+                None => String::new(),
+            });
+            let server = crate::metrics::MetricsServer::start(addr, render)?;
+            if let Ok(mut slot) = engine.inner.metrics_server.lock() {
+                *slot = Some(server);
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Where `GET /metrics` is served (`rmqraftMetricsPort`), if it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        let server = self.inner.metrics_server.lock().ok()?;
+        server.as_ref().map(|s| s.local_addr())
+    }
+
+    /// Every counter and gauge of this engine and its open members: the numbers
+    /// `GET /metrics` shows (`MetricsSnapshot::to_prometheus`).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -146,6 +176,13 @@ impl Engine {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        let server = match self.inner.metrics_server.lock() {
+            Ok(mut s) => s.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(mut server) = server {
+            server.stop();
+        }
         let members = match self.inner.members.lock() {
             Ok(mut m) => std::mem::take(&mut *m),
             Err(p) => std::mem::take(&mut *p.into_inner()),
@@ -162,6 +199,36 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+impl EngineInner {
+    fn metrics(&self) -> MetricsSnapshot {
+        let members: Vec<Arc<Member>> = match self.members.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let groups: Vec<_> = members.iter().filter_map(|m| m.metrics()).collect();
+        let (listeners, connections, peer_links, link_queued_bytes) = self.transport.stats();
+        let (sched_threads, queue_depths) = self.sched.stats();
+        let (flush_rounds_total, flush_jobs_total) = self.flusher.rounds();
+        let metrics_threads = u64::from(self.config.metrics_port != 0);
+        // The flusher's thread, the scheduler's, one per listener, inbound connection and
+        // outbound link, and the metrics server's.
+        let threads = 1 + sched_threads + listeners + connections + peer_links + metrics_threads;
+        MetricsSnapshot {
+            engine: EngineMetrics {
+                groups: groups.len() as u64,
+                threads,
+                connections,
+                peer_links,
+                link_queued_bytes,
+                queue_depths,
+                flush_rounds_total,
+                flush_jobs_total,
+            },
+            groups,
+        }
     }
 }
 
@@ -319,6 +386,16 @@ impl Group {
     /// On the leader: hands leadership to `peer_id` and waits until it leads.
     pub fn transfer_leadership(&self, peer_id: &str, timeout: Duration) -> Result<()> {
         self.member.transfer_leadership(peer_id, timeout)
+    }
+
+    /// Counters a broker open on this member keeps (sends, pulls, applied index).
+    pub(crate) fn broker_counters(&self) -> &crate::metrics::BrokerCounters {
+        self.member.broker_counters()
+    }
+
+    /// This member's metrics (as `Engine::metrics` shows them); `None` once closed.
+    pub fn metrics(&self) -> Option<crate::metrics::GroupMetrics> {
+        self.member.metrics()
     }
 
     /// Hot-path counters of this member.

@@ -558,6 +558,11 @@ impl Broker {
                 .spawn(move || body(inner))
                 .map_err(|e| Error::io("spawn a broker thread", e))
         };
+        inner
+            .group
+            .broker_counters()
+            .open
+            .store(true, Ordering::Relaxed);
         let t1 = spawn("reput", Box::new(|i| i.dispatch_loop()))?;
         broker.threads.lock().map_err(|_| poisoned())?.push(t1);
         let t2 = spawn("offsets", Box::new(|i| i.offsets_loop()))?;
@@ -895,6 +900,11 @@ impl Broker {
         if self.inner.closing.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.inner
+            .group
+            .broker_counters()
+            .open
+            .store(false, Ordering::Relaxed);
         self.inner.applied_cv.notify_all();
         self.inner.pending_cv.notify_all();
         let threads = match self.threads.lock() {
@@ -1525,6 +1535,10 @@ impl Inner {
                 }
                 self.applied_cv.notify_all();
             }
+            self.group
+                .broker_counters()
+                .applied_index
+                .store(st.applied, Ordering::Relaxed);
             if st.applied != st.checkpointed && st.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
             {
                 match checkpoint(&self.dir, &mut st) {
@@ -1991,6 +2005,10 @@ impl Inner {
     }
 
     fn send_async(&self, m: &Message, done: SendCallback, timeout: Duration) -> Result<()> {
+        self.group
+            .broker_counters()
+            .sends
+            .fetch_add(1, Ordering::Relaxed);
         if m.sys_flag & record::sysflag::TRANSACTION_MASK == record::sysflag::TRANSACTION_PREPARED {
             return self.send_half(m, done, timeout);
         }
@@ -2284,6 +2302,10 @@ impl Inner {
         tag_expression: Option<&str>,
         wait: Duration,
     ) -> Result<PullResult> {
+        self.group
+            .broker_counters()
+            .pulls
+            .fetch_add(1, Ordering::Relaxed);
         let filter = TagFilter::parse(tag_expression);
         let max = max.clamp(1, PULL_MAX) as u64;
         let deadline = Instant::now() + wait;

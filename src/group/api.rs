@@ -38,6 +38,20 @@ impl Member {
         stamp: Stamp,
         done: AppendCallback,
     ) -> Result<()> {
+        let started = self.start_append(kind, body_len, stamp, done);
+        if let Err(err) = &started {
+            self.count_append_error(err.kind());
+        }
+        started
+    }
+
+    fn start_append(
+        &self,
+        kind: EntryKind,
+        body_len: usize,
+        stamp: Stamp,
+        done: AppendCallback,
+    ) -> Result<()> {
         if body_len > self.config.entry_size_bytes_max as usize {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -359,6 +373,13 @@ impl Member {
                 format!("'{peer_id}' is not one of the ids in dLegerPeers"),
             )
         })?;
+        self.transfer_to(peer, timeout, true)
+    }
+
+    /// Hands leadership to `peer` and waits until it leads, at most `timeout`;
+    /// `check_lag` refuses a peer further behind than `maxLeadershipTransferWaitIndex`.
+    fn transfer_to(&self, peer: usize, timeout: Duration, check_lag: bool) -> Result<()> {
+        let peer_id = self.config.peers[peer].id.as_str();
         let deadline = Instant::now() + timeout;
         let messages = {
             let mut st = self.lock()?;
@@ -374,7 +395,7 @@ impl Member {
                 .store
                 .last_index()
                 .saturating_sub(st.core.progress[peer].match_index);
-            if lag > self.config.transfer_lag_entries_max {
+            if check_lag && lag > self.config.transfer_lag_entries_max {
                 return Err(Error::new(
                     ErrorKind::Busy,
                     format!(
@@ -419,12 +440,91 @@ impl Member {
         }
     }
 
+    /// A planned close of a leader: hands leadership to the most up-to-date follower
+    /// that answered within the election timeout, waits (at most twice the election
+    /// timeout) until it leads and this member's waiting appends are decided (they
+    /// commit under the new leader). Appends arriving meanwhile are refused with
+    /// NotLeader, so clients retry on the new leader. Gives up quietly when no follower
+    /// is live or the deadline passes: the close then goes on as an unplanned one.
+    fn hand_over_for_close(&self) {
+        let on_engine_thread = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(super::sched::THREAD_PREFIX));
+        if on_engine_thread || self.config.peers.len() < 2 {
+            return;
+        }
+        let election_timeout_ms = self.config.election_timeout_ms();
+        let timeout = Duration::from_millis(election_timeout_ms * 2);
+        let deadline = Instant::now() + timeout;
+        let target = {
+            let Ok(st) = self.lock() else { return };
+            if !st.core.is_leader() {
+                return;
+            }
+            let now = self.now_ms();
+            (0..self.config.peers.len())
+                .filter(|p| *p != self.config.self_index)
+                .filter(|p| {
+                    now.saturating_sub(st.core.progress[*p].last_ack_ms) <= election_timeout_ms
+                })
+                .max_by_key(|p| st.core.progress[*p].match_index)
+        };
+        let Some(peer) = target else {
+            log::warn!(
+                "{}/{}: closing while leading with no live follower to hand leadership to",
+                self.config.group,
+                self.config.self_id
+            );
+            return;
+        };
+        let started = Instant::now();
+        if let Err(err) = self.transfer_to(peer, timeout, false) {
+            log::warn!(
+                "{}/{}: closing without handing leadership over: {err}",
+                self.config.group,
+                self.config.self_id
+            );
+            return;
+        }
+        // The appends this member accepted are on the new leader, which commits them
+        // with its first entry; wait for the commit index to reach them here.
+        let Ok(mut st) = self.lock() else { return };
+        while !st.waiters.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                log::warn!(
+                    "{}/{}: closing with {} append(s) still undecided after handing leadership over",
+                    self.config.group,
+                    self.config.self_id,
+                    st.waiters.len()
+                );
+                break;
+            }
+            st = match self
+                .commit_cv
+                .wait_timeout(st, (deadline - now).min(Duration::from_millis(20)))
+            {
+                Ok((st, _)) => st,
+                Err(_) => return,
+            };
+        }
+        log::info!(
+            "{}/{}: handed leadership to {} in {} ms before closing",
+            self.config.group,
+            self.config.self_id,
+            self.config.peers[peer].id,
+            started.elapsed().as_millis()
+        );
+    }
+
     /// Leaves the engine's threads, completes waiting appends with `Closed`,
-    /// flushes and releases the store. Idempotent.
+    /// flushes and releases the store. A leader first hands leadership over
+    /// ([`Member::hand_over_for_close`]). Idempotent.
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.hand_over_for_close();
         self.closing.store(true, Ordering::Release);
         self.transport
             .unregister(&self.config.group, self.config.self_index as u8);
@@ -460,6 +560,7 @@ impl Member {
         // A pending entry may already be on other members and commit there: its outcome
         // is unknown, never "failed".
         for (_, waiter) in waiters {
+            self.count_append_error(ErrorKind::OutcomeUnknown);
             (waiter.done)(Err(Error::new(
                 ErrorKind::OutcomeUnknown,
                 "the member closed before the entry was decided; it may still commit on \

@@ -444,6 +444,9 @@ impl Member {
             }
             if !done.is_empty() {
                 for (waiter, result) in done {
+                    if let Err(err) = &result {
+                        self.count_append_error(err.kind());
+                    }
                     (waiter.done)(result);
                 }
                 self.end_completions();

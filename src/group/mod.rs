@@ -26,6 +26,7 @@ mod api;
 mod loops;
 mod old_log;
 pub(crate) mod sched;
+mod stats;
 use sched::{AckBell, HandlerJob, SchedInner, Slot, StateInput};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,12 @@ struct AtomicCounters {
     handler_rounds: AtomicU64,
     flush_acks_sent: AtomicU64,
     commit_advances: AtomicU64,
+    /// Campaigns started (`rmqraft_group_elections_total`).
+    elections: AtomicU64,
+    /// Appends that ended in an error, by `ErrorKind::code()`.
+    append_errors: [AtomicU64; stats::ERROR_CODES],
+    /// Kept by a broker open on the member.
+    broker: crate::metrics::BrokerCounters,
 }
 
 /// A client append waiting for its entry to commit.
@@ -386,6 +393,7 @@ impl Member {
             }
         };
         for ((index, _), waiter) in waiters {
+            self.count_append_error(ErrorKind::OutcomeUnknown);
             (waiter.done)(Err(Error::new(
                 ErrorKind::OutcomeUnknown,
                 format!(
@@ -558,6 +566,11 @@ impl Member {
             return;
         }
         let was_leader = st.last_role.0 == Role::Leader;
+        if now.0 == Role::Candidate
+            && (st.last_role.0 != Role::Candidate || st.last_role.1 != now.1)
+        {
+            self.counters.elections.fetch_add(1, Ordering::Relaxed);
+        }
         st.last_role = now;
         let shown = api::reported_role(st);
         log::info!(

@@ -227,6 +227,22 @@ impl Sched {
         &self.inner
     }
 
+    /// For metrics: the threads running, and the jobs waiting per queue.
+    pub(crate) fn stats(&self) -> (u64, Vec<(&'static str, u64)>) {
+        let inner = &self.inner;
+        let threads = lock(&inner.threads).len() as u64;
+        let handler: usize = inner.handler_txs.iter().map(|tx| tx.len()).sum();
+        let timers = lock(&inner.timers).len();
+        let depths = vec![
+            ("state", inner.state_tx.len() as u64),
+            ("ack", inner.ack_rx.len() as u64),
+            ("handler", handler as u64),
+            ("role", inner.role_tx.len() as u64),
+            ("timers", timers as u64),
+        ];
+        (threads, depths)
+    }
+
     /// Stops and joins every engine thread (members are closed first).
     pub(crate) fn close(&self) {
         self.inner.closing.store(true, Ordering::Release);

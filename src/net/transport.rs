@@ -399,6 +399,23 @@ impl Transport {
         links[&addr].offer(frame, len, &inner.limits)
     }
 
+    /// Counts for metrics: (listener threads, open inbound connections, outbound links,
+    /// bytes queued on those links). Each connection and each link has one thread.
+    pub fn stats(&self) -> (u64, u64, u64, u64) {
+        let inner = &self.inner;
+        let listeners = lock(&inner.listeners).len() as u64;
+        let conns = lock(&inner.conns)
+            .values()
+            .filter(|c| !c.finished.load(Ordering::Acquire))
+            .count() as u64;
+        let links = inner.links.read().unwrap_or_else(|p| p.into_inner());
+        let queued: usize = links
+            .values()
+            .map(|l| l.shared.queued_bytes.load(Ordering::Relaxed))
+            .sum();
+        (listeners, conns, links.len() as u64, queued as u64)
+    }
+
     /// Stops every thread and joins it; the listening ports are free afterwards. Must not
     /// be called from a handler (it would wait for its own reader thread).
     pub fn close(&self) {

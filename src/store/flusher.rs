@@ -95,6 +95,8 @@ pub(crate) struct StoreShared {
     pub on_flushed: FlushedCallback,
     /// Set when the store is closed or dropped: no more callbacks start after that.
     pub closed: std::sync::atomic::AtomicBool,
+    /// Rounds that carried this store and how long each took (write and sync).
+    pub flush_latency: crate::metrics::LatencyHistogram,
 }
 
 impl StoreShared {
@@ -544,7 +546,12 @@ fn run(inner: Arc<FlusherInner>, mut backend: Backend, sync_mode: SyncMode) {
             }
             continue;
         }
+        let round_started = Instant::now();
         backend.write_and_sync(&mut jobs, sync_mode);
+        let round_time = round_started.elapsed();
+        for job in &jobs {
+            job.store.flush_latency.observe(round_time);
+        }
         inner.rounds.fetch_add(1, Ordering::Relaxed);
         inner
             .store_jobs

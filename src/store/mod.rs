@@ -220,6 +220,7 @@ impl LogStore {
             checkpoint_file: r.checkpoint_file,
             on_flushed,
             closed: std::sync::atomic::AtomicBool::new(false),
+            flush_latency: Default::default(),
         });
         flusher.inner.register(shared.clone());
         let recovery = Recovery {
@@ -396,6 +397,16 @@ impl LogStore {
             data_path,
             index_path,
         }))
+    }
+
+    /// Flusher rounds that carried this store and their durations.
+    pub fn flush_latency(&self) -> crate::metrics::Histogram {
+        self.shared.flush_latency.snapshot()
+    }
+
+    /// Bytes of the segment files this store holds (each is preallocated to its size).
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.len() as u64 * self.shared.segment_size_bytes
     }
 
     /// Log position the next entry with a body of `body_len` bytes will get: the write
