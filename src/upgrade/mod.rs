@@ -16,6 +16,7 @@
 
 pub mod classic;
 pub mod config_json;
+pub mod dledger;
 pub mod tools;
 
 use crate::broker::{record, TopicConfig};
