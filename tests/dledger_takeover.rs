@@ -222,3 +222,95 @@ fn a_served_prefix_leaves_the_tail_out() {
     let full = DLedgerLog::open(&d, None).unwrap();
     assert_ne!(full.digest(), log.digest());
 }
+
+fn store_cmd(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rmqraft"))
+        .arg("store")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn store_inspect_and_convert_dry_run_understand_dledger_stores() {
+    let t = tmp();
+    let roots: Vec<_> = (0..3).map(|i| t.path().join(format!("node{i}"))).collect();
+    let all = items(1800, 3, 600);
+    let mut written = Vec::new();
+    for (i, r) in roots.iter().enumerate() {
+        let n = if i == 2 { 1700 } else { 1800 };
+        written.push(write(
+            &r.join(format!("dledger-n{i}")),
+            SEG,
+            INDEX_FILE,
+            &all[..n],
+            4,
+            "n0",
+        ));
+        dledger_support::write_config(r, 3);
+    }
+    let before = upgrade_support::snapshot(t.path());
+    let (code, out) = store_cmd(&["inspect".as_ref(), roots[0].as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("DLedger store"), "{out}");
+    assert!(
+        out.contains("entries: 1800 (1797 messages, 3 no-ops), indexes 0..=1799, terms 1..=3"),
+        "{out}"
+    );
+    assert!(out.contains("currTerm=4 voteLeader=n0"), "{out}");
+    assert!(out.contains("TakeoverTopic:0"), "{out}");
+    assert!(
+        out.contains("config: 1 topics, 2 consumer offsets"),
+        "{out}"
+    );
+    let (code, out) = store_cmd(&[
+        "inspect".as_ref(),
+        roots[1].join("dledger-n1").as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["kind"], "dledger");
+    assert_eq!(v["lastIndex"], 1799);
+    assert_eq!(v["end"], written[1].end);
+
+    let dirs: Vec<&std::ffi::OsStr> = roots.iter().map(|r| r.as_os_str()).collect();
+    let mut args = vec!["convert".as_ref(), "--dry-run".as_ref()];
+    args.extend(dirs.iter().copied());
+    let (code, out) = store_cmd(&args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Raft continues from term 4"), "{out}");
+    assert!(out.contains("the copies agree through index 1699"), "{out}");
+    assert!(out.contains("rmqraftTakeOverDLedgerThrough=1699"), "{out}");
+    assert!(out.contains("rmqraft-n2"), "{out}");
+    assert!(out.contains("not touched"), "{out}");
+    let (code, out) = store_cmd(&["convert".as_ref(), dirs[0]]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("only with --dry-run"), "{out}");
+    // A problem inside a copy: convert says it cannot go ahead, inspect exits 1.
+    let (_, _, pos, _) = written[0].entries[300];
+    let p = roots[0]
+        .join("dledger-n0/data")
+        .join(format!("{:020}", pos / SEG * SEG));
+    let mut b = std::fs::read(&p).unwrap();
+    let at = (pos % SEG) as usize;
+    b[at..at + 4].copy_from_slice(&9i32.to_be_bytes());
+    std::fs::write(&p, &b).unwrap();
+    let (code, out) = store_cmd(&args);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("problem:") && out.contains("magic 9"), "{out}");
+    let (code, out) = store_cmd(&["inspect".as_ref(), roots[0].as_os_str()]);
+    assert_eq!(code, 1, "{out}");
+    let mut after = upgrade_support::snapshot(t.path());
+    let changed = Path::new("node0/dledger-n0/data").join(format!("{:020}", pos / SEG * SEG));
+    after.insert(changed.clone(), before[&changed]);
+    assert_eq!(after, before, "the tools wrote nothing");
+}

@@ -855,3 +855,531 @@ pub fn record_bytes<'a>(scan: &'a Scan, meta: &RecordMeta) -> &'a [u8] {
     let at = (meta.offset - seg.from) as usize;
     &seg.bytes()[at..at + meta.size as usize]
 }
+
+/// The term and vote a member taking over `dir` starts from, when its own is behind the
+/// DLedger store's: currterm's currTerm with its voteLeader when that is one of the
+/// peers (`is_peer`), else the next term without a vote (a member never votes twice in
+/// one term). `None` when the member's own term is already there.
+pub fn takeover_hard_state(
+    dir: &Path,
+    own: &crate::store::HardState,
+    is_peer: impl Fn(&str) -> bool,
+) -> Result<Option<crate::store::HardState>> {
+    let props = properties(&dir.join("currterm"))?;
+    let get = |k: &str| {
+        props
+            .as_ref()
+            .and_then(|p| p.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+    };
+    let term = match get("currTerm") {
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            Error::corrupt(format!(
+                "{}: currTerm={v} is not a term (a whole number); nothing was changed",
+                dir.join("currterm").display()
+            ))
+        })?,
+        None => scan_offsets(dir, None)?.last_term(),
+    };
+    let vote = get("voteLeader").filter(|v| !v.is_empty());
+    let hs = match vote {
+        Some(v) if is_peer(&v) => crate::store::HardState {
+            term,
+            voted_for: Some(v),
+        },
+        Some(_) => crate::store::HardState {
+            term: term + 1,
+            voted_for: None,
+        },
+        None => crate::store::HardState {
+            term,
+            voted_for: None,
+        },
+    };
+    Ok((own.term < hs.term).then_some(hs))
+}
+
+/// The old store of a member taking over the DLedger store `dir`
+/// (`rmqraftTakeOverDLedger=true`): as [`super::attach`] does for a classic commitlog,
+/// the first open records the log's digest in `marker` and later opens must find the
+/// same log. Nothing in `dir` is written.
+pub(super) fn attach(
+    group: &crate::engine::Group,
+    broker_dir: &Path,
+    dir: &Path,
+    recorded: Option<String>,
+    marker: &Path,
+) -> Result<Option<std::sync::Arc<super::OldStore>>> {
+    const KEY: &str = "rmqraftTakeOverDLedger";
+    let cfg = group.config();
+    if !is_dledger_dir(dir) {
+        return Err(Error::config(format!(
+            "{KEY}=true, but {} holds no DLedger store (no currterm, no data/ file starting \
+             with a DLedger entry); nothing was changed. Give storePathRootDir and \
+             dLegerSelfId of the stopped DLedger broker",
+            dir.display()
+        )));
+    }
+    let old_commitlog = cfg.store_root.join("commitlog");
+    for d in std::iter::once(&old_commitlog).chain(cfg.classic_commitlog_dir.as_ref()) {
+        if super::holds_records(d) {
+            return Err(Error::config(format!(
+                "{KEY}=true: {} holds classic commitlog records below the DLedger log (a \
+                 broker upgraded from master-slave to DLedger mode); taking over such a store \
+                 is not supported yet; nothing was changed",
+                d.display()
+            )));
+        }
+    }
+    let through = cfg.dledger_takeover_through;
+    let log = DLedgerLog::open(dir, through)
+        .map_err(|e| Error::new(e.kind(), format!("{KEY}=true: {}", e.message())))?;
+    if let Some(t) = through {
+        let last = log.scan().last_index();
+        if last.is_none_or(|l| l < t) {
+            return Err(Error::config(format!(
+                "rmqraftTakeOverDLedgerThrough={t}: this member's DLedger log {} ends at \
+                 index {}, before it: the member is behind; copy data/ of a member that has \
+                 the entries through {t} (`rmqraft store convert --dry-run` over the copies \
+                 says which), or lower the value on every member; nothing was changed",
+                dir.display(),
+                last.map_or("(none)".to_string(), |l| l.to_string())
+            )));
+        }
+    }
+    let config_dirs = [cfg.store_root.join("config")];
+    let config_dir = config_dirs
+        .iter()
+        .find(|d| super::config_json::has_config(d))
+        .cloned();
+    let (topics, consumer_offsets, delay_offsets) = match &config_dir {
+        Some(d) => (
+            super::config_json::topics(d)?,
+            super::config_json::consumer_offsets(d)?,
+            super::config_json::delay_offsets(d)?,
+        ),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let digest = log.digest().clone();
+    let (entries, left_out) = (log.scan().entries.len(), log.scan().left_out);
+    let (first_index, last_index) = (log.scan().first_index(), log.scan().last_index());
+    let notes = log.scan().notes.clone();
+    let old = super::OldStore {
+        log: Box::new(log),
+        dir: dir.to_path_buf(),
+        topics,
+        consumer_offsets,
+        delay_offsets,
+        config_dir,
+    };
+    match recorded {
+        Some(text) => {
+            let diff = digest.differences(&text);
+            if !diff.is_empty() {
+                return Err(Error::config(format!(
+                    "{KEY}=true: the DLedger log {} is not the one this member was first \
+                     opened over ({}): {}; nothing was changed. Put the same DLedger store \
+                     back, with the same rmqraftTakeOverDLedgerThrough",
+                    dir.display(),
+                    marker.display(),
+                    diff.join(", ")
+                )));
+            }
+        }
+        None => {
+            super::refuse_if_log_has_messages(group, dir)?;
+            for f in ["checkpoint", "checkpoint.tmp"] {
+                let p = broker_dir.join(f);
+                if p.exists() {
+                    std::fs::remove_file(&p)
+                        .map_err(|e| Error::io(format!("remove {}", p.display()), e))?;
+                }
+            }
+            super::write_marker(marker, &digest.to_text(dir))?;
+            log::info!(
+                "{}/{}: took over the DLedger store {} ({entries} entries, indexes {}..={}, \
+                 {} messages at offsets {}..{}, sha256 {}); new messages start at commitlog \
+                 offset {}",
+                group.group_name(),
+                group.self_id(),
+                dir.display(),
+                first_index.map_or("-".to_string(), |i| i.to_string()),
+                last_index.map_or("-".to_string(), |i| i.to_string()),
+                old.log.offsets().len(),
+                digest.first,
+                digest.end,
+                digest.sha256_hex(),
+                digest.divided
+            );
+            if left_out > 0 {
+                log::warn!(
+                    "{}/{}: {left_out} DLedger entries after index {} are not served \
+                     (rmqraftTakeOverDLedgerThrough); their offsets below {} stay unused",
+                    group.group_name(),
+                    group.self_id(),
+                    last_index.map_or("-".to_string(), |i| i.to_string()),
+                    digest.divided
+                );
+            }
+            for n in &notes {
+                log::warn!(
+                    "{}/{}: DLedger store: {n}",
+                    group.group_name(),
+                    group.self_id()
+                );
+            }
+        }
+    }
+    Ok(Some(std::sync::Arc::new(old)))
+}
+
+/// The `dledger-<selfId>` directory `dir` names: `dir` itself, or the one `dledger-*`
+/// directory of a store root holding DLedger's files; `None` if neither.
+pub fn find_dir(dir: &Path) -> Option<PathBuf> {
+    if is_dledger_dir(dir) {
+        return Some(dir.to_path_buf());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|i| i.ok())
+        .filter(|i| i.file_name().to_string_lossy().starts_with("dledger-"))
+        .map(|i| i.path())
+        .filter(|p| is_dledger_dir(p))
+        .collect();
+    (found.len() == 1).then(|| found.pop()).flatten()
+}
+
+/// One queue as the DLedger log has it: (topic, queue id) -> (messages, min, max offset).
+type Queues = std::collections::BTreeMap<(String, i32), (u64, i64, i64)>;
+
+/// What `rmqraft store inspect` finds in a DLedger store.
+pub struct Inspection {
+    pub scan: Scan,
+    queues: Queues,
+    /// The store root's config/*.json: (topics, consumer offsets), if any.
+    config: Option<(usize, usize)>,
+    notes: Vec<String>,
+}
+
+/// Reads a DLedger store (`dledger-<selfId>` or its store root) and everything that can
+/// be said about it.
+pub fn inspect(dir: &Path) -> Result<Inspection> {
+    let d = find_dir(dir).ok_or_else(|| {
+        Error::config(format!(
+            "{}: not a DLedger store (no currterm, no data/ file starting with a DLedger \
+             entry, and not a store root with one dledger-<selfId>/ holding them)",
+            dir.display()
+        ))
+    })?;
+    let scan = scan(&d)?;
+    let mut queues = Queues::new();
+    for r in scan.records.iter().filter(|r| r.in_consume_queue()) {
+        let q = queues.entry((r.topic.clone(), r.queue_id)).or_insert((
+            0,
+            r.queue_offset,
+            r.queue_offset,
+        ));
+        q.0 += 1;
+        q.1 = q.1.min(r.queue_offset);
+        q.2 = q.2.max(r.queue_offset);
+    }
+    let mut notes = Vec::new();
+    let mut config = None;
+    if let Some(root) = d.parent() {
+        let cfg = root.join("config");
+        if super::config_json::has_config(&cfg) {
+            match (
+                super::config_json::topics(&cfg),
+                super::config_json::consumer_offsets(&cfg),
+            ) {
+                (Ok(t), Ok(o)) => config = Some((t.len(), o.len())),
+                (Err(e), _) | (_, Err(e)) => notes.push(format!("config: {}", e.message())),
+            }
+        }
+        if super::holds_records(&root.join("commitlog")) {
+            notes.push(format!(
+                "{}: a classic commitlog below the DLedger log (upgraded from master-slave); \
+                 rmqraft does not take such a store over yet",
+                root.join("commitlog").display()
+            ));
+        }
+    }
+    Ok(Inspection {
+        scan,
+        queues,
+        config,
+        notes,
+    })
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
+impl Inspection {
+    pub fn problems(&self) -> &[Problem] {
+        &self.scan.problems
+    }
+
+    pub fn text(&self) -> String {
+        let s = &self.scan;
+        let digest = digest_of(s);
+        let mut out = format!("DLedger store {}\n", s.dir.display());
+        out.push_str(&format!(
+            "  data files: {} of {} bytes\n",
+            s.segments.len(),
+            s.segment_size
+        ));
+        for seg in &s.segments {
+            out.push_str(&format!(
+                "    {}  {} bytes, {} used{}\n",
+                seg.name,
+                seg.len,
+                seg.used,
+                if seg.sealed {
+                    ", sealed by a blank"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let (tmin, tmax) = (
+            s.entries.iter().map(|e| e.term).min(),
+            s.entries.iter().map(|e| e.term).max(),
+        );
+        out.push_str(&format!(
+            "  entries: {} ({} messages, {} no-ops), indexes {}..={}, terms {}..={}\n",
+            s.entries.len(),
+            s.offsets.len(),
+            s.noops(),
+            opt(s.first_index()),
+            opt(s.last_index()),
+            opt(tmin),
+            opt(tmax)
+        ));
+        out.push_str(&format!(
+            "  currterm: currTerm={} voteLeader={}; checkpoint committedIndex={}\n",
+            opt(s.curr_term),
+            s.vote_leader.as_deref().unwrap_or("-"),
+            opt(s.committed_index)
+        ));
+        out.push_str(&format!(
+            "  first offset {}, last offset {}, log end {}, new messages from {}\n",
+            opt(s.offsets.first().copied()),
+            opt(s.offsets.last().copied()),
+            s.end,
+            s.divided
+        ));
+        out.push_str(&format!(
+            "  sha256 {} over {} bytes\n",
+            digest.sha256_hex(),
+            digest.bytes
+        ));
+        let topics: std::collections::BTreeSet<&str> =
+            self.queues.keys().map(|k| k.0.as_str()).collect();
+        out.push_str(&format!("  topics: {}\n", topics.len()));
+        for ((t, q), (n, lo, hi)) in &self.queues {
+            out.push_str(&format!(
+                "    {t}:{q}  {n} messages, queue offsets {lo}..={hi}\n"
+            ));
+        }
+        if let Some((t, o)) = self.config {
+            out.push_str(&format!("  config: {t} topics, {o} consumer offsets\n"));
+        }
+        for n in s.notes.iter().chain(&self.notes) {
+            out.push_str(&format!("  note: {n}\n"));
+        }
+        if s.problems.is_empty() {
+            out.push_str("  problems: none\n");
+        } else {
+            out.push_str(&format!("  problems: {}\n", s.problems.len()));
+            for p in &s.problems {
+                out.push_str(&format!("    {p}\n"));
+            }
+        }
+        out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let s = &self.scan;
+        let digest = digest_of(s);
+        serde_json::json!({
+            "kind": "dledger",
+            "dir": s.dir.display().to_string(),
+            "segmentSize": s.segment_size,
+            "segments": s.segments.iter().map(|g| serde_json::json!({
+                "name": g.name, "bytes": g.len, "used": g.used, "sealed": g.sealed,
+            })).collect::<Vec<_>>(),
+            "entries": s.entries.len(),
+            "messages": s.offsets.len(),
+            "noops": s.noops(),
+            "firstIndex": s.first_index(),
+            "lastIndex": s.last_index(),
+            "lastTerm": s.last_term(),
+            "currTerm": s.curr_term,
+            "voteLeader": s.vote_leader,
+            "committedIndex": s.committed_index,
+            "firstOffset": s.offsets.first(),
+            "lastOffset": s.offsets.last(),
+            "end": s.end,
+            "divided": s.divided,
+            "sha256": digest.sha256_hex(),
+            "queues": self.queues.iter().map(|((t, q), (n, lo, hi))| serde_json::json!({
+                "topic": t, "queueId": q, "messages": n, "minOffset": lo, "maxOffset": hi,
+            })).collect::<Vec<_>>(),
+            "notes": s.notes.iter().chain(&self.notes).collect::<Vec<_>>(),
+            "problems": s.problems.iter().map(|p| serde_json::json!({
+                "file": p.file, "offset": p.offset, "what": p.what,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The last index on which all `scans` agree (same entries, byte for byte), `None` if
+/// they agree on none.
+fn agreed_through(scans: &[Scan]) -> Option<u64> {
+    let first = scans.first()?;
+    let mut through = None;
+    for (i, e) in first.entries.iter().enumerate() {
+        let bytes = entry_bytes(first, e);
+        let all = scans[1..].iter().all(|s| {
+            s.entries
+                .get(i)
+                .is_some_and(|o| o == e && entry_bytes(s, o) == bytes)
+        });
+        if !all {
+            break;
+        }
+        through = Some(e.index);
+    }
+    through
+}
+
+fn entry_bytes<'a>(scan: &'a Scan, e: &EntryInfo) -> &'a [u8] {
+    scan.segments
+        .iter()
+        .rev()
+        .find(|s| s.from <= e.pos && e.pos < s.from + s.len)
+        .map_or(&[][..], |s| {
+            let at = (e.pos - s.from) as usize;
+            &s.bytes()[at..at + e.size as usize]
+        })
+}
+
+/// What taking over the DLedger stores `dirs` (one per member, each a `dledger-<selfId>`
+/// directory or its store root) would do: lines to print and whether it can go ahead.
+/// Reads only.
+pub fn convert_dry_run(dirs: &[PathBuf]) -> Result<(Vec<String>, bool)> {
+    let mut out = vec!["dry run: nothing written".to_string()];
+    let mut scans = Vec::new();
+    let mut ok = true;
+    for dir in dirs {
+        let d = find_dir(dir)
+            .ok_or_else(|| Error::config(format!("{}: not a DLedger store", dir.display())))?;
+        let s = scan(&d)?;
+        let root = d.parent().unwrap_or(Path::new("."));
+        let id = d
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .trim_start_matches("dledger-")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        out.push(format!(
+            "{}: {} entries ({} messages, {} no-ops), indexes {}..={}, last term {}, \
+             currTerm {}",
+            d.display(),
+            s.entries.len(),
+            s.offsets.len(),
+            s.noops(),
+            opt(s.first_index()),
+            opt(s.last_index()),
+            s.last_term(),
+            opt(s.curr_term)
+        ));
+        for n in &s.notes {
+            out.push(format!("  note: {n}"));
+        }
+        for p in &s.problems {
+            out.push(format!("  problem: {p}"));
+            ok = false;
+        }
+        if super::holds_records(&root.join("commitlog")) {
+            out.push(format!(
+                "  refused: {} holds a classic commitlog below the DLedger log; not taken \
+                 over yet",
+                root.join("commitlog").display()
+            ));
+            ok = false;
+        }
+        out.push(format!(
+            "  member {id}: storePathRootDir={} dLegerSelfId={id} rmqraftTakeOverDLedger=true: \
+             rmqraft's own files go in {} (created beside; nothing under {} is written)",
+            root.display(),
+            root.join(format!("rmqraft-{id}")).display(),
+            d.display()
+        ));
+        scans.push(s);
+    }
+    let Some(first) = scans.first() else {
+        return Ok((out, false));
+    };
+    let through = agreed_through(&scans);
+    let longest = scans.iter().filter_map(Scan::last_index).max();
+    let term = scans.iter().map(Scan::term).max().unwrap_or(0);
+    out.push(format!(
+        "Raft continues from term {term} (currterm, or the last entry's term if higher); \
+         rmqraft's own log starts at its index 1 beside the DLedger log"
+    ));
+    match through {
+        None if scans.iter().any(|s| !s.entries.is_empty()) => {
+            out.push("the copies agree on no entry: not taken over".to_string());
+            ok = false;
+        }
+        None => out.push("the DLedger logs hold no entry".to_string()),
+        Some(t) => {
+            let served = first
+                .entries
+                .iter()
+                .filter(|e| e.index <= t && e.message)
+                .count();
+            let end = first
+                .entries
+                .iter()
+                .find(|e| e.index == t)
+                .map_or(0, |e| e.pos + u64::from(e.size));
+            let divided = match first
+                .segments
+                .iter()
+                .find(|s| s.from <= end && end < s.from + first.segment_size)
+            {
+                Some(s) if end > s.from => s.from + first.segment_size,
+                _ => end,
+            };
+            out.push(format!(
+                "served: {} messages of entries {}..={t}, at their DLedger commitlog offsets \
+                 (pos + 48) and queue offsets, by queue, key, UNIQ_KEY and offset msg id; new \
+                 messages from commitlog offset {divided}",
+                served,
+                opt(first.first_index())
+            ));
+            if Some(t) == longest && scans.iter().all(|s| s.last_index() == Some(t)) {
+                out.push("every copy holds the same entries".to_string());
+            } else {
+                out.push(format!(
+                    "the copies agree through index {t} (the longest reaches {}): set \
+                     rmqraftTakeOverDLedgerThrough={t} on every member and entries after {t} \
+                     are not served, or first copy the longest copy's data/ and index/ over \
+                     the others (brokers stopped) to serve them all",
+                    opt(longest)
+                ));
+            }
+        }
+    }
+    out.push(
+        "not touched: data/, index/, currterm, checkpoint and snapshot/ of every DLedger \
+         directory, and config/ (read for topics and consumer offsets)"
+            .to_string(),
+    );
+    Ok((out, ok))
+}
