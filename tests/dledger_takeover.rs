@@ -2,8 +2,17 @@
 //! (src/upgrade/dledger.rs) over stores written by tests/dledger_support, the store
 //! tools over them, and a group taking one over.
 
+mod common;
 mod dledger_support;
 mod upgrade_support;
+
+use common::{free_ports, init_logging, peers_string, wait_for, wait_for_ok, DEADLINE};
+use rmqraft::broker::record::MessageRecord;
+use rmqraft::broker::{Broker, Message, MessageView};
+use rmqraft::{Engine, ErrorKind, Role};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use dledger_support::{items, write};
 use rmqraft::upgrade::dledger::{self, DLedgerLog};
@@ -313,4 +322,359 @@ fn store_inspect_and_convert_dry_run_understand_dledger_stores() {
     let changed = Path::new("node0/dledger-n0/data").join(format!("{:020}", pos / SEG * SEG));
     after.insert(changed.clone(), before[&changed]);
     assert_eq!(after, before, "the tools wrote nothing");
+}
+
+/// Members, each over its own DLedger store root `<dir>/node<i>` (`dledger-n<i>/`).
+struct Members {
+    dir: tempfile::TempDir,
+    ports: Vec<u16>,
+    /// rmqraftTakeOverDLedgerThrough for every member, if set.
+    through: Option<u64>,
+    members: Vec<Option<(Engine, Broker)>>,
+}
+
+impl Members {
+    /// Member i's store is written from `logs[i]` (items, currTerm).
+    fn new(logs: &[(&[dledger_support::Item], u64)]) -> Members {
+        init_logging();
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (items, term)) in logs.iter().enumerate() {
+            let root = dir.path().join(format!("node{i}"));
+            write(
+                &root.join(format!("dledger-n{i}")),
+                SEG,
+                INDEX_FILE,
+                items,
+                *term,
+                "n0",
+            );
+            dledger_support::write_config(&root, 3);
+        }
+        Members {
+            dir,
+            ports: free_ports(logs.len()),
+            through: None,
+            members: (0..logs.len()).map(|_| None).collect(),
+        }
+    }
+
+    fn root(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    fn props(&self, i: usize) -> String {
+        let through = self.through.map_or(String::new(), |t| {
+            format!("rmqraftTakeOverDLedgerThrough={t}\n")
+        });
+        format!(
+            "dLegerGroup=RaftNode00\ndLegerPeers={}\ndLegerSelfId=n{i}\nstorePathRootDir={}\n\
+             enableDLegerCommitLog=true\nrmqraftTakeOverDLedger=true\n{through}\
+             mappedFileSizeCommitLog=1048576\nbrokerIP1=127.0.0.1\n",
+            peers_string(&self.ports),
+            self.root(i).display()
+        )
+    }
+
+    fn open(&self, i: usize) -> rmqraft::Result<(Engine, Broker)> {
+        let engine = Engine::open("brokerClusterName=TestCluster")?;
+        let group = match engine.open_group(&self.props(i)) {
+            Ok(g) => Arc::new(g),
+            Err(e) => {
+                engine.close();
+                return Err(e);
+            }
+        };
+        match Broker::open(Arc::clone(&group), &self.props(i)) {
+            Ok(b) => Ok((engine, b)),
+            Err(e) => {
+                group.close();
+                engine.close();
+                Err(e)
+            }
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        assert!(self.members[i].is_none());
+        let m = wait_for("member to open", || match self.open(i) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == ErrorKind::Io => None,
+            Err(e) => panic!("member {i} does not open: {e}"),
+        });
+        self.members[i] = Some(m);
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some((engine, broker)) = self.members[i].take() {
+            broker.close();
+            broker.group().close();
+            engine.close();
+        }
+    }
+
+    fn broker(&self, i: usize) -> &Broker {
+        &self.members[i].as_ref().expect("running").1
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|i| self.members[*i].is_some())
+            .collect()
+    }
+
+    fn leader(&self) -> usize {
+        wait_for("a leader", || {
+            let leaders: Vec<usize> = self
+                .running()
+                .into_iter()
+                .filter(|i| {
+                    self.broker(*i)
+                        .group()
+                        .status()
+                        .is_ok_and(|s| s.role == Role::Leader)
+                })
+                .collect();
+            (leaders.len() == 1).then(|| leaders[0])
+        })
+    }
+
+    fn settle(&self) {
+        let l = self.leader();
+        let commit = self.broker(l).group().status().unwrap().commit_index;
+        for i in self.running() {
+            self.broker(i).wait_applied(commit, DEADLINE).unwrap();
+        }
+    }
+
+    fn send(&self, m: &Message) -> rmqraft::broker::SendResult {
+        wait_for("a send to commit", || {
+            let l = self.leader();
+            match self.broker(l).send(m, Duration::from_secs(10)) {
+                Ok(r) => Some(r),
+                Err(e) if matches!(e.kind(), ErrorKind::NotLeader | ErrorKind::Busy) => None,
+                Err(e) => panic!("send: {e}"),
+            }
+        })
+    }
+
+    fn dledger_snapshots(&self) -> Vec<std::collections::BTreeMap<PathBuf, (u64, [u8; 32])>> {
+        (0..self.members.len())
+            .map(|i| upgrade_support::snapshot(&self.root(i).join(format!("dledger-n{i}"))))
+            .collect()
+    }
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop(i);
+        }
+    }
+}
+
+fn pull_all(b: &Broker, topic: &str, queue: i32) -> Vec<MessageView> {
+    let (min, max) = b.queue_offsets(topic, queue).unwrap();
+    let mut out = Vec::new();
+    let mut offset = min;
+    for _ in 0..100_000 {
+        if offset >= max {
+            break;
+        }
+        let r = b
+            .pull(topic, queue, offset, 64, None, Duration::ZERO)
+            .unwrap();
+        assert!(r.next_offset > offset);
+        offset = r.next_offset;
+        out.extend(r.messages);
+    }
+    out
+}
+
+/// Every old message is served by queue (same record, same queue and commitlog offsets),
+/// by each key, by UNIQ_KEY and by offset msg id.
+fn assert_serves_old(b: &Broker, recs: &[&MessageRecord]) {
+    let mut queues: Vec<(String, i32)> =
+        recs.iter().map(|r| (r.topic.clone(), r.queue_id)).collect();
+    queues.sort();
+    queues.dedup();
+    for (t, q) in &queues {
+        let want: Vec<&&MessageRecord> = recs
+            .iter()
+            .filter(|r| &r.topic == t && r.queue_id == *q)
+            .collect();
+        let got = pull_all(b, t, *q);
+        assert!(got.len() >= want.len(), "{t}:{q} holds every old message");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(&g.decoded, **w, "{t}:{q} offset {}", w.queue_offset);
+            assert_eq!(g.queue_offset(), w.queue_offset as u64);
+            assert_eq!(g.commitlog_offset(), w.physical_offset as u64);
+        }
+    }
+    let step = (recs.len() / 150).max(1);
+    for r in recs.iter().step_by(step) {
+        for k in r.keys().unwrap_or("").split(' ').filter(|k| !k.is_empty()) {
+            let hits = b.query_by_key(&r.topic, k, 1000, 0, 0).unwrap();
+            assert!(
+                hits.iter()
+                    .any(|h| h.commitlog_offset() == r.physical_offset as u64),
+                "key {k} finds the message at {}",
+                r.physical_offset
+            );
+        }
+        let v = b.view_by_id(&r.offset_msg_id()).unwrap();
+        assert_eq!(&v.decoded, *r, "by offset msg id");
+        let u = r.uniq_key().unwrap();
+        let v = b.view_by_id(u).unwrap();
+        assert_eq!(v.decoded.physical_offset, r.physical_offset, "by UNIQ_KEY");
+    }
+}
+
+#[test]
+fn three_members_take_over_three_dledger_copies_and_fail_over() {
+    let all = items(3000, 3, 700);
+    let mut m = Members::new(&[(&all, 9), (&all, 9), (&all, 9)]);
+    let w = {
+        let t = tmp();
+        write(&t.path().join("x"), SEG, INDEX_FILE, &all, 9, "n0")
+    };
+    let recs: Vec<&MessageRecord> = w.records.iter().map(|r| &r.1).collect();
+    let divided = (w.end / SEG + 1) * SEG;
+    let before = m.dledger_snapshots();
+    for i in 0..3 {
+        m.restart(i);
+    }
+    m.settle();
+    for i in 0..3 {
+        assert!(
+            m.broker(i).group().status().unwrap().term >= 9,
+            "term continues"
+        );
+        assert!(m.root(i).join(format!("rmqraft-n{i}")).is_dir());
+        assert_serves_old(m.broker(i), &recs);
+        assert_eq!(
+            m.broker(i)
+                .consumer_offset_fetch("cg1", "TakeoverTopic", 0)
+                .unwrap(),
+            Some(3)
+        );
+    }
+    let queue_max = |b: &Broker, q: i32| b.queue_offsets("TakeoverTopic", q).unwrap().1;
+    let before_q: Vec<u64> = (0..3).map(|q| queue_max(m.broker(0), q)).collect();
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        let r = m.send(
+            &Message::new("TakeoverTopic", format!("new {i}"))
+                .with_queue(i % 3)
+                .with_keys(format!("new-{i}")),
+        );
+        assert!(
+            r.commitlog_offset >= divided,
+            "new messages after the DLedger log"
+        );
+        sent.push(r);
+    }
+    for (i, r) in sent.iter().enumerate() {
+        let q = i % 3;
+        assert_eq!(
+            r.queue_offset,
+            before_q[q] + (i as u64 / 3),
+            "queue offsets continue"
+        );
+    }
+    m.settle();
+    let old_leader = m.leader();
+    m.stop(old_leader);
+    let l = m.leader();
+    assert_ne!(l, old_leader);
+    m.settle();
+    assert_serves_old(m.broker(l), &recs);
+    let last = &sent.last().unwrap().offset_msg_id;
+    wait_for_ok("the new leader to commit what it inherited", || {
+        m.broker(l).view_by_id(last)
+    });
+    let r = m.send(&Message::new("TakeoverTopic", "after failover").with_queue(0));
+    assert_eq!(r.queue_offset, before_q[0] + 10);
+    m.restart(old_leader);
+    m.settle();
+    assert_serves_old(m.broker(old_leader), &recs);
+    let v = wait_for_ok("the new message on the restarted member", || {
+        m.broker(old_leader).view_by_id(&r.offset_msg_id)
+    });
+    assert_eq!(v.body().as_ref(), b"after failover");
+    for i in 0..3 {
+        m.stop(i);
+    }
+    assert_eq!(
+        m.dledger_snapshots(),
+        before,
+        "the DLedger files are unchanged"
+    );
+}
+
+#[test]
+fn a_copy_with_a_different_tail_is_caught_and_the_agreed_prefix_served() {
+    let all = items(2000, 3, 700);
+    let short = &all[..1990];
+    let mut m = Members::new(&[(&all, 5), (&all, 5), (short, 5)]);
+    m.restart(0);
+    m.restart(1);
+    m.settle();
+    m.restart(2);
+    let w = {
+        let t = tmp();
+        write(&t.path().join("x"), SEG, INDEX_FILE, &all, 5, "n0")
+    };
+    let err = wait_for("member 2 to refuse", || {
+        m.broker(2)
+            .view_by_id(&w.records[0].1.offset_msg_id())
+            .err()
+    });
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(err.message().contains("refusing to serve"), "{err}");
+    for i in 0..3 {
+        m.stop(i);
+    }
+    // Every member serves the prefix the copies agree on: new roots for rmqraft's files.
+    for i in 0..3 {
+        std::fs::remove_dir_all(m.root(i).join(format!("rmqraft-n{i}"))).unwrap();
+    }
+    m.through = Some(1989);
+    for i in 0..3 {
+        m.restart(i);
+    }
+    m.settle();
+    let served: Vec<&MessageRecord> = w
+        .records
+        .iter()
+        .filter(|r| r.3 <= 1989)
+        .map(|r| &r.1)
+        .collect();
+    let left: Vec<&MessageRecord> = w
+        .records
+        .iter()
+        .filter(|r| r.3 > 1989)
+        .map(|r| &r.1)
+        .collect();
+    assert!(!left.is_empty());
+    for i in 0..3 {
+        assert_serves_old(m.broker(i), &served);
+        assert!(m.broker(i).view_by_id(&left[0].offset_msg_id()).is_err());
+    }
+    let r = m.send(&Message::new("TakeoverTopic", "after the prefix").with_queue(0));
+    assert!(r.commitlog_offset >= w.end - (w.end % SEG));
+}
+
+#[test]
+fn without_the_takeover_key_a_dledger_store_is_still_refused() {
+    let mut m = Members::new(&[(&items(300, 2, 100), 2)]);
+    let before = m.dledger_snapshots();
+    let props = m.props(0).replace("rmqraftTakeOverDLedger=true\n", "");
+    let engine = Engine::open("brokerClusterName=TestCluster").unwrap();
+    let err = engine.open_group(&props).err().expect("refused");
+    engine.close();
+    assert!(err.message().contains("DLedger store"), "{err}");
+    assert_eq!(m.dledger_snapshots(), before);
+    m.restart(0);
+    m.stop(0);
+    assert_eq!(m.dledger_snapshots(), before);
 }

@@ -168,6 +168,7 @@ pub fn write(
                 // DLedgerCommitLog's AppendHook: PHYSICALOFFSET = pos + 48.
                 r.physical_offset = (pos + HEADER) as i64;
                 let bytes = r.encode().unwrap();
+                let (r, _) = MessageRecord::decode(&bytes).unwrap();
                 records.push((pos + HEADER, r, bytes.clone(), idx));
                 bytes
             }
