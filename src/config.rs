@@ -142,6 +142,13 @@ pub struct GroupConfig {
     /// `storePathCommitLog`: where a classic RocketMQ broker kept its commitlog, if not in
     /// `<root>/commitlog`; rmqraft only looks there to refuse starting over an old store.
     pub classic_commitlog_dir: Option<PathBuf>,
+    /// `rmqraftTakeOverDLedger`: this member takes over the stopped DLedger broker's store
+    /// `<root>/dledger-<selfId>/` in place (read only); its own files live beside it, in
+    /// `<root>/rmqraft-<selfId>/` (README, "Upgrade from DLedger mode").
+    pub dledger_takeover: bool,
+    /// `rmqraftTakeOverDLedgerThrough`: serve the DLedger log's entries up to this index
+    /// only (the prefix the members' copies agree on; `rmqraft store convert --dry-run`).
+    pub dledger_takeover_through: Option<u64>,
     /// `mappedFileSizeCommitLog`
     pub segment_size_bytes: u64,
     /// `flushDiskType`
@@ -212,9 +219,19 @@ impl GroupConfig {
         )
     }
 
-    /// `<storePathRootDir>/dledger-<selfId>`
+    /// `<storePathRootDir>/dledger-<selfId>`, or `<storePathRootDir>/rmqraft-<selfId>`
+    /// when the member takes over a DLedger store (which keeps the first name).
     pub fn member_dir(&self) -> PathBuf {
+        if self.dledger_takeover {
+            return self.store_root.join(format!("rmqraft-{}", self.self_id));
+        }
         self.store_root.join(format!("dledger-{}", self.self_id))
+    }
+
+    /// The DLedger broker's store a taking-over member serves: `<root>/dledger-<selfId>`.
+    pub fn dledger_store_dir(&self) -> Option<PathBuf> {
+        self.dledger_takeover
+            .then(|| self.store_root.join(format!("dledger-{}", self.self_id)))
     }
 
     pub fn self_peer(&self) -> &Peer {
@@ -283,6 +300,8 @@ pub const GROUP_KEYS: &[&str] = &[
     "maxLeadershipTransferWaitIndex",
     "maxWaitAckTimeMs",
     "rmqraftPrewriteSegments",
+    "rmqraftTakeOverDLedger",
+    "rmqraftTakeOverDLedgerThrough",
 ];
 
 struct Props {
@@ -554,6 +573,15 @@ impl GroupConfig {
                 .get("storePathCommitLog")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            dledger_takeover: match props.get("rmqraftTakeOverDLedger").unwrap_or("false") {
+                "true" => true,
+                "false" => false,
+                other => return Err(bad("rmqraftTakeOverDLedger", other, "is not true or false")),
+            },
+            dledger_takeover_through: match props.get("rmqraftTakeOverDLedgerThrough") {
+                Some(_) => Some(props.number("rmqraftTakeOverDLedgerThrough", 0, 0, u64::MAX)?),
+                None => None,
+            },
             segment_size_bytes: props.number(
                 "mappedFileSizeCommitLog",
                 1 << 30,
@@ -590,6 +618,11 @@ impl GroupConfig {
                 }
             },
         };
+        if config.dledger_takeover_through.is_some() && !config.dledger_takeover {
+            return Err(Error::config(
+                "rmqraftTakeOverDLedgerThrough: set without rmqraftTakeOverDLedger=true",
+            ));
+        }
         if u64::from(config.entry_size_bytes_max) + 4096 > config.segment_size_bytes {
             return Err(Error::config(format!(
                 "maxEntrySize: {} does not fit a segment of mappedFileSizeCommitLog {} bytes",

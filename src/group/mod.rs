@@ -200,7 +200,18 @@ impl Member {
             prewrite_segments: config.prewrite_segments,
             classic_commitlog_dir: config.classic_commitlog_dir.clone(),
         };
-        let (store, recovery) = LogStore::open(opts, flusher, on_flushed)?;
+        let (mut store, mut recovery) = LogStore::open(opts, flusher, on_flushed)?;
+        if let Some(dir) = config.dledger_store_dir() {
+            // Raft's term continues from the DLedger store's (its vote kept with it).
+            if let Some(hs) =
+                crate::upgrade::dledger::takeover_hard_state(&dir, &recovery.hard_state, |id| {
+                    config.peer_index(id).is_some()
+                })?
+            {
+                store.save_hard_state(&hs)?;
+                recovery.hard_state = hs;
+            }
+        }
         for note in &recovery.notes {
             log::warn!("{}/{}: recovery: {note}", config.group, config.self_id);
         }

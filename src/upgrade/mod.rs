@@ -16,6 +16,7 @@
 
 pub mod classic;
 pub mod config_json;
+pub mod dledger;
 pub mod tools;
 
 use crate::broker::{record, TopicConfig};
@@ -341,6 +342,9 @@ pub fn attach(group: &Group, broker_dir: &Path) -> Result<Option<Arc<OldStore>>>
         Err(e) => return Err(Error::io(format!("read {}", marker.display()), e)),
     };
     let cfg = group.config();
+    if let Some(dledger_dir) = cfg.dledger_store_dir() {
+        return dledger::attach(group, broker_dir, &dledger_dir, recorded, &marker);
+    }
     // RocketMQ's broker.conf names storePathCommitLog in every setup, DLedger mode
     // included: only a directory holding classic records is an old log to serve.
     let dir = cfg

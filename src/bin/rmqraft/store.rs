@@ -2,7 +2,7 @@
 //! in place (README, "Upgrading a master-slave store").
 
 use lexopt::prelude::*;
-use rmqraft::upgrade::tools;
+use rmqraft::upgrade::{dledger, tools};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +12,10 @@ Usage:
   rmqraft store inspect DIR [--json]
   rmqraft store diff DIR_A DIR_B
   rmqraft store align --from DIR_A --to DIR_B [--dry-run]
+  rmqraft store convert --dry-run DIR...
 
-DIR is a classic RocketMQ store root (holding commitlog/) or a commitlog directory.
+DIR is a classic RocketMQ store root (holding commitlog/) or a commitlog directory; for
+inspect and convert it may also be a DLedger store (dledger-<selfId>/ or its store root).
 
 inspect: segments, messages, first and last offset, the offset new messages would start
          at, a SHA-256 of the log, topics and queues with their queue offsets, notes (an
@@ -25,6 +27,12 @@ align:   makes DIR_B's commitlog (and config/*.json, for store roots) equal to D
          writing only the bytes that differ, and fsyncs; says what it did. Refuses when
          DIR_A has any problem or DIR_B holds segments DIR_A does not. Stop both brokers
          first. --dry-run: only say what it would do.
+
+convert: --dry-run only: for the DLedger stores of the members (one DIR each), what
+         taking them over in place would do (rmqraftTakeOverDLedger=true): each copy's
+         entries, indexes and terms, the term Raft continues from, what is served and
+         from which commitlog offset new messages go, the index the copies agree
+         through, and what is not touched. Exit 0: can go ahead; 1: cannot; 2: error.
 
 Example:
   rmqraft store diff /data/master/store /data/slave/store ||
@@ -43,6 +51,10 @@ enum Cmd {
     Align {
         from: PathBuf,
         to: PathBuf,
+        dry_run: bool,
+    },
+    Convert {
+        dirs: Vec<PathBuf>,
         dry_run: bool,
     },
     Help,
@@ -101,8 +113,19 @@ fn parse(args: Vec<OsString>) -> Result<Cmd, String> {
                 _ => Err("align needs both --from DIR_A and --to DIR_B".into()),
             }
         }
+        "convert" => {
+            only(!json, "--json")?;
+            only(from.is_none() && to.is_none(), "--from/--to")?;
+            if words.is_empty() {
+                return Err("convert takes one DIR per member".into());
+            }
+            Ok(Cmd::Convert {
+                dirs: words,
+                dry_run,
+            })
+        }
         other => Err(format!(
-            "unknown store subcommand '{other}': inspect, diff or align"
+            "unknown store subcommand '{other}': inspect, diff, align or convert"
         )),
     }
 }
@@ -125,6 +148,44 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
+        Cmd::Inspect { dir, json } if dledger::find_dir(&dir).is_some() => {
+            match dledger::inspect(&dir) {
+                Ok(r) => {
+                    if json {
+                        println!("{}", r.json());
+                    } else {
+                        print!("{}", r.text());
+                    }
+                    if r.problems().is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Cmd::Convert { dry_run: false, .. } => {
+            eprintln!(
+                "rmqraft store: convert writes nothing, so it runs only with --dry-run: the \
+                 takeover happens in place when each member starts with \
+                 rmqraftTakeOverDLedger=true (README, \"Upgrade from DLedger mode\")"
+            );
+            ExitCode::from(2)
+        }
+        Cmd::Convert { dirs, .. } => match dledger::convert_dry_run(&dirs) {
+            Ok((lines, ok)) => {
+                for l in &lines {
+                    println!("{l}");
+                }
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => fail(e),
+        },
         Cmd::Inspect { dir, json } => match tools::inspect(&dir) {
             Ok(r) => {
                 if json {
