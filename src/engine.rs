@@ -417,6 +417,15 @@ impl Group {
         &self.member.config
     }
 
+    /// The first step of a planned close, for a host that must stop its own front end
+    /// after it (a broker's RocketMQ port): when this member leads, hands leadership to
+    /// the most up-to-date live follower and waits, at most twice the election timeout,
+    /// until it leads and this member's pending appends are decided. Appends meanwhile
+    /// are refused with `NotLeader`. `close` does the same first.
+    pub fn hand_over_leadership(&self) {
+        self.member.hand_over_for_close();
+    }
+
     /// Stops the member's threads, flushes, releases the store lock. Idempotent; later
     /// calls on this handle return `Closed`.
     pub fn close(&self) {

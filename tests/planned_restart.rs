@@ -228,11 +228,11 @@ fn rolling_restart_of_a_loaded_group_fails_no_append() {
         acked.len(),
         outcomes.retried.load(Ordering::Relaxed)
     );
-    for i in 0..3 {
-        if let Some(g) = slots.groups[i].write().unwrap().take() {
+    for (slot, engine) in slots.groups.iter().zip(&mut engines) {
+        if let Some(g) = slot.write().unwrap().take() {
             g.close();
         }
-        if let Some(e) = engines[i].take() {
+        if let Some(e) = engine.take() {
             e.close();
         }
     }

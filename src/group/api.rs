@@ -446,7 +446,7 @@ impl Member {
     /// commit under the new leader). Appends arriving meanwhile are refused with
     /// NotLeader, so clients retry on the new leader. Gives up quietly when no follower
     /// is live or the deadline passes: the close then goes on as an unplanned one.
-    fn hand_over_for_close(&self) {
+    pub(crate) fn hand_over_for_close(&self) {
         let on_engine_thread = std::thread::current()
             .name()
             .is_some_and(|n| n.starts_with(super::sched::THREAD_PREFIX));

@@ -190,6 +190,11 @@ fn serve_rocketmq(
 }
 
 fn close_all(engine: &Engine, groups: &mut Vec<Member>) {
+    // Leaders hand over while their RocketMQ port still answers, so sends in flight
+    // complete and new ones are told to go to the new leader.
+    for m in groups.iter() {
+        m.group.hand_over_leadership();
+    }
     for mut m in groups.drain(..) {
         log::info!("closing {}/{}", m.group.group_name(), m.group.self_id());
         if let Some(mut side) = m.side.take() {
