@@ -678,3 +678,54 @@ fn open_time_of_an_old_store_of_100k_messages() {
     broker.group().close();
     engine.close();
 }
+
+/// Retention of the member's own log over an old log: the queues' min offsets move past
+/// every old message (their files are older than anything in the member's log) and past
+/// the deleted new ones, and pulls from min go on (units hold commitlog offsets, the
+/// member's log starting at the divide).
+#[test]
+fn retention_over_an_old_log_moves_min_offsets_past_the_old_messages() {
+    let src = tempfile::tempdir().unwrap();
+    write_store(src.path(), 64 << 10, &messages(300, 2), 2);
+    let recs = old_records(&src.path().join("commitlog"));
+    let m = Members::start(&[src.path()]);
+    let divided = rmqraft::upgrade::tools::inspect(src.path())
+        .unwrap()
+        .scan
+        .divided;
+    let body = "n".repeat(1500);
+    let mut sent = Vec::new();
+    for i in 0..2000 {
+        sent.push(m.send(&Message::new("OrderTopic", body.clone()).with_queue(i % 2)));
+    }
+    m.settle();
+    let b = m.broker(0);
+    let g = b.group();
+    wait_for("retention to delete a segment of the member's log", || {
+        g.apply_retention_now(0).ok()?;
+        (g.status().ok()?.first_index > 500).then_some(())
+    });
+    let first = g.status().unwrap().first_index;
+    let first_phy = divided + g.read(first).unwrap().1.pos;
+    for q in 0..2 {
+        let old_in_q = recs
+            .iter()
+            .filter(|r| r.topic == "OrderTopic" && r.queue_id == q)
+            .count() as u64;
+        let new_gone = sent
+            .iter()
+            .filter(|r| r.queue_id == q && r.commitlog_offset < first_phy)
+            .count() as u64;
+        assert!(new_gone > 0, "queue {q}: retention reached new messages");
+        wait_for("the min offset to follow retention", || {
+            (b.queue_offsets("OrderTopic", q).ok()?.0 == old_in_q + new_gone).then_some(())
+        });
+        let got = pull_all(b, "OrderTopic", q);
+        let kept = sent
+            .iter()
+            .filter(|r| r.queue_id == q && r.commitlog_offset >= first_phy)
+            .count();
+        assert_eq!(got.len(), kept, "queue {q}: exactly the messages kept");
+        assert!(got.iter().all(|v| v.commitlog_offset() >= first_phy));
+    }
+}

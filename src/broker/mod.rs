@@ -1130,8 +1130,9 @@ impl State {
         }
     }
 
-    /// Retention kept entries from `first_index` on, the first at log position
-    /// `first_pos`: consume queues and the index forget what lay below; a checkpoint
+    /// Retention kept entries from `first_index` on, the first at commitlog offset
+    /// `first_pos` (its log position above the old log's divide, if any): consume queues
+    /// and the index forget what lay below; a checkpoint
     /// names the new min offsets and index files before the files below go.
     fn trim(&mut self, dir: &Path, first_index: u64, first_pos: u64) {
         if first_index <= self.first_retained.0 {
@@ -1571,7 +1572,12 @@ impl Inner {
             return;
         };
         if let Ok(mut st) = self.lock_state() {
-            st.trim(&self.dir, first, meta.pos);
+            // Queue units and index hits hold commitlog offsets: above an old log the
+            // member's log starts at its divide. Everything of the old log lies below
+            // the member's first entry, so it goes with the member's first segment: its
+            // files are older than anything in the member's log (RocketMQ's
+            // fileReservedTime keeps none of them longer).
+            st.trim(&self.dir, first, self.commitlog_base() + meta.pos);
             self.group.hold_retention(st.checkpointed + 1);
         }
         self.applied_cv.notify_all();
@@ -1607,7 +1613,7 @@ impl Inner {
             return false;
         };
         match self.group.read_local(first) {
-            Ok((_, meta)) => offset < meta.pos,
+            Ok((_, meta)) => offset < self.commitlog_base() + meta.pos,
             Err(_) => false,
         }
     }
