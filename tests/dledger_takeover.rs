@@ -761,3 +761,32 @@ fn the_takeover_keys_are_checked() {
     .unwrap_err();
     assert!(e.message().contains("rmqraftTakeOverDLedger"), "{e}");
 }
+
+#[test]
+fn a_0_3_1_2_layout_with_only_magic_1_and_a_checkpoint_is_read() {
+    let t = tmp();
+    let d = t.path().join("dledger-n0");
+    // DLedger 0.3.1.2 writes only MAGIC_1 entries and keeps committedIndex in checkpoint.
+    let msgs: Vec<dledger_support::Item> = items(900, 2, 10_000)
+        .into_iter()
+        .filter(|i| !matches!(i, dledger_support::Item::Noop { .. }))
+        .collect();
+    let w = write(&d, SEG, INDEX_FILE, &msgs, 1, "n2");
+    std::fs::write(
+        d.join("checkpoint"),
+        "#Wed Dec 02 10:00:00 UTC 2026\nendIndex=898\ncommittedIndex=850\n",
+    )
+    .unwrap();
+    let s = dledger::scan(&d).unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(s.entries.len(), 899);
+    assert_eq!(s.noops(), 0);
+    assert!(s.entries.iter().all(|e| e.magic == 1));
+    assert_eq!(s.offsets.len(), w.records.len());
+    assert_eq!(s.committed_index, Some(850));
+    assert!(
+        s.notes.iter().any(|n| n.contains("committedIndex 850")),
+        "{:?}",
+        s.notes
+    );
+}

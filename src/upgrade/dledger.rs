@@ -986,7 +986,20 @@ pub(super) fn attach(
             }
         }
         None => {
-            super::refuse_if_log_has_messages(group, dir)?;
+            super::refuse_if_log_has_messages(group, dir).map_err(|e| {
+                if e.kind() != crate::error::ErrorKind::Config {
+                    return e;
+                }
+                let own = cfg.member_dir();
+                Error::config(format!(
+                    "{KEY}=true: this member's own log in {} already holds messages, written \
+                     without the DLedger log {} below it; their commitlog offsets would change \
+                     meaning. Move {} away to take the DLedger store over; nothing was changed",
+                    own.display(),
+                    dir.display(),
+                    own.display()
+                ))
+            })?;
             for f in ["checkpoint", "checkpoint.tmp"] {
                 let p = broker_dir.join(f);
                 if p.exists() {
