@@ -97,7 +97,8 @@ pub struct Scan {
     pub vote_leader: Option<String>,
     /// DLedger 0.3.1.2's `checkpoint`: committedIndex.
     pub committed_index: Option<u64>,
-    /// Entries after `served_through` (given to the scan) that were left out.
+    /// Entries after `served_through` (given to the scan) left out: those in the data
+    /// file where the cut falls (later files are not read).
     pub left_out: u64,
     pub problems: Vec<Problem>,
     pub notes: Vec<String>,
@@ -1025,8 +1026,8 @@ pub(super) fn attach(
             );
             if left_out > 0 {
                 log::warn!(
-                    "{}/{}: {left_out} DLedger entries after index {} are not served \
-                     (rmqraftTakeOverDLedgerThrough); their offsets below {} stay unused",
+                    "{}/{}: the DLedger entries after index {} (at least {left_out}) are not \
+                     served (rmqraftTakeOverDLedgerThrough); their offsets below {} stay unused",
                     group.group_name(),
                     group.self_id(),
                     last_index.map_or("-".to_string(), |i| i.to_string()),
