@@ -678,3 +678,115 @@ fn without_the_takeover_key_a_dledger_store_is_still_refused() {
     m.stop(0);
     assert_eq!(m.dledger_snapshots(), before);
 }
+
+#[test]
+fn a_member_with_a_torn_tail_serves_the_agreed_prefix_with_the_others() {
+    let all = items(1500, 3, 700);
+    let mut m = Members::new(&[(&all, 3), (&all, 3), (&all, 3)]);
+    let w = {
+        let t = tmp();
+        write(&t.path().join("x"), SEG, INDEX_FILE, &all, 3, "n0")
+    };
+    // Member 1's last entry half written, as a crash leaves it.
+    let (last, _, pos, size) = *w.entries.last().unwrap();
+    let p = m
+        .root(1)
+        .join("dledger-n1/data")
+        .join(format!("{:020}", pos / SEG * SEG));
+    let mut b = std::fs::read(&p).unwrap();
+    let at = (pos % SEG) as usize;
+    b[at + 64..at + size as usize].fill(0);
+    std::fs::write(&p, &b).unwrap();
+    let before = m.dledger_snapshots();
+    let dirs: Vec<PathBuf> = (0..3).map(|i| m.root(i)).collect();
+    let (lines, ok) = dledger::convert_dry_run(&dirs).unwrap();
+    assert!(ok, "{lines:?}");
+    let agreed = format!("rmqraftTakeOverDLedgerThrough={}", last - 1);
+    assert!(lines.iter().any(|l| l.contains(&agreed)), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("torn tail")), "{lines:?}");
+    m.through = Some(last - 1);
+    for i in 0..3 {
+        m.restart(i);
+    }
+    m.settle();
+    let served: Vec<&MessageRecord> = w
+        .records
+        .iter()
+        .filter(|r| r.3 < last)
+        .map(|r| &r.1)
+        .collect();
+    for i in 0..3 {
+        assert_serves_old(m.broker(i), &served);
+    }
+    let r = m.send(&Message::new("TakeoverTopic", "after the torn tail").with_queue(1));
+    m.settle();
+    for i in 0..3 {
+        let v = wait_for_ok("the new message everywhere", || {
+            m.broker(i).view_by_id(&r.offset_msg_id)
+        });
+        assert_eq!(v.body().as_ref(), b"after the torn tail");
+    }
+    for i in 0..3 {
+        m.stop(i);
+    }
+    assert_eq!(
+        m.dledger_snapshots(),
+        before,
+        "the DLedger files are unchanged"
+    );
+}
+
+#[test]
+fn the_takeover_keys_are_checked() {
+    let base = "dLegerGroup=g\ndLegerPeers=n0-127.0.0.1:1\ndLegerSelfId=n0\nstorePathRootDir=/r\n";
+    let c = rmqraft::config::GroupConfig::from_properties(&format!(
+        "{base}rmqraftTakeOverDLedger=true\n"
+    ))
+    .unwrap();
+    assert_eq!(c.member_dir(), Path::new("/r/rmqraft-n0"));
+    assert_eq!(c.dledger_store_dir().unwrap(), Path::new("/r/dledger-n0"));
+    let c = rmqraft::config::GroupConfig::from_properties(base).unwrap();
+    assert_eq!(c.member_dir(), Path::new("/r/dledger-n0"));
+    let e = rmqraft::config::GroupConfig::from_properties(&format!(
+        "{base}rmqraftTakeOverDLedgerThrough=5\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.message().contains("without rmqraftTakeOverDLedger=true"),
+        "{e}"
+    );
+    let e = rmqraft::config::GroupConfig::from_properties(&format!(
+        "{base}rmqraftTakeOverDLedger=yes\n"
+    ))
+    .unwrap_err();
+    assert!(e.message().contains("rmqraftTakeOverDLedger"), "{e}");
+}
+
+#[test]
+fn a_0_3_1_2_layout_with_only_magic_1_and_a_checkpoint_is_read() {
+    let t = tmp();
+    let d = t.path().join("dledger-n0");
+    // DLedger 0.3.1.2 writes only MAGIC_1 entries and keeps committedIndex in checkpoint.
+    let msgs: Vec<dledger_support::Item> = items(900, 2, 10_000)
+        .into_iter()
+        .filter(|i| !matches!(i, dledger_support::Item::Noop { .. }))
+        .collect();
+    let w = write(&d, SEG, INDEX_FILE, &msgs, 1, "n2");
+    std::fs::write(
+        d.join("checkpoint"),
+        "#Wed Dec 02 10:00:00 UTC 2026\nendIndex=898\ncommittedIndex=850\n",
+    )
+    .unwrap();
+    let s = dledger::scan(&d).unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(s.entries.len(), 899);
+    assert_eq!(s.noops(), 0);
+    assert!(s.entries.iter().all(|e| e.magic == 1));
+    assert_eq!(s.offsets.len(), w.records.len());
+    assert_eq!(s.committed_index, Some(850));
+    assert!(
+        s.notes.iter().any(|n| n.contains("committedIndex 850")),
+        "{:?}",
+        s.notes
+    );
+}

@@ -298,9 +298,11 @@ fn verdict(dir: &Path, f: Findings) -> Result<()> {
         return Err(Error::config(format!(
             "storePathRootDir: {shown} is a DLedger store (RocketMQ in DLedger mode; found {}; \
              {} data files, {} bytes): rmqraft keeps its own, different format under the same \
-             directory name and does not open a DLedger store yet (taking one over in place \
-             comes later); nothing was changed. Keep the directory to keep its messages: to \
-             start this member with an empty log, give it another storePathRootDir",
+             directory name; nothing was changed. To serve its messages, take it over in place: \
+             stop the DLedger broker and set rmqraftTakeOverDLedger=true (rmqraft's files then \
+             go beside it, README \"Upgrade from DLedger mode\"; `rmqraft store convert \
+             --dry-run` says what it would do). To start this member with an empty log, give \
+             it another storePathRootDir",
             show_names(&f.dledger),
             f.dledger_data_files,
             f.dledger_data_bytes

@@ -97,7 +97,8 @@ pub struct Scan {
     pub vote_leader: Option<String>,
     /// DLedger 0.3.1.2's `checkpoint`: committedIndex.
     pub committed_index: Option<u64>,
-    /// Entries after `served_through` (given to the scan) that were left out.
+    /// Entries after `served_through` (given to the scan) left out: those in the data
+    /// file where the cut falls (later files are not read).
     pub left_out: u64,
     pub problems: Vec<Problem>,
     pub notes: Vec<String>,
@@ -986,7 +987,20 @@ pub(super) fn attach(
             }
         }
         None => {
-            super::refuse_if_log_has_messages(group, dir)?;
+            super::refuse_if_log_has_messages(group, dir).map_err(|e| {
+                if e.kind() != crate::error::ErrorKind::Config {
+                    return e;
+                }
+                let own = cfg.member_dir();
+                Error::config(format!(
+                    "{KEY}=true: this member's own log in {} already holds messages, written \
+                     without the DLedger log {} below it; their commitlog offsets would change \
+                     meaning. Move {} away to take the DLedger store over; nothing was changed",
+                    own.display(),
+                    dir.display(),
+                    own.display()
+                ))
+            })?;
             for f in ["checkpoint", "checkpoint.tmp"] {
                 let p = broker_dir.join(f);
                 if p.exists() {
@@ -1012,8 +1026,8 @@ pub(super) fn attach(
             );
             if left_out > 0 {
                 log::warn!(
-                    "{}/{}: {left_out} DLedger entries after index {} are not served \
-                     (rmqraftTakeOverDLedgerThrough); their offsets below {} stay unused",
+                    "{}/{}: the DLedger entries after index {} (at least {left_out}) are not \
+                     served (rmqraftTakeOverDLedgerThrough); their offsets below {} stay unused",
                     group.group_name(),
                     group.self_id(),
                     last_index.map_or("-".to_string(), |i| i.to_string()),
