@@ -262,6 +262,12 @@ impl BrokerSide {
         });
         let router = router(&side);
         let server = Server::start_on(listener, router, config.server.clone())?;
+        // Checks of half messages go to a producer of the half's group.
+        let weak = Arc::downgrade(&side);
+        broker.set_transaction_check_listener(Some(super::txn::check_listener(
+            server.pusher(),
+            move |g| weak.upgrade().and_then(|s| s.producer_connection(g)),
+        )));
         let wake = side.wake_tx.clone();
         broker
             .group()
@@ -312,6 +318,7 @@ impl BrokerSide {
     pub fn stop(&mut self) {
         self.side.stop.store(true, Ordering::SeqCst);
         let _ = self.side.broker.group().set_role_listener(None);
+        self.side.broker.set_transaction_check_listener(None);
         let _ = self.side.wake_tx.try_send(());
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -377,6 +384,7 @@ fn router(side: &Arc<Side>) -> Router {
     // A client whose connection closed leaves its groups at once, as RocketMQ's
     // ClientHousekeepingService does on channel close: rebalancing consumers must not
     // share queues with a client that is gone.
+    super::txn::route(&mut router, Arc::clone(&side.broker));
     let side = Arc::clone(side);
     router.on_close(move |connection| side.forget_connection(connection));
     router
@@ -416,6 +424,7 @@ pub fn served_codes() -> Vec<i32> {
         GET_CONSUME_STATS,
     ];
     let mut v = side_codes.to_vec();
+    v.extend(super::txn::CODES);
     v.sort_unstable();
     v
 }
@@ -687,6 +696,18 @@ impl Side {
             }
         }
         resp.respond(ok());
+    }
+
+    /// A connection of a live producer of `group` (one at random).
+    fn producer_connection(&self, group: &str) -> Option<ConnectionId> {
+        let c = lock(&self.clients);
+        let set = c.producers.get(group)?;
+        let n = set.len();
+        if n == 0 {
+            return None;
+        }
+        // Spread the checks over the group's producers.
+        set.values().nth(fastrand::usize(..n)).copied()
     }
 
     /// Drops every producer and consumer client that sent its heartbeats on `connection`.
