@@ -117,6 +117,20 @@ pub(super) struct Txn {
     in_flight: Mutex<HashSet<u64>>,
 }
 
+/// An open half message, as [`super::Broker::open_transactions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTransaction {
+    /// Its queue offset in RMQ_SYS_TRANS_HALF_TOPIC (tranStateTableOffset).
+    pub half_queue_offset: u64,
+    pub commitlog_offset: u64,
+    /// UNIQ_KEY (the transaction id).
+    pub msg_id: String,
+    /// PGROUP.
+    pub producer_group: String,
+    /// Checks so far (TRANSACTION_CHECK_TIMES).
+    pub check_times: u32,
+}
+
 /// How a producer ends a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnEnd {
