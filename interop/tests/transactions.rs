@@ -131,10 +131,23 @@ async fn transactional_producer_commit_rollback_and_check() {
         for i in 0..5 {
             for kind in ["commit", "rollback", "unknown"] {
                 let key = format!("{kind}-{i}");
-                let r = p
-                    .send_message_in_transaction::<(), _>(message(&key), None)
-                    .await
-                    .unwrap_or_else(|e| panic!("send {key}: {e}\n{}", cluster.logs()));
+                // A send refused while leadership settles is retried; a half left
+                // behind by a failed attempt is rolled back by the check (its key is
+                // not `unknown-`), so each key is committed at most once.
+                let send_deadline = Instant::now() + Duration::from_secs(60);
+                let r = loop {
+                    match p
+                        .send_message_in_transaction::<(), _>(message(&key), None)
+                        .await
+                    {
+                        Ok(r) => break r,
+                        Err(e) if Instant::now() < send_deadline => {
+                            eprintln!("send {key}: {e:?}; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(e) => panic!("send {key}: {e:?}\n{}", cluster.logs()),
+                    }
+                };
                 let sr = r.send_result.as_ref().expect("a send result");
                 assert_eq!(format!("{:?}", sr.send_status), "SendOk", "{key}: {r:?}");
                 if kind == "rollback" {

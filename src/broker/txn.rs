@@ -344,9 +344,13 @@ impl Inner {
         timeout: Duration,
     ) -> Result<Option<SendResult>> {
         self.check_old_refused()?;
-        if self.group.status()?.role != Role::Leader {
+        let status = self.group.status()?;
+        if status.role != Role::Leader {
             return Err(self.not_leader());
         }
+        // A producer ends right after its half's send was answered (at its commit): the
+        // half is open once this member applied what is committed.
+        self.wait_applied(status.commit_index, timeout)?;
         let Some((qo, half)) = self.find_open(commit_log_offset, msg_id)? else {
             return Err(Error::new(
                 ErrorKind::NotFound,
