@@ -189,7 +189,7 @@ fn open_ids(b: &Broker) -> Vec<String> {
         .open_transactions()
         .unwrap()
         .into_iter()
-        .map(|(_, _, id, _, _)| id)
+        .map(|t| t.msg_id)
         .collect();
     v.sort();
     v
@@ -390,7 +390,7 @@ fn checks_then_commit_and_immunity() {
     }
     let open = b.broker(l).open_transactions().unwrap();
     assert_eq!(open.len(), 1);
-    assert_eq!(open[0].4, 0, "the immune half was never checked");
+    assert_eq!(open[0].check_times, 0, "the immune half was never checked");
 }
 
 #[test]
@@ -519,10 +519,10 @@ fn reopen_keeps_open_halves() {
     for i in 0..3 {
         b.restart(i);
     }
-    for i in 0..3 {
+    for (i, want) in before.iter().enumerate() {
         assert_eq!(
-            b.broker(i).open_transactions().unwrap(),
-            before[i],
+            &b.broker(i).open_transactions().unwrap(),
+            want,
             "member {i} after reopen"
         );
     }

@@ -91,6 +91,8 @@ pub struct Cluster {
     /// ports[g][i]
     ports: Vec<Vec<MemberPorts>>,
     flush: String,
+    /// More broker.conf lines for every member.
+    extra_conf: String,
 }
 
 impl Cluster {
@@ -102,6 +104,11 @@ impl Cluster {
 
     /// [`Cluster::start`] with another flushDiskType.
     pub fn start_with(groups: usize, flush: &str) -> Cluster {
+        Self::start_with_conf(groups, flush, "")
+    }
+
+    /// [`Cluster::start_with`] with more broker.conf lines (`key = value\n`) for every member.
+    pub fn start_with_conf(groups: usize, flush: &str, extra_conf: &str) -> Cluster {
         assert!(groups >= 1, "a cluster needs a group");
         let bin = rmqraft_bin();
         assert!(
@@ -130,6 +137,7 @@ impl Cluster {
             nodes: vec![None, None, None],
             ports,
             flush: flush.to_string(),
+            extra_conf: extra_conf.to_string(),
         };
         cluster.namesrv = Some(cluster.spawn_namesrv(ns_port));
         for i in 0..3 {
@@ -196,12 +204,13 @@ impl Cluster {
              dLegerGroup = {name}\n\
              dLegerPeers = {peers}\n\
              dLegerSelfId = n{i}\n\
-             preferredLeaderIds = n{pref}\n",
+             preferredLeaderIds = n{pref}\n{extra}",
             listen = self.ports[g][i].listen,
             ns = self.namesrv_addr,
             store = store.display(),
             flush = self.flush,
             pref = g % 3,
+            extra = self.extra_conf,
         );
         let path = self.config_path(g, i);
         fs::write(&path, text).expect("write broker.conf");

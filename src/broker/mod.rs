@@ -630,21 +630,18 @@ impl Broker {
         self.inner.set_check_listener(listener)
     }
 
-    /// The open half messages as this member applied them: (half queue offset,
-    /// commitlog offset, UNIQ_KEY, producer group, checks so far).
-    pub fn open_transactions(&self) -> Result<Vec<(u64, u64, String, String, u32)>> {
+    /// The open half messages as this member applied them, by half queue offset.
+    pub fn open_transactions(&self) -> Result<Vec<txn::OpenTransaction>> {
         let st = self.inner.lock_state()?;
         Ok(st
             .txn
             .iter()
-            .map(|(qo, h)| {
-                (
-                    *qo,
-                    h.commitlog_offset,
-                    h.uniq.clone(),
-                    h.producer_group.clone(),
-                    h.check_times.unwrap_or(0),
-                )
+            .map(|(qo, h)| txn::OpenTransaction {
+                half_queue_offset: *qo,
+                commitlog_offset: h.commitlog_offset,
+                msg_id: h.uniq.clone(),
+                producer_group: h.producer_group.clone(),
+                check_times: h.check_times.unwrap_or(0),
             })
             .collect())
     }

@@ -117,6 +117,20 @@ pub(super) struct Txn {
     in_flight: Mutex<HashSet<u64>>,
 }
 
+/// An open half message, as [`super::Broker::open_transactions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTransaction {
+    /// Its queue offset in RMQ_SYS_TRANS_HALF_TOPIC (tranStateTableOffset).
+    pub half_queue_offset: u64,
+    pub commitlog_offset: u64,
+    /// UNIQ_KEY (the transaction id).
+    pub msg_id: String,
+    /// PGROUP.
+    pub producer_group: String,
+    /// Checks so far (TRANSACTION_CHECK_TIMES).
+    pub check_times: u32,
+}
+
 /// How a producer ends a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnEnd {
@@ -330,9 +344,13 @@ impl Inner {
         timeout: Duration,
     ) -> Result<Option<SendResult>> {
         self.check_old_refused()?;
-        if self.group.status()?.role != Role::Leader {
+        let status = self.group.status()?;
+        if status.role != Role::Leader {
             return Err(self.not_leader());
         }
+        // A producer ends right after its half's send was answered (at its commit): the
+        // half is open once this member applied what is committed.
+        self.wait_applied(status.commit_index, timeout)?;
         let Some((qo, half)) = self.find_open(commit_log_offset, msg_id)? else {
             return Err(Error::new(
                 ErrorKind::NotFound,

@@ -316,6 +316,12 @@ impl BrokerSide {
         let listeners: Vec<std::net::TcpListener> = std::iter::once(listener).chain(vip).collect();
         let server = Server::start_on_all(listeners, router, config.server.clone())?;
         let _ = side.pusher.set(server.pusher());
+        // Checks of half messages go to a producer of the half's group.
+        let weak = Arc::downgrade(&side);
+        broker.set_transaction_check_listener(Some(super::txn::check_listener(
+            server.pusher(),
+            move |g| weak.upgrade().and_then(|s| s.producer_connection(g)),
+        )));
         let wake = side.wake_tx.clone();
         broker
             .group()
@@ -373,6 +379,7 @@ impl BrokerSide {
     pub fn stop(&mut self) {
         self.side.stop.store(true, Ordering::SeqCst);
         let _ = self.side.broker.group().set_role_listener(None);
+        self.side.broker.set_transaction_check_listener(None);
         let _ = self.side.wake_tx.try_send(());
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -440,6 +447,7 @@ fn router(side: &Arc<Side>) -> Router {
     // A client whose connection closed leaves its groups at once, as RocketMQ's
     // ClientHousekeepingService does on channel close: rebalancing consumers must not
     // share queues with a client that is gone.
+    super::txn::route(&mut router, Arc::clone(&side.broker));
     let side = Arc::clone(side);
     router.on_close(move |connection| side.forget_connection(connection));
     router
@@ -481,6 +489,7 @@ pub fn served_codes() -> Vec<i32> {
     let more_codes = [rq::CHECK_CLIENT_CONFIG];
     let mut v = side_codes.to_vec();
     v.extend_from_slice(&more_codes);
+    v.extend(super::txn::CODES);
     v.sort_unstable();
     v
 }
@@ -794,6 +803,18 @@ impl Side {
                 pusher.push(conn, &cmd);
             }
         }
+    }
+
+    /// A connection of a live producer of `group` (one at random).
+    fn producer_connection(&self, group: &str) -> Option<ConnectionId> {
+        let c = lock(&self.clients);
+        let set = c.producers.get(group)?;
+        let n = set.len();
+        if n == 0 {
+            return None;
+        }
+        // Spread the checks over the group's producers.
+        set.values().nth(fastrand::usize(..n)).copied()
     }
 
     /// Drops every producer and consumer client that sent its heartbeats on `connection`.

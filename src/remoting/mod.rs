@@ -6,6 +6,7 @@
 //! - [`namesrv`]: a name server (`rmqraft namesrv`, [`NameServer::start`]).
 //! - [`broker_side`]: the broker codes of a group member ([`BrokerSide`]).
 //! - [`register`]: the broker side's registration with the name servers ([`Registrar`]).
+//! - [`txn`]: END_TRANSACTION and CHECK_TRANSACTION_STATE.
 //!
 //! See docs/REMOTING.md.
 
@@ -17,6 +18,7 @@ pub mod json;
 pub mod namesrv;
 pub mod register;
 pub mod server;
+pub mod txn;
 
 pub use broker_side::{BrokerSide, BrokerSideConfig};
 pub use codec::{RemotingCommand, SerializeType};
