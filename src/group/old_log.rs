@@ -23,7 +23,11 @@ impl OldLogState {
     pub(super) fn at_open(config: &GroupConfig) -> OldLogState {
         let broker_dir = config.member_dir().join("broker");
         let (members, me) = (config.peers.len(), config.self_index);
-        match crate::upgrade::old_log_part(&broker_dir, config.classic_commitlog_dir.as_deref()) {
+        match crate::upgrade::old_log_part(
+            &broker_dir,
+            config.classic_commitlog_dir.as_deref(),
+            config.dledger_takeover,
+        ) {
             OldLogPart::Refused(why) => OldLogState {
                 gate: OldLogGate::refused(members, me),
                 refusal: Some(Error::new(ErrorKind::Corrupt, why)),

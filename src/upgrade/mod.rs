@@ -431,11 +431,20 @@ pub(crate) enum OldLogPart {
     Passive,
 }
 
-pub(crate) fn old_log_part(broker_dir: &Path, classic_commitlog_dir: Option<&Path>) -> OldLogPart {
+/// `dledger_takeover`: the member serves a DLedger broker's store (rmqraftTakeOverDLedger),
+/// whose log is its old log from the first open on.
+pub(crate) fn old_log_part(
+    broker_dir: &Path,
+    classic_commitlog_dir: Option<&Path>,
+    dledger_takeover: bool,
+) -> OldLogPart {
     if let Ok(why) = std::fs::read_to_string(broker_dir.join(REFUSED)) {
         return OldLogPart::Refused(why.trim().to_string());
     }
-    if broker_dir.join(MARKER).exists() || classic_commitlog_dir.is_some_and(holds_records) {
+    if dledger_takeover
+        || broker_dir.join(MARKER).exists()
+        || classic_commitlog_dir.is_some_and(holds_records)
+    {
         OldLogPart::Active
     } else {
         OldLogPart::Passive
