@@ -495,3 +495,119 @@ fn ali_ons_producer_and_consumer() {
         "ali-ons output: {stdout}"
     );
 }
+
+/// Records the queues rebalancing last assigned to one consumer.
+#[derive(Clone, Default)]
+struct Assigned {
+    queues: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl rocketmq_client_rust::MessageQueueListener for Assigned {
+    fn message_queue_changed(
+        &self,
+        _topic: &str,
+        _mq_all: &HashSet<rocketmq_model::common::message::message_queue::MessageQueue>,
+        mq_assigned: &HashSet<rocketmq_model::common::message::message_queue::MessageQueue>,
+    ) {
+        *self.queues.lock().unwrap() = mq_assigned.iter().map(|q| q.queue_id()).collect();
+    }
+}
+
+impl Assigned {
+    fn get(&self) -> HashSet<i32> {
+        self.queues.lock().unwrap().clone()
+    }
+}
+
+/// A push consumer with its own client instance name (its own client id).
+async fn push_consumer_named(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    group: &str,
+    topic: &str,
+    assigned: Assigned,
+) -> DefaultMQPushConsumer {
+    // client_options' settings, under another instance name.
+    let mut config = client_options(ns, CLIENT_MIN_INTERVAL_MS)
+        .client_config()
+        .clone();
+    config.set_instance_name(format!("{instance}-{}", std::process::id()).into());
+    let options = rocketmq_client_rust::ClientOptions::legacy(config);
+    let mut c = DefaultMQPushConsumer::builder(client.runtime())
+        .client_options(options)
+        .consumer_group(group.to_string())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .message_queue_listener(Some(Arc::new(assigned)))
+        .build();
+    c.subscribe(topic, "*").await.expect("subscribe");
+    c.register_message_listener_concurrently(Collect::default());
+    c.start().await.expect("start push consumer");
+    c
+}
+
+/// A second push consumer joining a group gets its queues within 2 s: the broker's
+/// NOTIFY_CONSUMER_IDS_CHANGED makes the first one rebalance at once (without it, at its
+/// next 20 s round).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_consumer_gets_its_queues_within_2_s() {
+    let cluster = Cluster::start(1);
+    let ns = cluster.namesrv_addr.clone();
+    let topic = "InteropRebalance";
+    cluster.create_topic(topic, 4);
+    let client = Client::new("rebalance");
+    let all: HashSet<i32> = (0..4).collect();
+    tokio::time::timeout(TEST_LIMIT, async {
+        let first = Assigned::default();
+        let mut a =
+            push_consumer_named(&client, &ns, "first", "cg-rebalance", topic, first.clone()).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while first.get() != all {
+            assert!(
+                Instant::now() < deadline,
+                "the first consumer has {:?}, not every queue, after 60 s\n{}",
+                first.get(),
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let second = Assigned::default();
+        let joined = Instant::now();
+        let mut b = push_consumer_named(
+            &client,
+            &ns,
+            "second",
+            "cg-rebalance",
+            topic,
+            second.clone(),
+        )
+        .await;
+        // Split between the two: disjoint, together every queue, neither empty.
+        let deadline = joined + Duration::from_secs(2);
+        loop {
+            let (x, y) = (first.get(), second.get());
+            let split = !x.is_empty()
+                && !y.is_empty()
+                && x.is_disjoint(&y)
+                && x.union(&y).copied().collect::<HashSet<i32>>() == all;
+            if split {
+                println!(
+                    "split {x:?} / {y:?} {} ms after the join",
+                    joined.elapsed().as_millis()
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "2 s after the second consumer joined: first {x:?}, second {y:?}\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        b.shutdown().await;
+        a.shutdown().await;
+    })
+    .await
+    .unwrap_or_else(|_| panic!("test over {TEST_LIMIT:?}\n{}", cluster.logs()));
+    client.shutdown().await;
+}
