@@ -611,3 +611,107 @@ async fn a_second_consumer_gets_its_queues_within_2_s() {
     .unwrap_or_else(|_| panic!("test over {TEST_LIMIT:?}\n{}", cluster.logs()));
     client.shutdown().await;
 }
+
+/// Keeps (key, body, store size) of every message a push consumer is given.
+#[derive(Clone, Default)]
+struct Bodies {
+    got: Arc<Mutex<BTreeMap<String, (Vec<u8>, i32)>>>,
+}
+
+impl MessageListenerConcurrently for Bodies {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut got = self.got.lock().unwrap();
+        for m in msgs {
+            let body = m.body().map(|b| b.to_vec()).unwrap_or_default();
+            got.insert(key_of(m), (body, m.store_size()));
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// A batch of 100 sent at once arrives as 100 messages; a body over the client's
+/// compression threshold (4 KiB) is stored compressed, as sent (its record is smaller
+/// than the body), and the consumer gets the original body back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_of_100_arrives_as_100_and_compressed_bodies_are_stored_as_sent() {
+    let cluster = Cluster::start(1);
+    let ns = cluster.namesrv_addr.clone();
+    let topic = "InteropBatch";
+    cluster.create_topic(topic, 4);
+    let client = Client::new("batch");
+    tokio::time::timeout(TEST_LIMIT, async {
+        let mut p = producer(&client, &ns, "pg-batch");
+        p.start().await.expect("start producer");
+        let batch: Vec<Message> = (0..100)
+            .map(|i| message(topic, &format!("batch-{i}")))
+            .collect();
+        let r = p
+            .send_batch(batch)
+            .await
+            .unwrap_or_else(|e| panic!("send batch: {e:?}\n{}", cluster.logs()));
+        assert_eq!(format!("{:?}", r.send_status), "SendOk", "{r:?}");
+        // 64 KiB of a repeated pattern: compressed far below its size.
+        let big: Vec<u8> = (0..65536u32)
+            .map(|i| b"rmqraft "[(i % 8) as usize])
+            .collect();
+        let m = Message::builder()
+            .topic(topic)
+            .tags("TagA")
+            .key("big")
+            .body_slice(&big)
+            .build_unchecked();
+        let r = p
+            .send(m)
+            .await
+            .unwrap_or_else(|e| panic!("send big: {e}\n{}", cluster.logs()))
+            .expect("a sync send has a result");
+        assert_eq!(format!("{:?}", r.send_status), "SendOk", "{r:?}");
+
+        let sink = Bodies::default();
+        let mut c = DefaultMQPushConsumer::builder(client.runtime())
+            .client_options(client_options(&ns, CLIENT_MIN_INTERVAL_MS))
+            .consumer_group("cg-batch".to_string())
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .build();
+        c.subscribe(topic, "*").await.expect("subscribe");
+        c.register_message_listener_concurrently(sink.clone());
+        c.start().await.expect("start push consumer");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = sink.got.lock().unwrap().len();
+            if n >= 101 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} of 101 messages consumed in 60 s\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let got = sink.got.lock().unwrap().clone();
+        for i in 0..100 {
+            let k = format!("batch-{i}");
+            assert_eq!(
+                got.get(&k).map(|(b, _)| b.as_slice()),
+                Some(format!("body of {k}").as_bytes()),
+                "{k}"
+            );
+        }
+        let (body, store_size) = got.get("big").expect("the big message");
+        assert_eq!(body, &big, "the consumer gets the original body");
+        assert!(
+            (*store_size as usize) < big.len() / 4,
+            "the record ({store_size} bytes) holds the compressed body, not the 64 KiB"
+        );
+        c.shutdown().await;
+        p.shutdown().await;
+    })
+    .await
+    .unwrap_or_else(|_| panic!("test over {TEST_LIMIT:?}\n{}", cluster.logs()));
+    client.shutdown().await;
+}

@@ -891,7 +891,11 @@ impl Side {
     }
 
     fn send_message(&self, mut req: Request, resp: Responder) {
-        if req.command.code == rq::SEND_MESSAGE_V2 {
+        // SendMessageProcessor.parseRequestHeader: SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE
+        // come with the short (a..n) header; a batch with the long names is read too.
+        let v2 = req.command.code == rq::SEND_MESSAGE_V2
+            || (req.command.code == rq::SEND_BATCH_MESSAGE && req.command.field("b").is_some());
+        if v2 {
             for (short, long) in V2_FIELDS {
                 if let Some(v) = req.command.ext_fields.remove(short) {
                     req.command.ext_fields.insert(long.to_string(), v);
