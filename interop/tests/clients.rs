@@ -604,6 +604,31 @@ async fn a_second_consumer_gets_its_queues_within_2_s() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The CLI sees both clients of the group, and the master's status.
+        let out = cluster.admin(&["consumerConnection", "-g", "cg-rebalance", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "consumerConnection: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text.lines().count(), 2, "two connected clients: {text}");
+        assert!(
+            text.contains("first-") && text.contains("second-"),
+            "{text}"
+        );
+        let out = cluster.admin(&["producerConnection", "-g", "no-such-group"]);
+        assert!(
+            !out.status.success(),
+            "a group with no producer is an error"
+        );
+        let out = cluster.admin(&["brokerStatus", "-c", rmqraft_interop::CLUSTER]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "brokerStatus: {text}");
+        assert!(
+            text.contains("dLegerRole") && text.contains("LEADER"),
+            "{text}"
+        );
         b.shutdown().await;
         a.shutdown().await;
     })
