@@ -121,7 +121,11 @@ impl BrokerSideConfig {
         let group = broker.group();
         Ok(Some(BrokerSideConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], port)),
-            vip_listen: vip_port(port).map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+            // [rmqraft] `vipChannelEnabled = false` turns the VIP channel off (RocketMQ's
+            // broker has no such key; layouts with listenPorts 1 apart need it).
+            vip_listen: vip_port(port)
+                .filter(|_| props.get("vipChannelEnabled").is_none_or(|v| v != "false"))
+                .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
             broker_addr: format!("{ip}:{port}"),
             cluster_name: props
                 .get("brokerClusterName")
