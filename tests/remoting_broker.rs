@@ -833,6 +833,137 @@ fn sql92_filters_are_refused_with_rocketmqs_answer_never_served_as_tags() {
     );
 }
 
+#[test]
+fn admin_codes_config_connections_consumers_of_a_topic_acl_info() {
+    let s = Setup::start(2);
+    let master = setup_topic(&s);
+    // Clients: a producer and a consumer on one connection.
+    let hb = serde_json::json!({"clientID": "admin-client",
+        "producerDataSet": [{"groupName": "APG"}],
+        "consumerDataSet": [{"groupName": "ACG",
+            "subscriptionDataSet": [{"topic": TOPIC, "subString": "TagA || TagB"}]}]});
+    let mut c = Client::connect(&master, T).unwrap();
+    let r = c
+        .invoke(
+            RemotingCommand::request(rq::HEART_BEAT, 0).with_body(hb.to_string().into_bytes()),
+            T,
+        )
+        .unwrap();
+    assert_eq!(r.code, rs::SUCCESS);
+
+    let body = |r: &RemotingCommand| json::parse_lenient(&r.body).unwrap();
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_CONSUMER_CONNECTION_LIST, 0)
+            .with_field("consumerGroup", "ACG"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let v = body(&r);
+    assert_eq!(v["connectionSet"][0]["clientId"], "admin-client");
+    assert_eq!(
+        v["connectionSet"][0]["clientAddr"],
+        c.local_addr().unwrap().to_string()
+    );
+    assert_eq!(v["connectionSet"][0]["language"], "JAVA");
+    assert_eq!(v["subscriptionTable"][TOPIC]["tagsSet"][1], "TagB");
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_CONSUMER_CONNECTION_LIST, 0)
+            .with_field("consumerGroup", "NOBODY"),
+    );
+    assert_eq!(r.code, code::CONSUMER_NOT_ONLINE);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("the consumer group[NOBODY] not online")
+    );
+
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_PRODUCER_CONNECTION_LIST, 0)
+            .with_field("producerGroup", "APG"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    assert_eq!(body(&r)["connectionSet"][0]["clientId"], "admin-client");
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_PRODUCER_CONNECTION_LIST, 0)
+            .with_field("producerGroup", "NOPG"),
+    );
+    assert_eq!(r.code, rs::SYSTEM_ERROR);
+
+    // Consumers of the topic: the subscribed group and a group with an offset.
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::UPDATE_CONSUMER_OFFSET, 0)
+            .with_field("consumerGroup", "OFFSETG")
+            .with_field("topic", TOPIC)
+            .with_field("queueId", "0")
+            .with_field("commitOffset", "0"),
+    );
+    assert_eq!(r.code, rs::SUCCESS, "{:?}", r.remark);
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::QUERY_TOPIC_CONSUME_BY_WHO, 0).with_field("topic", TOPIC),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let groups: Vec<String> = body(&r)["groupList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(groups, vec!["ACG".to_string(), "OFFSETG".to_string()]);
+
+    // Broker config: properties text; one dynamic key changes, others are refused.
+    let get_config = || {
+        let r = call(&master, RemotingCommand::request(rq::GET_BROKER_CONFIG, 0));
+        assert_eq!(r.code, rs::SUCCESS);
+        assert!(r.field("version").unwrap().contains("counter"));
+        String::from_utf8(r.body).unwrap()
+    };
+    let text = get_config();
+    assert!(
+        text.lines().any(|l| l == format!("brokerName={GROUP}")),
+        "{text}"
+    );
+    assert!(text
+        .lines()
+        .any(|l| l == "notifyConsumerIdsChangedEnable=true"));
+    let update = |props: &str| {
+        call(
+            &master,
+            RemotingCommand::request(rq::UPDATE_BROKER_CONFIG, 0)
+                .with_body(props.as_bytes().to_vec()),
+        )
+    };
+    let r = update("listenPort=1\n");
+    assert_eq!(r.code, rs::NO_PERMISSION);
+    assert!(r.remark.unwrap().contains("'listenPort'"));
+    let r = update("notifyConsumerIdsChangedEnable=maybe\n");
+    assert_eq!(r.code, rs::INVALID_PARAMETER);
+    assert_eq!(
+        update("notifyConsumerIdsChangedEnable=false\n").code,
+        rs::SUCCESS
+    );
+    assert!(get_config()
+        .lines()
+        .any(|l| l == "notifyConsumerIdsChangedEnable=false"));
+
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::CLEAN_EXPIRED_CONSUMEQUEUE, 0),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    let r = call(
+        &master,
+        RemotingCommand::request(rq::GET_BROKER_CLUSTER_ACL_INFO, 0),
+    );
+    assert_eq!(r.code, rs::SUCCESS);
+    assert_eq!(r.field("brokerName"), Some(GROUP));
+    assert_eq!(r.field("clusterName"), Some("RaftCluster"));
+    assert_eq!(r.field("brokerAddr"), Some(master.as_str()));
+}
+
 /// The classic send header (code 10, long field names), a oneway offset update, a client
 /// leaving with UNREGISTER_CLIENT, and DELETE_TOPIC_IN_BROKER taking a topic out of the
 /// broker and, at its next registration, out of the name server's route.

@@ -495,3 +495,248 @@ fn ali_ons_producer_and_consumer() {
         "ali-ons output: {stdout}"
     );
 }
+
+/// Records the queues rebalancing last assigned to one consumer.
+#[derive(Clone, Default)]
+struct Assigned {
+    queues: Arc<Mutex<HashSet<i32>>>,
+}
+
+impl rocketmq_client_rust::MessageQueueListener for Assigned {
+    fn message_queue_changed(
+        &self,
+        _topic: &str,
+        _mq_all: &HashSet<rocketmq_model::common::message::message_queue::MessageQueue>,
+        mq_assigned: &HashSet<rocketmq_model::common::message::message_queue::MessageQueue>,
+    ) {
+        *self.queues.lock().unwrap() = mq_assigned.iter().map(|q| q.queue_id()).collect();
+    }
+}
+
+impl Assigned {
+    fn get(&self) -> HashSet<i32> {
+        self.queues.lock().unwrap().clone()
+    }
+}
+
+/// A push consumer with its own client instance name (its own client id).
+async fn push_consumer_named(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+    group: &str,
+    topic: &str,
+    assigned: Assigned,
+) -> DefaultMQPushConsumer {
+    // client_options' settings, under another instance name.
+    let mut config = client_options(ns, CLIENT_MIN_INTERVAL_MS)
+        .client_config()
+        .clone();
+    config.set_instance_name(format!("{instance}-{}", std::process::id()).into());
+    let options = rocketmq_client_rust::ClientOptions::legacy(config);
+    let mut c = DefaultMQPushConsumer::builder(client.runtime())
+        .client_options(options)
+        .consumer_group(group.to_string())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .message_queue_listener(Some(Arc::new(assigned)))
+        .build();
+    c.subscribe(topic, "*").await.expect("subscribe");
+    c.register_message_listener_concurrently(Collect::default());
+    c.start().await.expect("start push consumer");
+    c
+}
+
+/// A second push consumer joining a group gets its queues within 2 s: the broker's
+/// NOTIFY_CONSUMER_IDS_CHANGED makes the first one rebalance at once (without it, at its
+/// next 20 s round).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_consumer_gets_its_queues_within_2_s() {
+    let cluster = Cluster::start(1);
+    let ns = cluster.namesrv_addr.clone();
+    let topic = "InteropRebalance";
+    cluster.create_topic(topic, 4);
+    let client = Client::new("rebalance");
+    let all: HashSet<i32> = (0..4).collect();
+    tokio::time::timeout(TEST_LIMIT, async {
+        let first = Assigned::default();
+        let mut a =
+            push_consumer_named(&client, &ns, "first", "cg-rebalance", topic, first.clone()).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while first.get() != all {
+            assert!(
+                Instant::now() < deadline,
+                "the first consumer has {:?}, not every queue, after 60 s\n{}",
+                first.get(),
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let second = Assigned::default();
+        let joined = Instant::now();
+        let mut b = push_consumer_named(
+            &client,
+            &ns,
+            "second",
+            "cg-rebalance",
+            topic,
+            second.clone(),
+        )
+        .await;
+        // Split between the two: disjoint, together every queue, neither empty.
+        let deadline = joined + Duration::from_secs(2);
+        loop {
+            let (x, y) = (first.get(), second.get());
+            let split = !x.is_empty()
+                && !y.is_empty()
+                && x.is_disjoint(&y)
+                && x.union(&y).copied().collect::<HashSet<i32>>() == all;
+            if split {
+                println!(
+                    "split {x:?} / {y:?} {} ms after the join",
+                    joined.elapsed().as_millis()
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "2 s after the second consumer joined: first {x:?}, second {y:?}\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The CLI sees both clients of the group, and the master's status.
+        let out = cluster.admin(&["consumerConnection", "-g", "cg-rebalance", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "consumerConnection: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(text.lines().count(), 2, "two connected clients: {text}");
+        assert!(
+            text.contains("first-") && text.contains("second-"),
+            "{text}"
+        );
+        let out = cluster.admin(&["producerConnection", "-g", "no-such-group"]);
+        assert!(
+            !out.status.success(),
+            "a group with no producer is an error"
+        );
+        let out = cluster.admin(&["brokerStatus", "-c", rmqraft_interop::CLUSTER]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "brokerStatus: {text}");
+        assert!(
+            text.contains("dLegerRole") && text.contains("LEADER"),
+            "{text}"
+        );
+        b.shutdown().await;
+        a.shutdown().await;
+    })
+    .await
+    .unwrap_or_else(|_| panic!("test over {TEST_LIMIT:?}\n{}", cluster.logs()));
+    client.shutdown().await;
+}
+
+/// Keeps (key, body, store size) of every message a push consumer is given.
+#[derive(Clone, Default)]
+struct Bodies {
+    got: Arc<Mutex<BTreeMap<String, (Vec<u8>, i32)>>>,
+}
+
+impl MessageListenerConcurrently for Bodies {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut got = self.got.lock().unwrap();
+        for m in msgs {
+            let body = m.body().map(|b| b.to_vec()).unwrap_or_default();
+            got.insert(key_of(m), (body, m.store_size()));
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// A batch of 100 sent at once arrives as 100 messages; a body over the client's
+/// compression threshold (4 KiB) is stored compressed, as sent (its record is smaller
+/// than the body), and the consumer gets the original body back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_of_100_arrives_as_100_and_compressed_bodies_are_stored_as_sent() {
+    let cluster = Cluster::start(1);
+    let ns = cluster.namesrv_addr.clone();
+    let topic = "InteropBatch";
+    cluster.create_topic(topic, 4);
+    let client = Client::new("batch");
+    tokio::time::timeout(TEST_LIMIT, async {
+        let mut p = producer(&client, &ns, "pg-batch");
+        p.start().await.expect("start producer");
+        let batch: Vec<Message> = (0..100)
+            .map(|i| message(topic, &format!("batch-{i}")))
+            .collect();
+        let r = p
+            .send_batch(batch)
+            .await
+            .unwrap_or_else(|e| panic!("send batch: {e:?}\n{}", cluster.logs()));
+        assert_eq!(format!("{:?}", r.send_status), "SendOk", "{r:?}");
+        // 64 KiB of a repeated pattern: compressed far below its size.
+        let big: Vec<u8> = (0..65536u32)
+            .map(|i| b"rmqraft "[(i % 8) as usize])
+            .collect();
+        let m = Message::builder()
+            .topic(topic)
+            .tags("TagA")
+            .key("big")
+            .body_slice(&big)
+            .build_unchecked();
+        let r = p
+            .send(m)
+            .await
+            .unwrap_or_else(|e| panic!("send big: {e}\n{}", cluster.logs()))
+            .expect("a sync send has a result");
+        assert_eq!(format!("{:?}", r.send_status), "SendOk", "{r:?}");
+
+        let sink = Bodies::default();
+        let mut c = DefaultMQPushConsumer::builder(client.runtime())
+            .client_options(client_options(&ns, CLIENT_MIN_INTERVAL_MS))
+            .consumer_group("cg-batch".to_string())
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .build();
+        c.subscribe(topic, "*").await.expect("subscribe");
+        c.register_message_listener_concurrently(sink.clone());
+        c.start().await.expect("start push consumer");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = sink.got.lock().unwrap().len();
+            if n >= 101 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} of 101 messages consumed in 60 s\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let got = sink.got.lock().unwrap().clone();
+        for i in 0..100 {
+            let k = format!("batch-{i}");
+            assert_eq!(
+                got.get(&k).map(|(b, _)| b.as_slice()),
+                Some(format!("body of {k}").as_bytes()),
+                "{k}"
+            );
+        }
+        let (body, store_size) = got.get("big").expect("the big message");
+        assert_eq!(body, &big, "the consumer gets the original body");
+        assert!(
+            (*store_size as usize) < big.len() / 4,
+            "the record ({store_size} bytes) holds the compressed body, not the 64 KiB"
+        );
+        c.shutdown().await;
+        p.shutdown().await;
+    })
+    .await
+    .unwrap_or_else(|_| panic!("test over {TEST_LIMIT:?}\n{}", cluster.logs()));
+    client.shutdown().await;
+}

@@ -49,6 +49,7 @@ pub mod code {
     pub const PULL_NOT_FOUND: i32 = 19;
     pub const PULL_RETRY_IMMEDIATELY: i32 = 20;
     pub const PULL_OFFSET_MOVED: i32 = 21;
+    pub const CONSUMER_NOT_ONLINE: i32 = 206;
 }
 
 /// PullSysFlag bits.
@@ -97,6 +98,8 @@ pub struct BrokerSideConfig {
     pub namesrv_addr: Option<String>,
     pub registration_period: Duration,
     pub server: ServerConfig,
+    /// The member's broker.conf keys, as GET_BROKER_CONFIG answers them.
+    pub properties: BTreeMap<String, String>,
 }
 
 impl BrokerSideConfig {
@@ -118,7 +121,11 @@ impl BrokerSideConfig {
         let group = broker.group();
         Ok(Some(BrokerSideConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], port)),
-            vip_listen: vip_port(port).map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+            // [rmqraft] `vipChannelEnabled = false` turns the VIP channel off (RocketMQ's
+            // broker has no such key; layouts with listenPorts 1 apart need it).
+            vip_listen: vip_port(port)
+                .filter(|_| props.get("vipChannelEnabled").is_none_or(|v| v != "false"))
+                .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
             broker_addr: format!("{ip}:{port}"),
             cluster_name: props
                 .get("brokerClusterName")
@@ -134,6 +141,7 @@ impl BrokerSideConfig {
                 name: format!("broker-{}-{}", group.group_name(), group.self_id()),
                 ..ServerConfig::default()
             },
+            properties: props.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         }))
     }
 }
@@ -201,6 +209,8 @@ type LockKey = (String, String, String, i32);
 struct Clients {
     /// producer group -> client id -> the connection it last sent a heartbeat on.
     producers: BTreeMap<String, BTreeMap<String, ConnectionId>>,
+    /// connection -> (peer, language, version) of the heartbeats sent on it.
+    connections: HashMap<ConnectionId, (SocketAddr, &'static str, i32)>,
     /// consumer group -> client id -> (last heartbeat, topic -> subscription expression).
     consumers: BTreeMap<String, BTreeMap<String, ConsumerClient>>,
 }
@@ -224,7 +234,14 @@ struct Side {
     /// server runs.
     pusher: OnceLock<Pusher>,
     push_opaque: AtomicI32,
+    /// The dynamic keys UPDATE_BROKER_CONFIG changed, over `config.properties`.
+    dynamic: Mutex<BTreeMap<String, String>>,
+    config_version: AtomicU64,
 }
+
+/// Broker config keys UPDATE_BROKER_CONFIG may change at run time (they take effect at
+/// once); every other key is refused, naming it.
+pub const DYNAMIC_KEYS: [&str; 1] = ["notifyConsumerIdsChangedEnable"];
 
 #[derive(Default)]
 struct Tps {
@@ -311,6 +328,8 @@ impl BrokerSide {
             tps: Mutex::new(Tps::default()),
             pusher: OnceLock::new(),
             push_opaque: AtomicI32::new(1),
+            dynamic: Mutex::new(BTreeMap::new()),
+            config_version: AtomicU64::new(0),
         });
         let router = router(&side);
         let listeners: Vec<std::net::TcpListener> = std::iter::once(listener).chain(vip).collect();
@@ -435,7 +454,19 @@ fn router(side: &Arc<Side>) -> Router {
         (GET_CONSUME_STATS, Side::consume_stats),
     ];
     // Codes of issue 16 (filters, admin, ACL), apart so the table above stays as it is.
-    let more: Vec<(i32, Handler)> = vec![(rq::CHECK_CLIENT_CONFIG, Side::check_client_config)];
+    let more: Vec<(i32, Handler)> = vec![
+        (rq::CHECK_CLIENT_CONFIG, Side::check_client_config),
+        (rq::GET_BROKER_CONFIG, Side::get_broker_config),
+        (rq::UPDATE_BROKER_CONFIG, Side::update_broker_config),
+        (rq::GET_CONSUMER_CONNECTION_LIST, Side::consumer_connections),
+        (rq::GET_PRODUCER_CONNECTION_LIST, Side::producer_connections),
+        (rq::QUERY_TOPIC_CONSUME_BY_WHO, Side::consume_by_who),
+        (
+            rq::CLEAN_EXPIRED_CONSUMEQUEUE,
+            Side::clean_expired_consume_queue,
+        ),
+        (rq::GET_BROKER_CLUSTER_ACL_INFO, Side::acl_info),
+    ];
     let mut router = Router::new();
     for (code, handler) in table.into_iter().chain(more) {
         let side = Arc::clone(side);
@@ -486,7 +517,16 @@ pub fn served_codes() -> Vec<i32> {
         GET_TOPIC_STATS_INFO,
         GET_CONSUME_STATS,
     ];
-    let more_codes = [rq::CHECK_CLIENT_CONFIG];
+    let more_codes = [
+        rq::CHECK_CLIENT_CONFIG,
+        rq::GET_BROKER_CONFIG,
+        rq::UPDATE_BROKER_CONFIG,
+        rq::GET_CONSUMER_CONNECTION_LIST,
+        rq::GET_PRODUCER_CONNECTION_LIST,
+        rq::QUERY_TOPIC_CONSUME_BY_WHO,
+        rq::CLEAN_EXPIRED_CONSUMEQUEUE,
+        rq::GET_BROKER_CLUSTER_ACL_INFO,
+    ];
     let mut v = side_codes.to_vec();
     v.extend_from_slice(&more_codes);
     v.extend(super::txn::CODES);
@@ -722,6 +762,10 @@ impl Side {
         let mut changed = Vec::new();
         {
             let mut c = lock(&self.clients);
+            c.connections.insert(
+                req.connection,
+                (req.peer, req.command.language.name(), req.command.version),
+            );
             for p in hb["producerDataSet"].as_array().into_iter().flatten() {
                 if let Some(g) = p["groupName"].as_str() {
                     c.producers
@@ -779,6 +823,13 @@ impl Side {
         let Some(pusher) = self.pusher.get() else {
             return;
         };
+        if self
+            .config_value("notifyConsumerIdsChangedEnable")
+            .as_deref()
+            == Some("false")
+        {
+            return;
+        }
         let targets: Vec<(String, Vec<ConnectionId>)> = {
             let c = lock(&self.clients);
             groups
@@ -822,6 +873,7 @@ impl Side {
         let mut changed = Vec::new();
         {
             let mut c = lock(&self.clients);
+            c.connections.remove(&connection);
             for set in c.producers.values_mut() {
                 set.retain(|_, conn| *conn != connection);
             }
@@ -864,7 +916,11 @@ impl Side {
     }
 
     fn send_message(&self, mut req: Request, resp: Responder) {
-        if req.command.code == rq::SEND_MESSAGE_V2 {
+        // SendMessageProcessor.parseRequestHeader: SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE
+        // come with the short (a..n) header; a batch with the long names is read too.
+        let v2 = req.command.code == rq::SEND_MESSAGE_V2
+            || (req.command.code == rq::SEND_BATCH_MESSAGE && req.command.field("b").is_some());
+        if v2 {
             for (short, long) in V2_FIELDS {
                 if let Some(v) = req.command.ext_fields.remove(short) {
                     req.command.ext_fields.insert(long.to_string(), v);
@@ -1415,6 +1471,190 @@ impl Side {
                 filter_not_supported_remark(ty),
             ));
         }
+    }
+
+    fn config_value(&self, key: &str) -> Option<String> {
+        lock(&self.dynamic)
+            .get(key)
+            .cloned()
+            .or_else(|| self.config.properties.get(key).cloned())
+    }
+
+    fn data_version_json(&self) -> String {
+        serde_json::json!({"counter": self.config_version.load(Ordering::Relaxed),
+            "stateVersion": 0, "timestamp": self.boot_ms})
+        .to_string()
+    }
+
+    /// GET_BROKER_CONFIG: the broker.conf keys (with run-time changes) as properties
+    /// text, header version = the config's DataVersion.
+    fn get_broker_config(&self, _req: Request, resp: Responder) {
+        let mut all = self.config.properties.clone();
+        all.extend(lock(&self.dynamic).clone());
+        for k in DYNAMIC_KEYS {
+            all.entry(k.to_string())
+                .or_insert_with(|| "true".to_string());
+        }
+        all.entry("brokerName".into())
+            .or_insert_with(|| self.config.broker_name.clone());
+        all.entry("brokerClusterName".into())
+            .or_insert_with(|| self.config.cluster_name.clone());
+        let text: String = all.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        resp.respond(with_body(
+            ok().with_field("version", self.data_version_json()),
+            text.into_bytes(),
+        ));
+    }
+
+    /// UPDATE_BROKER_CONFIG: body = properties text; only [`DYNAMIC_KEYS`].
+    fn update_broker_config(&self, req: Request, resp: Responder) {
+        let text = String::from_utf8_lossy(&req.command.body).into_owned();
+        let props = properties(&text);
+        let mut keys: Vec<&String> = props.keys().collect();
+        keys.sort();
+        if let Some(bad) = keys.iter().find(|k| !DYNAMIC_KEYS.contains(&k.as_str())) {
+            resp.respond(error_response(
+                rs::NO_PERMISSION,
+                format!(
+                    "UPDATE_BROKER_CONFIG: the key '{bad}' cannot be changed at run time \
+                     (keys that can: {})",
+                    DYNAMIC_KEYS.join(", ")
+                ),
+            ));
+            return;
+        }
+        for (k, v) in &props {
+            if v != "true" && v != "false" {
+                resp.respond(invalid(format!(
+                    "UPDATE_BROKER_CONFIG: the key '{k}' takes true or false, not '{v}'"
+                )));
+                return;
+            }
+        }
+        log::info!("UPDATE_BROKER_CONFIG from {}: {props:?}", req.peer);
+        lock(&self.dynamic).extend(props);
+        self.config_version.fetch_add(1, Ordering::Relaxed);
+        resp.respond(ok());
+    }
+
+    fn connection_json(c: &Clients, client_id: &str, conn: ConnectionId) -> Value {
+        let (addr, language, version) = c
+            .connections
+            .get(&conn)
+            .map(|(a, l, v)| (a.to_string(), *l, *v))
+            .unwrap_or_else(|| (String::new(), "OTHER", 0));
+        serde_json::json!({"clientId": client_id, "clientAddr": addr,
+            "language": language, "version": version})
+    }
+
+    /// GET_CONSUMER_CONNECTION_LIST: ConsumerConnection {connectionSet,
+    /// subscriptionTable, consumeType, messageModel, consumeFromWhere}.
+    fn consumer_connections(&self, req: Request, resp: Responder) {
+        let r = field(&req.command, "consumerGroup").map(|group| {
+            let c = lock(&self.clients);
+            let Some(map) = c.consumers.get(group).filter(|m| !m.is_empty()) else {
+                return error_response(
+                    code::CONSUMER_NOT_ONLINE,
+                    format!("the consumer group[{group}] not online"),
+                );
+            };
+            let mut set = Vec::new();
+            let mut subs = serde_json::Map::new();
+            for (id, (_, s, conn)) in map {
+                set.push(Self::connection_json(&c, id, *conn));
+                for (topic, (ty, e)) in s {
+                    let tags: Vec<&str> = if is_tag_type(ty) && e != "*" {
+                        e.split("||")
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let ty = if ty.is_empty() { "TAG" } else { ty.as_str() };
+                    subs.insert(
+                        topic.clone(),
+                        serde_json::json!({"topic": topic, "subString": e,
+                            "expressionType": ty, "tagsSet": tags, "codeSet": [],
+                            "subVersion": 0, "classFilterMode": false}),
+                    );
+                }
+            }
+            let body = serde_json::json!({"connectionSet": set, "subscriptionTable": subs,
+                "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+                "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET"});
+            with_body(ok(), kv_body(&body))
+        });
+        resp.respond(r.unwrap_or_else(invalid));
+    }
+
+    /// GET_PRODUCER_CONNECTION_LIST: ProducerConnection {connectionSet}.
+    fn producer_connections(&self, req: Request, resp: Responder) {
+        let r = field(&req.command, "producerGroup").map(|group| {
+            let c = lock(&self.clients);
+            let Some(set) = c.producers.get(group) else {
+                return error_response(
+                    rs::SYSTEM_ERROR,
+                    format!("the producer group[{group}] not exist"),
+                );
+            };
+            let list: Vec<Value> = set
+                .iter()
+                .map(|(id, conn)| Self::connection_json(&c, id, *conn))
+                .collect();
+            with_body(ok(), kv_body(&serde_json::json!({ "connectionSet": list })))
+        });
+        resp.respond(r.unwrap_or_else(invalid));
+    }
+
+    /// QUERY_TOPIC_CONSUME_BY_WHO: GroupList {groupList}: the groups subscribed to the
+    /// topic and those with offsets on it.
+    fn consume_by_who(&self, req: Request, resp: Responder) {
+        let r = field(&req.command, "topic").map(|topic| {
+            let mut groups: std::collections::BTreeSet<String> = lock(&self.clients)
+                .consumers
+                .iter()
+                .filter(|(_, m)| m.values().any(|(_, s, _)| s.contains_key(topic)))
+                .map(|(g, _)| g.clone())
+                .collect();
+            match self.broker.consumer_offsets() {
+                Ok(all) => {
+                    for (g, t, _, _) in all {
+                        if t == topic {
+                            groups.insert(g);
+                        }
+                    }
+                    with_body(ok(), kv_body(&serde_json::json!({ "groupList": groups })))
+                }
+                Err(e) => error_of(&e),
+            }
+        });
+        resp.respond(r.unwrap_or_else(invalid));
+    }
+
+    /// CLEAN_EXPIRED_CONSUMEQUEUE: SUCCESS. The queues' entries live and go with the
+    /// log's retention (no consume-queue files of their own to clean).
+    fn clean_expired_consume_queue(&self, req: Request, resp: Responder) {
+        log::info!(
+            "CLEAN_EXPIRED_CONSUMEQUEUE from {}: nothing to clean",
+            req.peer
+        );
+        resp.respond(ok());
+    }
+
+    /// GET_BROKER_CLUSTER_ACL_INFO: GetBrokerAclConfigResponseHeader (version,
+    /// allAclFileVersion, brokerName, brokerAddr, clusterName).
+    fn acl_info(&self, _req: Request, resp: Responder) {
+        let version = serde_json::json!({"counter": 0, "stateVersion": 0,
+            "timestamp": self.boot_ms})
+        .to_string();
+        resp.respond(
+            ok().with_field("version", version)
+                .with_field("allAclFileVersion", "{}")
+                .with_field("brokerName", self.config.broker_name.clone())
+                .with_field("brokerAddr", self.config.broker_addr.clone())
+                .with_field("clusterName", self.config.cluster_name.clone()),
+        );
     }
 
     fn unlock_batch(&self, req: Request, resp: Responder) {

@@ -10,6 +10,8 @@ pub mod request {
     pub const UPDATE_CONSUMER_OFFSET: i32 = 15;
     pub const UPDATE_AND_CREATE_TOPIC: i32 = 17;
     pub const GET_ALL_TOPIC_CONFIG: i32 = 21;
+    pub const UPDATE_BROKER_CONFIG: i32 = 25;
+    pub const GET_BROKER_CONFIG: i32 = 26;
     pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
     pub const SEARCH_OFFSET_BY_TIMESTAMP: i32 = 29;
     pub const GET_MAX_OFFSET: i32 = 30;
@@ -23,6 +25,8 @@ pub mod request {
     pub const LOCK_BATCH_MQ: i32 = 41;
     pub const UNLOCK_BATCH_MQ: i32 = 42;
     pub const CHECK_CLIENT_CONFIG: i32 = 46;
+    /// RocketMQ 4.x (removed in 5.x with plain ACL).
+    pub const GET_BROKER_CLUSTER_ACL_INFO: i32 = 52;
     pub const PUT_KV_CONFIG: i32 = 100;
     pub const GET_KV_CONFIG: i32 = 101;
     pub const DELETE_KV_CONFIG: i32 = 102;
@@ -36,6 +40,10 @@ pub mod request {
     pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
     pub const REGISTER_TOPIC_IN_NAMESRV: i32 = 217;
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+    pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    pub const CLEAN_EXPIRED_CONSUMEQUEUE: i32 = 306;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
     pub const SEND_MESSAGE_V2: i32 = 310;

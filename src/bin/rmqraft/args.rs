@@ -17,7 +17,8 @@ Usage:
   rmqraft namesrv [-p PORT]
   rmqraft store inspect DIR [--json] | diff DIR_A DIR_B | align --from A --to B [--dry-run]
   rmqraft clusterList|send|pull|queryMsgByKey|queryMsgById|updateTopic|topicList|
-          topicStatus|consumerProgress  [-n NAMESRV] ...   (mqadmin's commands; --help each)
+          topicStatus|consumerProgress|consumerConnection|producerConnection|brokerStatus
+          [-n NAMESRV] ...   (mqadmin's commands; --help each)
   rmqraft cluster-list    [TARGET] [--json | --watch]
   rmqraft append          [TARGET] [--count N] [--size BYTES | --data TEXT | --file PATH]
                           [--timeout-ms MS]

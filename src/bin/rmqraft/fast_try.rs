@@ -200,6 +200,8 @@ fn prepare_configs(
                  preferredLeaderIds = n{}\n",
                 g % 3
             ));
+            // ListenPorts 1 apart: listenPort - 2 (the VIP channel) is another's port.
+            text.push_str("# [rmqraft] No VIP channel: listenPort - 2 is another member's port.\nvipChannelEnabled = false\n");
         }
         text
     };

@@ -1,6 +1,7 @@
 //! mqadmin's commands in mqadmin's words and flags, speaking RocketMQ's protocol through
 //! a name server (`-n`, default 127.0.0.1:9876): clusterList, send, pull, queryMsgByKey,
-//! queryMsgById, updateTopic, topicList, topicStatus, consumerProgress. Text for people,
+//! queryMsgById, updateTopic, topicList, topicStatus, consumerProgress,
+//! consumerConnection, producerConnection, brokerStatus. Text for people,
 //! `--json` (one object per line) for machines.
 
 use lexopt::prelude::*;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// The subcommands this file serves.
-pub const COMMANDS: [&str; 9] = [
+pub const COMMANDS: [&str; 12] = [
     "clusterList",
     "send",
     "pull",
@@ -26,6 +27,9 @@ pub const COMMANDS: [&str; 9] = [
     "topicList",
     "topicStatus",
     "consumerProgress",
+    "consumerConnection",
+    "producerConnection",
+    "brokerStatus",
 ];
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,6 +108,25 @@ fn usage_of(sub: &str) -> String {
              -t, --topic TOPIC     the topic\n",
             "rmqraft topicStatus -t TopicTest",
         ),
+        "consumerConnection" => (
+            "Usage: rmqraft consumerConnection [-n ADDR] -g GROUP\n\n\
+             The consumer clients of GROUP connected to each master, and their subscriptions.\n\n  \
+             -g, --groupName GROUP the consumer group\n",
+            "rmqraft consumerConnection -g please_rename_unique_group_name",
+        ),
+        "producerConnection" => (
+            "Usage: rmqraft producerConnection [-n ADDR] -g GROUP [-t TOPIC]\n\n\
+             The producer clients of GROUP connected to each master (-t is accepted as mqadmin's).\n\n  \
+             -g, --producerGroup GROUP the producer group\n",
+            "rmqraft producerConnection -g please_rename_unique_group_name -t TopicTest",
+        ),
+        "brokerStatus" => (
+            "Usage: rmqraft brokerStatus [-n ADDR] (-b BROKERADDR | -c CLUSTER)\n\n\
+             A broker's runtime status (GET_BROKER_RUNTIME_INFO), or every master's of the cluster.\n\n  \
+             -b, --brokerAddr A    this broker\n  \
+             -c, --clusterName C   every master of this cluster\n",
+            "rmqraft brokerStatus -c RaftCluster",
+        ),
         _ => (
             "Usage: rmqraft consumerProgress [-n ADDR] -g GROUP\n\n\
              A consumer group's committed offsets against each queue's max (its lag).\n\n  \
@@ -181,7 +204,9 @@ fn parse(sub: &str, args: Vec<OsString>) -> Result<Option<Opts>, String> {
             Short('r') | Long("readQueueNums") => o.read = num(&mut p, "-r")?,
             Short('w') | Long("writeQueueNums") => o.write = num(&mut p, "-w")?,
             Short('p') | Long("perm") => o.perm = num(&mut p, "-p")?,
-            Short('g') | Long("groupName") => o.group = Some(text(&mut p)?),
+            Short('g') | Long("groupName") | Long("consumerGroup") | Long("producerGroup") => {
+                o.group = Some(text(&mut p)?)
+            }
             other => return Err(other.unexpected().to_string()),
         }
     }
@@ -204,7 +229,12 @@ fn parse(sub: &str, args: Vec<OsString>) -> Result<Option<Opts>, String> {
             need(&o.key, "-k KEY")?;
         }
         "queryMsgById" => need(&o.msg_id, "-i MSGID")?,
-        "consumerProgress" => need(&o.group, "-g GROUP")?,
+        "consumerProgress" | "consumerConnection" | "producerConnection" => {
+            need(&o.group, "-g GROUP")?
+        }
+        "brokerStatus" if o.cluster.is_none() && o.broker.is_none() => {
+            return Err("brokerStatus: give -b BROKERADDR or -c CLUSTER".into())
+        }
         _ => {}
     }
     if sub == "updateTopic" && o.cluster.is_none() && o.broker.is_none() {
@@ -245,6 +275,9 @@ pub fn main(sub: &str, args: Vec<OsString>) -> ExitCode {
         "updateTopic" => update_topic(&o),
         "topicList" => topic_list(&o),
         "topicStatus" => topic_status(&o),
+        "consumerConnection" => connections(&o, false),
+        "producerConnection" => connections(&o, true),
+        "brokerStatus" => broker_status(&o),
         _ => consumer_progress(&o),
     };
     match r {
@@ -1026,6 +1059,115 @@ fn consumer_progress(o: &Opts) -> Result<(), String> {
     if !o.json {
         print_table(&rows);
         println!("\nDiff Total: {total}");
+    }
+    Ok(())
+}
+
+/// Every master (brokerId 0) of the cluster, or of every cluster: (broker name, addr).
+fn masters(o: &Opts) -> Result<Vec<(String, String)>, String> {
+    let brokers = cluster_info(o)?;
+    Ok(brokers
+        .into_iter()
+        .filter(|(_, (cluster, _))| o.cluster.as_deref().is_none_or(|c| c == cluster))
+        .filter_map(|(name, (_, addrs))| addrs.get(&0).map(|a| (name, a.clone())))
+        .collect())
+}
+
+/// consumerConnection / producerConnection: the group's connections on every master.
+fn connections(o: &Opts, producer: bool) -> Result<(), String> {
+    let group = o.group.as_deref().unwrap_or_default();
+    let (code_, field_) = if producer {
+        (rq::GET_PRODUCER_CONNECTION_LIST, "producerGroup")
+    } else {
+        (rq::GET_CONSUMER_CONNECTION_LIST, "consumerGroup")
+    };
+    let mut rows = vec![[
+        "#Broker Name",
+        "#ClientId",
+        "#ClientAddr",
+        "#Language",
+        "#Version",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let mut found = 0;
+    let mut subs = BTreeMap::new();
+    for (broker, addr) in masters(o)? {
+        let r = call(
+            &addr,
+            RemotingCommand::request(code_, 0).with_field(field_, group),
+        )?;
+        if r.code != rs::SUCCESS {
+            continue;
+        }
+        let v = body_json(&r)?;
+        for c in v["connectionSet"].as_array().into_iter().flatten() {
+            found += 1;
+            let id = c["clientId"].as_str().unwrap_or("");
+            let client_addr = c["clientAddr"].as_str().unwrap_or("");
+            let lang = c["language"].as_str().unwrap_or("");
+            let version = json::as_i64(&c["version"]).unwrap_or(0);
+            if o.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"brokerName": broker, "clientId": id,
+                        "clientAddr": client_addr, "language": lang, "version": version})
+                );
+            } else {
+                rows.push(vec![
+                    broker.clone(),
+                    id.to_string(),
+                    client_addr.to_string(),
+                    lang.to_string(),
+                    version.to_string(),
+                ]);
+            }
+        }
+        for (t, s) in v["subscriptionTable"].as_object().into_iter().flatten() {
+            subs.insert(t.clone(), s["subString"].as_str().unwrap_or("").to_string());
+        }
+    }
+    if found == 0 {
+        let what = if producer { "producer" } else { "consumer" };
+        return Err(format!(
+            "no {what} of group {group} is connected to any master"
+        ));
+    }
+    if !o.json {
+        print_table(&rows);
+        if !subs.is_empty() {
+            println!("\nBelow is subscription:");
+            for (t, e) in subs {
+                println!("Topic: {t}  SubExpression: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// brokerStatus: GET_BROKER_RUNTIME_INFO of one broker (-b ADDR) or every master of the
+/// cluster (-c), `key : value` lines as mqadmin prints them.
+fn broker_status(o: &Opts) -> Result<(), String> {
+    let targets: Vec<(String, String)> = match &o.broker {
+        Some(addr) => vec![(addr.clone(), addr.clone())],
+        None => masters(o)?,
+    };
+    if targets.is_empty() {
+        return Err("brokerStatus: no master in the cluster info".into());
+    }
+    for (name, addr) in targets {
+        let table = runtime_info(&addr)?;
+        if o.json {
+            println!(
+                "{}",
+                serde_json::json!({"brokerName": name, "brokerAddr": addr, "table": table})
+            );
+        } else {
+            let w = table.keys().map(String::len).max().unwrap_or(0);
+            for (k, v) in &table {
+                println!("{addr:<22} {k:<w$} : {v}");
+            }
+        }
     }
     Ok(())
 }
