@@ -45,6 +45,25 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// `n` distinct free ports: the name server's last, then (raft, listen) pairs for
+/// `members` members, popped from the end. Each listen port's VIP channel, port - 2
+/// (RocketMQ's fast remoting port), is free too and none of the others, so no member's
+/// VIP channel takes another member's port. Tries a bounded number of times.
+fn member_ports(n: usize, members: usize) -> Vec<u16> {
+    for _ in 0..50 {
+        let ports = free_ports(n);
+        // Member k's raft port is ports[n - 2 - 2k], its listen port the one before.
+        let listen: Vec<u16> = (0..members).map(|k| ports[n - 3 - 2 * k]).collect();
+        let clash = listen.iter().any(|&l| {
+            l < 3 || ports.contains(&(l - 2)) || TcpListener::bind(("127.0.0.1", l - 2)).is_err()
+        });
+        if !clash {
+            return ports;
+        }
+    }
+    panic!("no {n} free ports whose VIP channels (listenPort - 2) are free too after 50 tries");
+}
+
 /// Waits for `check` to give a value, every 50 ms, at most `limit`; panics naming `what`
 /// (and with `context()`'s text) when it never does.
 pub fn wait_for<T>(
@@ -117,7 +136,7 @@ impl Cluster {
             bin.display()
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut ports_all = free_ports(1 + groups * 6);
+        let mut ports_all = member_ports(1 + groups * 6, groups * 3);
         let ns_port = ports_all.pop().expect("a port");
         let ports: Vec<Vec<MemberPorts>> = (0..groups)
             .map(|_| {
@@ -371,6 +390,34 @@ impl Cluster {
             },
         );
         self.wait_route(topic, Duration::from_secs(20));
+        self.wait_preferred_masters(Duration::from_secs(30));
+    }
+
+    /// Waits until every group's master is its preferredLeaderIds member, registered as
+    /// brokerId 0: a client started before the hand-over to it may fetch a route without
+    /// a master and fail its first sends at once.
+    pub fn wait_preferred_masters(&self, limit: Duration) {
+        wait_for(
+            "every group's preferred member registered as its master",
+            limit,
+            || self.logs(),
+            || {
+                let out = self.admin(&["clusterList", "--json"]);
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                let masters: Vec<(String, String)> = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter(|v| v["brokerId"].as_i64() == Some(0) || v["brokerId"] == "0")
+                    .map(|v| {
+                        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                        (s("brokerName"), s("addr"))
+                    })
+                    .collect();
+                (0..self.groups)
+                    .all(|g| masters.contains(&(group_name(g), self.broker_addr(g, g % 3))))
+                    .then_some(())
+            },
+        );
     }
 
     /// Waits until `topicStatus` shows `topic` on every group.

@@ -505,10 +505,15 @@ struct Assigned {
 impl rocketmq_client_rust::MessageQueueListener for Assigned {
     fn message_queue_changed(
         &self,
-        _topic: &str,
+        topic: &str,
         _mq_all: &HashSet<rocketmq_model::common::message::message_queue::MessageQueue>,
         mq_assigned: &HashSet<rocketmq_model::common::message::message_queue::MessageQueue>,
     ) {
+        // A clustering consumer also subscribes to its group's retry topic (one queue,
+        // queue 0), rebalanced in the same round in hash order: keep the topic's own.
+        if topic.starts_with("%RETRY%") {
+            return;
+        }
         *self.queues.lock().unwrap() = mq_assigned.iter().map(|q| q.queue_id()).collect();
     }
 }

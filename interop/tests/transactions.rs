@@ -56,9 +56,7 @@ struct Local {
 }
 
 fn keys_of(msg: &dyn MessageTrait) -> String {
-    msg.get_keys()
-        .map(|k| k.to_string())
-        .unwrap_or_default()
+    msg.get_keys().map(|k| k.to_string()).unwrap_or_default()
 }
 
 impl TransactionListener for Local {
@@ -164,7 +162,10 @@ async fn transactional_producer_commit_rollback_and_check() {
             let bad: Vec<&String> = got.iter().filter(|k| never.contains(*k)).collect();
             assert!(bad.is_empty(), "rolled back but consumed: {bad:?}");
             if want.iter().all(|k| got.contains(k)) {
-                assert_eq!(got, want, "exactly the committed and the checked-commit ones");
+                assert_eq!(
+                    got, want,
+                    "exactly the committed and the checked-commit ones"
+                );
                 break;
             }
             assert!(
