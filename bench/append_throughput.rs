@@ -678,10 +678,12 @@ fn main() {
                 b.close();
             }
             drop(cluster.brokers);
-            drop(cluster.groups);
+            // Engines first: each closes its members together (leaders hand over several
+            // at a time), where dropping the groups would close them one by one.
             for e in &cluster.engines {
                 e.close();
             }
+            drop(cluster.groups);
         }
     }
 }

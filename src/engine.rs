@@ -187,6 +187,7 @@ impl Engine {
             Ok(mut m) => std::mem::take(&mut *m),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         };
+        hand_over_all(&members);
         for member in members {
             member.close();
         }
@@ -194,6 +195,41 @@ impl Engine {
         self.inner.transport.close();
         self.inner.flusher.close();
     }
+}
+
+/// Threads that hand leadership over at an engine's close, at most.
+const HAND_OVER_THREADS_MAX: usize = 8;
+
+/// Hands over the leadership of every member that leads, several at a time: an engine
+/// leading many groups would otherwise close in (groups x hand-over time), up to twice
+/// the election timeout each when the followers are going too. A few short-lived
+/// threads, joined before this returns; a member that is no longer leading when its
+/// close comes does nothing more.
+fn hand_over_all(members: &[Arc<Member>]) {
+    if members.len() < 2 {
+        return;
+    }
+    let per_thread = members.len().div_ceil(HAND_OVER_THREADS_MAX);
+    std::thread::scope(|s| {
+        for chunk in members.chunks(per_thread) {
+            let spawned = std::thread::Builder::new()
+                .name("rq-handover".to_string())
+                .spawn_scoped(s, move || {
+                    for m in chunk {
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            m.hand_over_for_close()
+                        }));
+                        if r.is_err() {
+                            log::error!("handing leadership over at close panicked");
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                // No thread: each member hands over in its own close, one by one.
+                return;
+            }
+        }
+    });
 }
 
 impl Drop for Engine {
