@@ -354,6 +354,8 @@ fn damaged_member_is_repaired(file: File) {
             let target = last - 300;
             wait_checkpoint(&cluster, victim, last);
             let (_, meta) = cluster.group(victim).read(target).unwrap();
+            // Read before the stop: a leader that closes hands leadership over first and
+            // may still receive the next leader's first entry, so its log can only grow.
             let last_before = cluster.status(victim).unwrap().last_index;
             cluster.stop(victim);
             history.note(&format!(
@@ -377,7 +379,10 @@ fn damaged_member_is_repaired(file: File) {
                 }
                 File::Index => {
                     let (rec, last_after) = dry.unwrap();
-                    assert_eq!(last_after, last_before, "{how:?}: no entry is lost");
+                    assert!(
+                        (last_before..=last_before + 1).contains(&last_after),
+                        "{how:?}: no entry is lost: {last_after} after, {last_before} before"
+                    );
                     assert_eq!(rec.truncated_entries, 0);
                     assert!(
                         rec.notes.iter().any(|n| n.contains("rebuilt from data")),
@@ -387,7 +392,10 @@ fn damaged_member_is_repaired(file: File) {
                 }
                 File::Checkpoint => {
                     let (rec, last_after) = dry.unwrap();
-                    assert_eq!(last_after, last_before, "{how:?}: no entry is lost");
+                    assert!(
+                        (last_before..=last_before + 1).contains(&last_after),
+                        "{how:?}: no entry is lost: {last_after} after, {last_before} before"
+                    );
                     assert_eq!(
                         rec.commit_checkpoint, 0,
                         "{how:?}: the bad slots are ignored"
