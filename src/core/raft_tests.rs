@@ -972,11 +972,7 @@ fn figure_8_a_committed_entry_of_another_term_decides_the_append_failed() {
     waiters.insert(2, 2, "X").unwrap();
     waiters.insert(2, 3, "Y").unwrap();
     let log = TermLog(vec![1, 3, 3]);
-    let decided: Vec<_> = waiters
-        .take_decided(3, &log)
-        .into_iter()
-        .map(|(k, v, d)| (k, v, d))
-        .collect();
+    let decided: Vec<_> = waiters.take_decided(3, &log).into_iter().collect();
     assert_eq!(
         decided,
         vec![
