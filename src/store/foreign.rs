@@ -168,8 +168,13 @@ fn list(dir: &Path) -> Result<Option<Vec<(String, std::fs::Metadata)>>> {
     for item in items {
         let item = item.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
         let path = item.path();
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            // Gone since the listing (an open store renames its spare segment into place):
+            // nothing there to judge.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("stat {}", path.display()), e)),
+        };
         out.push((item.file_name().to_string_lossy().into_owned(), meta));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
