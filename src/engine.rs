@@ -171,6 +171,23 @@ impl Engine {
         self.inner.flusher.rounds()
     }
 
+    /// The first step of a planned close of a whole engine, for a host that must stop
+    /// its own front ends after it (as [`Group::hand_over_leadership`] for one member):
+    /// every member that leads hands leadership to its most up-to-date live follower,
+    /// several at a time, so this takes about one hand-over however many groups lead
+    /// here. [`Engine::close`] does the same first.
+    pub fn hand_over_leaders(&self) {
+        let members: Vec<Arc<Member>> = match self.inner.members.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if members.len() == 1 {
+            members[0].hand_over_for_close();
+        } else {
+            hand_over_all(&members);
+        }
+    }
+
     /// Closes every group still open, stops and joins every thread. Idempotent.
     pub fn close(&self) {
         if self.inner.closed.swap(true, Ordering::AcqRel) {

@@ -896,3 +896,62 @@ fn fast_try_groups_spread_their_masters() {
     assert!(stop.ok(), "{stop:?}");
     guard.seen.clear();
 }
+
+/// A member whose Raft port is taken when it starts (an outbound connection may hold a
+/// port of the ephemeral range while the member is down) says which port and key, keeps
+/// trying, and opens once the port is free.
+#[test]
+fn node_waits_for_its_taken_port_and_says_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    let conf = tmp.path().join("broker.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "dLegerGroup=PortWait\ndLegerPeers=n0-127.0.0.1:{port}\ndLegerSelfId=n0\n\
+             storePathRootDir={}\nmappedFileSizeCommitLog=1048576\n",
+            tmp.path().join("store").display()
+        ),
+    )
+    .expect("write broker.conf");
+    let stdout_path = tmp.path().join("node.out");
+    let stderr_path = tmp.path().join("node.err");
+    let mut child = Command::new(BIN)
+        .arg("node")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).expect("node.out"))
+        .stderr(std::fs::File::create(&stderr_path).expect("node.err"))
+        .spawn()
+        .expect("start rmqraft node");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let said = format!("port {port} (n0's address in dLegerPeers) is taken");
+    wait_for("the taken port named on stderr", || {
+        read(&stderr_path).contains(&said).then_some(())
+    });
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "node gave up at once: {}",
+        read(&stderr_path)
+    );
+    drop(holder);
+    wait_for("the member open once its port is free", || {
+        read(&stdout_path)
+            .contains("PortWait/n0 open")
+            .then_some(())
+    });
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = wait_for("node to exit after SIGTERM", || {
+        child.try_wait().expect("try_wait")
+    });
+    assert!(
+        status.success(),
+        "node exit {status:?}: {}",
+        read(&stderr_path)
+    );
+}

@@ -4,6 +4,7 @@ use crate::target::{load_config, read_config};
 use rmqraft::broker::Broker;
 use rmqraft::remoting::{BrokerSide, BrokerSideConfig};
 use rmqraft::{Engine, ErrorKind, Group};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -68,19 +69,29 @@ pub fn run(configs: &[PathBuf]) -> Result<(), String> {
         .map_err(|e| format!("{}: {}", configs[0].display(), e.message()))?;
     let mut groups: Vec<Member> = Vec::new();
     for (path, text) in configs.iter().zip(&texts) {
-        let group = match engine.open_group(text) {
-            Ok(g) => Arc::new(g),
-            Err(e) => {
-                close_all(&engine, &mut groups);
-                return Err(format!("{}: {}", path.display(), e.message()));
-            }
-        };
-        let (broker, side) = match serve_rocketmq(&group, text) {
-            Ok(b) => b,
-            Err(e) => {
-                group.close();
-                close_all(&engine, &mut groups);
-                return Err(format!("{}: {e}", path.display()));
+        let ports = member_ports(path)?;
+        let mut port_wait = PortWait::new();
+        let (group, broker, side) = loop {
+            let group = match engine.open_group(text) {
+                Ok(g) => Arc::new(g),
+                Err(e) => {
+                    if port_wait.again(path, &ports) {
+                        continue;
+                    }
+                    close_all(&engine, &mut groups);
+                    return Err(format!("{}: {}", path.display(), e.message()));
+                }
+            };
+            match serve_rocketmq(&group, text) {
+                Ok((broker, side)) => break (group, broker, side),
+                Err(e) => {
+                    group.close();
+                    if port_wait.again(path, &ports) {
+                        continue;
+                    }
+                    close_all(&engine, &mut groups);
+                    return Err(format!("{}: {e}", path.display()));
+                }
             }
         };
         let config = group.config();
@@ -150,6 +161,87 @@ fn wait_for_stop(groups: &[Member]) -> Result<i32, String> {
     }
 }
 
+/// How long a member whose port is taken keeps trying to open. A port in Linux's
+/// ephemeral range (32768-60999, RocketMQ's 40911 included) can be held for a while by
+/// any outbound connection of the machine that got it while the member was down.
+const PORT_WAIT: Duration = Duration::from_secs(60);
+/// Pause between two tries.
+const PORT_RETRY: Duration = Duration::from_millis(500);
+
+/// The ports a member listens on: its Raft address and, with `listenPort`, the broker
+/// port, each with what names it in broker.conf.
+fn member_ports(path: &std::path::Path) -> Result<Vec<(SocketAddr, String)>, String> {
+    let (_, group) = load_config(path)?;
+    let mut ports = vec![(
+        group.self_peer().addr,
+        format!("{}'s address in dLegerPeers", group.self_id),
+    )];
+    let text = read_config(path)?;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(['=', ':']) else {
+            continue;
+        };
+        if k.trim() == "listenPort" {
+            if let Ok(port) = v.trim().parse::<u16>() {
+                ports.push((SocketAddr::from(([0, 0, 0, 0], port)), "listenPort".into()));
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// The retries of one member's open while one of its ports is taken.
+struct PortWait {
+    deadline: Instant,
+    said: Option<Instant>,
+}
+
+/// How often the wait for a taken port is said again.
+const PORT_SAY_EVERY: Duration = Duration::from_secs(10);
+
+impl PortWait {
+    fn new() -> PortWait {
+        PortWait {
+            deadline: Instant::now() + PORT_WAIT,
+            said: None,
+        }
+    }
+
+    /// After a failed open: when one of the member's ports is taken and the deadline has
+    /// not passed, says so (naming the port and the key; then every few seconds) and waits
+    /// a moment: true means try again. False when every port is free (the open failed
+    /// for another reason) or the deadline passed.
+    fn again(&mut self, path: &std::path::Path, ports: &[(SocketAddr, String)]) -> bool {
+        let taken = ports.iter().find(|(addr, _)| {
+            matches!(std::net::TcpListener::bind(addr),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        });
+        let Some((addr, what)) = taken else {
+            return false;
+        };
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        if self
+            .said
+            .is_none_or(|t| now.duration_since(t) >= PORT_SAY_EVERY)
+        {
+            self.said = Some(now);
+            eprintln!(
+                "rmqraft node: {}: port {} ({what}) is taken, by another process or by an \
+                 outbound connection that was given it while this member was down; trying \
+                 again for up to {} s",
+                path.display(),
+                addr.port(),
+                (self.deadline - now).as_secs()
+            );
+        }
+        std::thread::sleep(PORT_RETRY.min(self.deadline - now));
+        true
+    }
+}
+
 /// One hosted member: its group, and when its config has `listenPort` the broker and
 /// the RocketMQ protocol served over it.
 struct Member {
@@ -192,9 +284,7 @@ fn serve_rocketmq(
 fn close_all(engine: &Engine, groups: &mut Vec<Member>) {
     // Leaders hand over while their RocketMQ port still answers, so sends in flight
     // complete and new ones are told to go to the new leader.
-    for m in groups.iter() {
-        m.group.hand_over_leadership();
-    }
+    engine.hand_over_leaders();
     for mut m in groups.drain(..) {
         log::info!("closing {}/{}", m.group.group_name(), m.group.self_id());
         if let Some(mut side) = m.side.take() {
